@@ -1,0 +1,74 @@
+"""The `edgeseg` command line: parse, call one library function, print. No logic lives here.
+
+Each command group sits in its own module (`edgeseg/cli/<group>.py`) with a `register(app)` function;
+heavy imports (torch, onnxruntime, tensorrt) happen inside the command bodies so that `edgeseg --help`
+and the device-side commands start fast and work without torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+
+from edgeseg.errors import EdgesegError
+
+app = typer.Typer(
+    name="edgeseg",
+    help="Small semantic segmenters from research to the edge: distil, merge, export, benchmark, demo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_COMMAND_MODULES = ("models", "data", "distill", "merge", "deploy", "bench", "demo", "quickstart")
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"edgeseg.cli.{name}")
+        except ModuleNotFoundError as exc:  # a command group not written yet
+            if exc.name == f"edgeseg.cli.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+_register_commands()
+
+
+def fail(message: str) -> None:
+    """Print one error line to stderr (used by commands for non-exception failures)."""
+    typer.echo(f"error: {message}", err=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point. User errors -> one line on stderr and a non-zero exit, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=list(argv) if argv is not None else None, prog_name="edgeseg",
+                              standalone_mode=False)
+    except EdgesegError as exc:
+        fail(str(exc))
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

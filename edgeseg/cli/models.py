@@ -1,0 +1,80 @@
+"""Commands: `edgeseg convert`, `edgeseg info`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.errors import ConfigError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x1024' -> (512, 1024) (height x width)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"size '{text}' is not HxW, e.g. 512x1024") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"size '{text}' must be positive")
+    return h, w
+
+
+def convert(
+    src: Annotated[Path, typer.Argument(help="mit_bX.pth, a Hugging Face folder, or an mmseg/DAFormer/MIC .pth")],
+    out: Annotated[Path, typer.Argument(help="output .safetensors")],
+    num_classes: Annotated[int | None, typer.Option(help="class count; a different one re-initialises the "
+                                                         "classifier (reported)")] = None,
+    submodel: Annotated[str | None, typer.Option(help="for DAFormer/MIC checkpoints: model | ema_model")] = None,
+) -> None:
+    """Import foreign weights strictly into an edgeseg checkpoint.
+
+    Examples:
+      edgeseg convert mit_b5.pth init/mit_b5.safetensors
+      edgeseg convert ./segformer-b0-finetuned-cityscapes-1024-1024 b0_city.safetensors
+      edgeseg convert daformer_gta2cs.pth teacher.safetensors --submodel ema_model
+    """
+    from edgeseg.models.convert import convert_checkpoint
+
+    report = convert_checkpoint(src, out, num_classes=num_classes, submodel=submodel)
+    typer.echo(f"converted {report.source_format} -> {report.out}: {report.arch} ({report.kind}, "
+               f"{report.num_classes} classes, {report.num_tensors} tensors, all source keys mapped)")
+    for item in report.dropped:
+        typer.echo(f"  dropped: {item}")
+    for sub in report.skipped_submodels:
+        typer.echo(f"  skipped sub-model: {sub}")
+
+
+def info(
+    ckpt: Annotated[Path | None, typer.Argument(help="edgeseg .safetensors checkpoint")] = None,
+    size: Annotated[str, typer.Option(help="input HxW for the operation count")] = "512x1024",
+    arch: Annotated[str | None, typer.Option(help="describe a registry architecture instead of a file")] = None,
+    list_archs: Annotated[bool, typer.Option("--list", help="list registered architectures")] = False,
+) -> None:
+    """Print a model's architecture, classes, parameter count, GMACs/GFLOPs and provenance.
+
+    Examples:
+      edgeseg info student.safetensors --size 512x1024
+      edgeseg info --arch segformer_b0
+      edgeseg info --list
+    """
+    from edgeseg.models.info import describe_arch, describe_checkpoint, format_description
+    from edgeseg.models.registry import list_models
+
+    if list_archs:
+        typer.echo("\n".join(list_models()))
+        return
+    h, w = parse_size(size)
+    if arch:
+        desc = describe_arch(arch, h, w)
+    elif ckpt is not None:
+        desc = describe_checkpoint(ckpt, h, w)
+    else:
+        raise ConfigError("give a checkpoint, --arch NAME or --list")
+    typer.echo(format_description(desc))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(convert)
+    app.command()(info)
