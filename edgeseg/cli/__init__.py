@@ -64,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         typer.echo("aborted", err=True)
         return 130
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "torch":
+            raise
+        fail("this command needs PyTorch, which is not installed here (pip install torch==2.13.0); "
+             "the device-side commands (bench, demo, build-engine, eval of .onnx/.engine) do not")
+        return 3
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
