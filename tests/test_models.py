@@ -80,8 +80,9 @@ def test_fused_head_cuts_compute_b0_512x1024() -> None:
     fused = count_gmacs(model, 512, 1024)
     model.head.fused_order = False
     standard = count_gmacs(model, 512, 1024)
-    assert 4.5 < fused < 5.5 and 13.0 < standard < 14.0  # ~10 vs ~27 GFLOPs at 2 per MAC
-    assert fused < 0.4 * standard
+    # attention included (counted on the math path): ~9.2 vs ~17.8 GMACs; the head alone goes 13.6 -> 5.0
+    assert 8.5 < fused < 10.0 and 17.0 < standard < 18.5
+    assert standard - fused > 8.0
 
 
 def test_drop_path_only_in_training() -> None:

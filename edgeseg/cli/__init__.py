@@ -10,8 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
+
+try:  # typer >= 0.29 vendors its own click; older typer uses the click package
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import ClickException
 
 from edgeseg.errors import EdgesegError
 
@@ -56,12 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgesegError as exc:
         fail(str(exc))
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except ClickException as exc:  # usage errors: bad option, unknown command
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
     except ModuleNotFoundError as exc:
