@@ -1,0 +1,292 @@
+"""`edgeseg quickstart`: the whole pipeline on the built-in synthetic benchmark, on a laptop CPU.
+
+render data -> shared source-only init -> DUDA student per target domain -> BN merge -> ONNX (FP32 + INT8)
+-> per-domain evaluation -> latency benchmark -> headless demo on a synthetic drive video -> report.md.
+
+Every stage calls the same library functions as the individual commands; this module only sequences them
+and writes the report. Outputs land in one folder:
+
+    OUT/synthetic/                 rendered data (source + targets, train/val)
+    OUT/runs/init_source_only/     the shared initialisation (also the "source-only" baseline)
+    OUT/runs/duda_<domain>/        one adapted student per target domain
+    OUT/deploy/                    merged.safetensors, merged.onnx, merged_int8.onnx, report.{json,md}
+    OUT/bench.json                 latency of the exported models (ONNX Runtime CPU)
+    OUT/demo.mp4, OUT/demo_stats.json, OUT/drive.mp4 (demo input)
+    OUT/predictions.png            input / prediction / ground truth per domain
+    OUT/report.md, OUT/report.json
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.errors import ConfigError
+
+STEPS = 7
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    out: Path = Path("edgeseg-quickstart")
+    domains: tuple[str, ...] = ("city", "night")
+    iters: int | None = None  # distill iterations per run; None: the synthetic preset's
+    merge_method: str = "bn"
+    seed: int = 0
+    bench_iters: int = 20
+    demo_frames: int = 48
+    threads: int | None = None
+    overrides: tuple[str, ...] = field(default_factory=tuple)  # extra `key=value` distill settings
+
+    def __post_init__(self) -> None:
+        if len(self.domains) < 2:
+            raise ConfigError("quickstart merges students of at least two target domains, e.g. --domains city,night")
+        if "source" in self.domains:
+            raise ConfigError("'source' is the labelled domain; pick targets from city, night, fog, rain")
+        if self.iters is not None and self.iters < 10:
+            raise ConfigError("--iters must be >= 10")
+
+
+def _distill_config(cfg: QuickstartConfig, data_root: Path, method: str, domain: str, init: Path | None):
+    from edgeseg.uda.config import load_config
+
+    overrides = [f"method={method}", f"seed={cfg.seed}", f"data.source_root={data_root}",
+                 f"data.target_root={data_root}", f"data.target_domain={domain}",
+                 "train.source_only_baseline=false"]
+    if cfg.iters is not None:
+        overrides.append(f"iters={cfg.iters}")
+    if cfg.threads is not None:
+        overrides.append(f"train.threads={cfg.threads}")
+    if init is not None:
+        overrides.append(f"models.small_init={init}")
+    return load_config(preset="synthetic", overrides=[*overrides, *cfg.overrides])
+
+
+def _distill_once(dcfg: Any, run_dir: Path, log: Callable[[str], None]) -> Path:
+    """Run distill into `run_dir`; a finished run there is reused, an interrupted one resumed (re-running
+    quickstart in the same folder continues where it stopped instead of starting over)."""
+    from edgeseg.uda.api import run_distill
+
+    student = run_dir / "student.safetensors"
+    if student.is_file() and (run_dir / "report.json").is_file():
+        log(f"reusing the finished run in {run_dir}")
+        return student
+    resume = (run_dir / "checkpoint.safetensors").is_file()
+    return run_distill(dcfg, run_dir, resume=resume, log=log).student_path
+
+
+def _calibration_dir(data_root: Path, domains: Sequence[str]) -> Path:
+    """INT8 calibration images: the target domains' *training* images (what the device will see), never val."""
+    from edgeseg.data.datasets import load_dataset
+
+    calib = data_root / "calibration"
+    calib.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    for domain in domains:
+        ds = load_dataset("synthetic", data_root, "train", domain=domain)
+        for src in [s.image for s in ds.samples[:16]]:
+            dst = calib / f"{domain}_{Path(src).name}"
+            if not dst.exists():
+                shutil.copyfile(src, dst)
+    return calib
+
+
+def render_drive_video(path: Path, domains: Sequence[str], frames: int, size: tuple[int, int], seed: int) -> Path:
+    """A synthetic 'drive': consecutive procedural scenes, cycling through the target domains (each frame is a
+    new scene: no temporal coherence is simulated). Written atomically as mp4 (mp4v)."""
+    import cv2
+    import numpy as np
+
+    from edgeseg.data.synthetic import render_scene
+    from edgeseg.io_utils import atomic_path
+
+    h, w = size
+    with atomic_path(path.with_suffix(".mp4")) as tmp:
+        video = tmp.with_suffix(".mp4")
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 8.0, (w, h))
+        if not writer.isOpened():
+            raise ConfigError("OpenCV cannot write mp4 (mp4v) video here")
+        for i in range(frames):
+            domain = domains[(i * len(domains)) // frames]
+            bgr, _ = render_scene(np.random.default_rng([seed, 7919, i]), domain, size)
+            writer.write(bgr)
+        writer.release()
+        video.replace(tmp)
+    return path
+
+
+def prediction_grid(onnx_path: Path, data_root: Path, domains: Sequence[str], out: Path, per_domain: int = 2) -> Path:
+    """Rows of (input | prediction | ground truth) for the first val images of each domain."""
+    import cv2
+    import numpy as np
+
+    from edgeseg.data.datasets import load_dataset
+    from edgeseg.data.labels import colorize
+    from edgeseg.deploy.runtimes import open_segmenter
+    from edgeseg.io_utils import atomic_path
+
+    seg = open_segmenter(onnx_path, backend="onnxruntime-cpu")
+    rows = []
+    for domain in domains:
+        ds = load_dataset("synthetic", data_root, "val", domain=domain)
+        for i in range(min(per_domain, len(ds))):
+            bgr, gt = ds[i]
+            pred = seg.predict([bgr])[0]
+            row = np.concatenate([bgr, colorize(pred), colorize(gt)], axis=1)
+            cv2.putText(row, domain, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+            rows.append(row)
+    with atomic_path(out) as tmp:
+        ok, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
+        if not ok:
+            raise ConfigError("cannot encode the prediction grid as PNG")
+        tmp.write_bytes(buf.tobytes())
+    return out
+
+
+def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from edgeseg.bench.core import BenchConfig, run_benchmark
+    from edgeseg.bench.runner import RunPlan
+    from edgeseg.demo.app import DemoConfig, run_demo
+    from edgeseg.deploy.merge_export import MergeExportConfig, merge_and_export
+    from edgeseg.io_utils import write_json_atomic, write_text_atomic
+    from edgeseg.merge.evaluation import domain_datasets, evaluate_checkpoints
+    from edgeseg.uda.data_setup import ensure_synthetic
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_root = out / "synthetic"
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def step(n: int, text: str) -> float:
+        log(f"[{n}/{STEPS}] {text}")
+        return time.perf_counter()
+
+    t = step(1, f"rendering the synthetic benchmark (source + {', '.join(cfg.domains)}) into {data_root}")
+    init_cfg = _distill_config(cfg, data_root, "source_only", cfg.domains[0], None)
+    ensure_synthetic(init_cfg, data_root, ["source", *cfg.domains], log)
+    size = tuple(init_cfg.synthetic.size)
+    timings["data_s"] = time.perf_counter() - t
+
+    t = step(2, "training the shared initialisation on labelled source images (source-only baseline)")
+    runs = out / "runs"
+    init = _distill_once(init_cfg, runs / "init_source_only", log)
+    timings["init_s"] = time.perf_counter() - t
+
+    t = step(3, f"adapting one student per target domain with DUDA, all from the shared init: {cfg.domains}")
+    students = {}
+    for domain in cfg.domains:
+        students[domain] = _distill_once(_distill_config(cfg, data_root, "duda", domain, init),
+                                         runs / f"duda_{domain}", log)
+    timings["distill_s"] = time.perf_counter() - t
+
+    t = step(4, f"merging ({cfg.merge_method}), exporting ONNX FP32 + INT8, checking parity, evaluating")
+    calib = _calibration_dir(data_root, cfg.domains)
+    deploy = merge_and_export(
+        [students[d] for d in cfg.domains], out / "deploy",
+        MergeExportConfig(method=cfg.merge_method, size=size, eval_data=data_root, domains=cfg.domains,
+                          int8=True, calib_dir=calib), log=log)
+    datasets = domain_datasets(data_root, list(cfg.domains))
+    init_scores = evaluate_checkpoints([init], datasets)[0].to_json()
+    init_scores["name"] = "source only (shared init)"
+    scores = deploy["evaluation"]["scores"]
+    for domain, score in zip(cfg.domains, scores, strict=False):  # the inputs come first, in domain order
+        score["name"] = f"DUDA student adapted to {domain}"
+    scores[len(cfg.domains)]["name"] = f"merged ({cfg.merge_method}), PyTorch"
+    timings["merge_export_s"] = time.perf_counter() - t
+
+    t = step(5, "benchmarking the exported models (ONNX Runtime CPU, interleaved)")
+    onnx_files = [Path(p) for p in deploy["artifacts"]["onnx"]]
+    bench = run_benchmark(BenchConfig(models=onnx_files, backends=("onnxruntime-cpu",), threads=cfg.threads,
+                                      plan=RunPlan(warmup_iters=3, iters=cfg.bench_iters)))
+    write_json_atomic(out / "bench.json", bench)
+    timings["bench_s"] = time.perf_counter() - t
+
+    t = step(6, "running the demo headless on a synthetic drive video (recording demo.mp4)")
+    drive = render_drive_video(out / "drive.mp4", cfg.domains, cfg.demo_frames, size, cfg.seed)
+    stats = run_demo(DemoConfig(model=str(onnx_files[0]), source=str(drive), backend="onnxruntime-cpu",
+                                headless=True, record=out / "demo.mp4", stats_path=out / "demo_stats.json"))
+    timings["demo_s"] = time.perf_counter() - t
+
+    t = step(7, "writing pictures and the report")
+    grid = prediction_grid(onnx_files[0], data_root, cfg.domains, out / "predictions.png")
+    timings["report_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t_all
+    report = {
+        "domains": list(cfg.domains), "merge_method": cfg.merge_method, "input_size": list(size),
+        "scores": [init_scores, *deploy["evaluation"]["scores"]],
+        "exports": {name: _export_summary(e) for name, e in deploy["exports"].items()},
+        "latency": [_latency_summary(r) for r in bench["results"]],
+        "bench_warnings": bench["warnings"],
+        "demo": _demo_summary(stats),
+        "artifacts": {"merged": deploy["artifacts"]["checkpoint"], "onnx": deploy["artifacts"]["onnx"],
+                      "students": {d: str(p) for d, p in students.items()}, "init": str(init),
+                      "predictions": grid.name, "demo_video": "demo.mp4", "drive_video": drive.name},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+    write_json_atomic(out / "report.json", report)
+    write_text_atomic(out / "report.md", to_markdown(report))
+    log(f"done in {timings['total_s'] / 60:.1f} min: {out / 'report.md'}")
+    return report
+
+
+def _export_summary(e: dict[str, Any]) -> dict[str, Any]:
+    keys = ("precision", "parity", "agreement", "max_abs_diff", "size_mb", "file_mb")
+    return {k: e[k] for k in keys if k in e}
+
+
+def _latency_summary(r: dict[str, Any]) -> dict[str, Any]:
+    lat = r["latency_ms"]
+    return {"model": Path(r["model"]).name, "backend": r["backend"], "input_size": r["input_size"],
+            "median_ms": lat["median"], "p90_ms": lat["p90"], "cv": lat["cv"], "fps": r["fps"],
+            "gmacs": (r.get("graph") or {}).get("gmacs")}
+
+
+def _demo_summary(stats: Any) -> dict[str, Any]:
+    keys = ("frames_read", "frames_processed", "frames_recorded", "frames_dropped", "end_to_end_fps",
+            "inference_fps", "ended_by")
+    data = stats.to_dict()
+    return {k: data[k] for k in keys if k in data}
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    domains = r["domains"]
+    h, w = r["input_size"]
+    lines = ["# edgeseg quickstart report", "",
+             f"Synthetic benchmark, labelled `source` -> unlabelled targets {', '.join(f'`{d}`' for d in domains)}, "
+             f"images {h}x{w}. One small student adapted per target with DUDA from a shared source-only init, then "
+             f"merged ({r['merge_method']}) without data and exported to ONNX.", "",
+             "## Per-domain mIoU (val split)", "",
+             "| model | " + " | ".join(domains) + " | harmonic mean |",
+             "|---|" + "---:|" * (len(domains) + 1)]
+    for s in r["scores"]:
+        cells = [_pct(s["miou"].get(d)) for d in domains]
+        lines.append(f"| {s['name']} | " + " | ".join(cells) + f" | {_pct(s['harmonic_mean'])} |")
+    lines += ["", "## Latency (ONNX Runtime, CPU, this machine)", "",
+              "| model | backend | input | median ms | p90 ms | CV | FPS | GMACs |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for x in r["latency"]:
+        gm = "n/a" if x["gmacs"] is None else f"{x['gmacs']:.3f}"
+        lines.append(f"| {x['model']} | {x['backend']} | {x['input_size'][0]}x{x['input_size'][1]} | "
+                     f"{x['median_ms']:.2f} | {x['p90_ms']:.2f} | {x['cv']:.1%} | {x['fps']:.1f} | {gm} |")
+    lines += [f"- {w}" for w in r["bench_warnings"]]
+    d = r["demo"]
+    lines += ["", "## Demo", "",
+              f"`edgeseg demo` ran headless on `{r['artifacts']['drive_video']}` and recorded "
+              f"[`{r['artifacts']['demo_video']}`]({r['artifacts']['demo_video']}); stats: "
+              + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()
+                          if not isinstance(v, dict)), "",
+              "## Predictions (input | merged model, ONNX FP32 | ground truth)", "",
+              f"![predictions]({r['artifacts']['predictions']})", "",
+              "## Timings", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k.removesuffix('_s')} | {v} |" for k, v in r["timings_s"].items()]
+    lines += ["", "Artifacts: merged checkpoint `" + Path(r["artifacts"]["merged"]).name + "`, ONNX "
+              + ", ".join(f"`{Path(p).name}`" for p in r["artifacts"]["onnx"]) + " (in `deploy/`).", ""]
+    return "\n".join(lines)
