@@ -1,0 +1,218 @@
+"""Merging benchmark on the synthetic multi-domain data: one small student per target domain, all adapted
+from one shared initialisation, merged without data, evaluated on every target domain.
+
+Pipeline (everything except step 1-2 can be fed with existing checkpoints):
+  1. shared init: a small model trained on labelled `source` images only (`edgeseg distill`, method
+     source_only). It plays the role ImageNet pre-training plays in Li et al. (ECCV 2024): a common start
+     that keeps the adapted models in one loss basin.
+  2. one student per target domain (city, night, fog): `edgeseg distill` (DUDA) from that init.
+  3. for the two-domain (city, night) and three-domain (city, night, fog) settings: every single model,
+     linear, linear + BN statistics, layer-wise (each student as anchor), backbone-only + separate heads,
+     task arithmetic and TIES (relative to the shared init) -> per-domain mIoU and harmonic mean.
+  4. the linear-mode-connectivity scan between the city and night students (CSV + PNG).
+
+    python benchmarks/merging.py --work /tmp/merging                  # trains init + students (distill API)
+    python benchmarks/merging.py --work /tmp/merging --init INIT.safetensors \\
+        --student city=city.safetensors --student night=night.safetensors --student fog=fog.safetensors
+
+Results: benchmarks/results/merging.{json,md}, merging_scan_city_night.{csv,json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DOMAINS = ("city", "night", "fog")
+SETTINGS = (("city", "night"), ("city", "night", "fog"))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def distill_config(args: argparse.Namespace, data_root: Path, method: str, target: str, init: str = ""):
+    from edgeseg.uda.config import load_config, replace_config
+
+    cfg = load_config(preset=args.preset)
+    overrides = [f"method={method}", f"seed={args.seed}", f"data.source_root={data_root}",
+                 f"data.target_root={data_root}", f"data.target_domain={target}",
+                 "train.source_only_baseline=false", "train.progress=false", f"train.threads={args.threads}"]
+    if args.iters:
+        overrides.append(f"iters={args.iters}")
+    if init:
+        overrides.append(f"models.small_init={init}")
+    return replace_config(cfg, overrides + list(args.set))
+
+
+def prepare_models(args: argparse.Namespace, data_root: Path) -> tuple[Path, dict[str, Path], dict[str, Any]]:
+    """(init, {domain: student}) - given on the command line, or trained with the distill API."""
+    given = dict(s.split("=", 1) for s in args.student)
+    if given:
+        missing = [d for d in DOMAINS if d not in given]
+        if missing or not args.init:
+            raise SystemExit(f"give --init and a --student for every domain ({', '.join(DOMAINS)}); missing: "
+                             f"{missing or ['--init']}")
+        return Path(args.init), {d: Path(given[d]) for d in DOMAINS}, {"students": "given", **given}
+
+    try:
+        from edgeseg.uda.api import run_distill
+        from edgeseg.uda.data_setup import ensure_synthetic
+    except ImportError as exc:  # the distill API (issue 4) is not in this tree yet
+        raise SystemExit(f"the distill API is not available ({exc}); pass --init and --student DOMAIN=PATH") from None
+
+    runs = args.work / "runs"
+    info: dict[str, Any] = {"students": "trained with edgeseg.uda.api.run_distill"}
+    cfg = distill_config(args, data_root, "source_only", DOMAINS[0])
+    ensure_synthetic(cfg, data_root, ["source", *DOMAINS], log)
+    init = runs / "init_source_only" / "student.safetensors"
+    if not init.is_file():
+        log("training the shared init (source only)")
+        result = run_distill(cfg, init.parent, log=log)
+        info["init_report"] = {k: result.report.get(k) for k in ("method", "iters", "wall_time_s", "student")}
+    students = {}
+    for domain in DOMAINS:
+        path = runs / f"duda_{domain}" / "student.safetensors"
+        if not path.is_file():
+            log(f"adapting a student to '{domain}' (DUDA, from the shared init)")
+            result = run_distill(distill_config(args, data_root, "duda", domain, str(init)), path.parent, log=log)
+            info[f"{domain}_report"] = {k: result.report.get(k) for k in ("method", "iters", "wall_time_s", "student")}
+        students[domain] = path
+    return init, students, info
+
+
+def merged_models(work: Path, init: Path, students: dict[str, Path], domains: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """Every merge of `domains`' students -> [(row label, checkpoint)]."""
+    from edgeseg.merge.api import MergeOptions, merge_checkpoints
+
+    folder = work / "merged" / "_".join(domains)
+    inputs = [students[d] for d in domains]
+    plans: list[tuple[str, MergeOptions]] = [
+        ("linear", MergeOptions(method="linear")),
+        ("linear + BN stats", MergeOptions(method="bn")),
+        *[(f"layer-wise (anchor {d})", MergeOptions(method="layerwise", anchor=i)) for i, d in enumerate(domains)],
+        ("backbone-only + separate heads", MergeOptions(method="backbone", domains=domains)),
+        ("task arithmetic (base = init)", MergeOptions(method="task-arithmetic", base=init)),
+        ("TIES (base = init, density 0.2)", MergeOptions(method="ties", base=init)),
+    ]
+    out = []
+    for label, options in plans:
+        path = folder / f"{options.method}{'_' + str(options.anchor) if options.anchor is not None else ''}.safetensors"
+        merge_checkpoints(inputs, path, options)
+        out.append((label, path))
+    return out
+
+
+def evaluate_rows(rows: list[tuple[str, Path]], datasets: dict[str, Any]) -> list[dict[str, Any]]:
+    from edgeseg.merge.evaluation import evaluate_model
+    from edgeseg.merge.multihead import load_any_model
+
+    results = []
+    for label, path in rows:
+        scores = evaluate_model(load_any_model(path), datasets, label)
+        results.append({"model": label, **scores.to_json()})
+        log(f"  {label:36s} " + "  ".join(f"{d} {100 * v:5.2f}" for d, v in scores.miou.items())
+            + f"  H {100 * scores.harmonic_mean:5.2f}")
+    return results
+
+
+def markdown(info: dict[str, Any]) -> str:
+    lines = ["# Merging domain-adapted students (synthetic benchmark)", "",
+             f"Command: `{info['command']}`  ", f"Wall time: {info['wall_time_s']:.0f} s; {info['machine']}.", "",
+             info["setup"], ""]
+    for setting in info["settings"]:
+        domains = setting["domains"]
+        lines += [f"## {len(domains)} target domains: {', '.join(domains)}", "",
+                  "| model | " + " | ".join(f"{d} mIoU" for d in domains) + " | H-mean |",
+                  "|---|" + "---:|" * (len(domains) + 1)]
+        best = max(r["harmonic_mean"] or 0 for r in setting["rows"])
+        for r in setting["rows"]:
+            h = r["harmonic_mean"] or 0
+            cells = [f"{100 * (r['miou'][d] or 0):.2f}" for d in domains]
+            hm = f"**{100 * h:.2f}**" if h == best else f"{100 * h:.2f}"
+            lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {hm} |")
+        lines.append("")
+    scan = info.get("scan")
+    if scan:
+        lines += ["## Linear path between the city and night students", "",
+                  f"![LMC scan]({Path(scan['png']).name})" if scan.get("png") else "", "",
+                  "| lambda (weight of city) | " + " | ".join(f"{d} mIoU" for d in scan["miou"]) + " | H-mean |",
+                  "|---:|" + "---:|" * (len(scan["miou"]) + 1)]
+        for i, lam in enumerate(scan["lambdas"]):
+            lines.append(f"| {lam:.1f} | " + " | ".join(f"{100 * v[i]:.2f}" for v in scan["miou"].values())
+                         + f" | {100 * scan['harmonic_mean'][i]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="folder for data, runs and merged models")
+    parser.add_argument("--init", default=None, help="shared initial checkpoint of the students")
+    parser.add_argument("--student", action="append", default=[], help="DOMAIN=PATH, one per domain")
+    parser.add_argument("--data", type=Path, default=None, help="synthetic data root (default <work>/synthetic)")
+    parser.add_argument("--preset", default="synthetic", help="distill preset for training")
+    parser.add_argument("--iters", type=int, default=0, help="distill iterations (0 = the preset's)")
+    parser.add_argument("--set", action="append", default=[], help="extra distill override key=value")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="val images per domain (default all)")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    import torch
+
+    from edgeseg.io_utils import write_json_atomic, write_text_atomic
+    from edgeseg.merge.evaluation import domain_datasets
+    from edgeseg.merge.scan import scan_pair
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    args.work.mkdir(parents=True, exist_ok=True)
+    data_root = args.data or args.work / "synthetic"
+    init, students, prep = prepare_models(args, data_root)
+    datasets = domain_datasets(data_root, DOMAINS, "synthetic", "val", args.limit)
+
+    settings = []
+    for domains in SETTINGS:
+        log(f"setting: {', '.join(domains)}")
+        sub = {d: datasets[d] for d in domains}
+        rows = [("shared init (source only)", init)] + [(f"single: {d} student", students[d]) for d in domains]
+        rows += merged_models(args.work, init, students, domains)
+        settings.append({"domains": list(domains), "rows": evaluate_rows(rows, sub)})
+
+    log("linear-mode-connectivity scan city <-> night")
+    scan_dir = args.work / "scan_city_night"
+    scan = scan_pair(students["city"], students["night"], {d: datasets[d] for d in ("city", "night")}, scan_dir)
+    args.results.mkdir(parents=True, exist_ok=True)
+    for ext in ("csv", "json", "png"):
+        shutil.copyfile(scan_dir / f"scan.{ext}", args.results / f"merging_scan_city_night.{ext}")
+    scan_info = scan.to_json()
+    scan_info["png"] = str(args.results / "merging_scan_city_night.png")
+
+    info = {
+        "command": "python benchmarks/merging.py " + " ".join(sys.argv[1:]),
+        "wall_time_s": time.time() - t0,
+        "machine": f"{platform.machine()}, torch {torch.__version__}, {args.threads} thread(s)",
+        "setup": ("Students: one per target domain, adapted with `edgeseg distill` (DUDA, preset "
+                  f"'{args.preset}') from one shared init (a source-only small model). Evaluation: the "
+                  f"synthetic val split of each domain{'' if args.limit is None else f' (first {args.limit} images)'}; "
+                  "mIoU in %, H-mean = harmonic mean over the domains of the setting. The best H-mean is bold."),
+        "models": {"init": str(init), **{d: str(p) for d, p in students.items()}}, "preparation": prep,
+        "settings": settings, "scan": scan_info,
+    }
+    write_json_atomic(args.results / "merging.json", json.loads(json.dumps(info, default=str)))
+    write_text_atomic(args.results / "merging.md", markdown(info))
+    log(f"done in {time.time() - t0:.0f}s -> {args.results / 'merging.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Commands: `edgeseg merge A B [C ...] --out M`, `edgeseg merge scan A B --data ROOT --domains ...` and
+`edgeseg merge split MULTIHEAD --out DIR`.
+
+`merge` is a command group with a default command: anything after `merge` that is not the name of a
+sub-command (`scan`, `split`) goes to the merging command itself, so both spellings work without a second
+top-level command. (A checkpoint file literally named `scan` or `split` must be given as `./scan`.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from edgeseg.errors import ConfigError
+
+_DEFAULT = "models"
+
+
+class _DefaultCommandGroup(TyperGroup):
+    """Routes `edgeseg merge ARGS` to the hidden default command unless ARGS starts with a sub-command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands:
+            args = [_DEFAULT, *args]
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        # usage and errors then read "edgeseg merge [OPTIONS] INPUTS...", not "edgeseg merge models ..."
+        return ("" if name == _DEFAULT else name), command, rest
+
+
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} '{text}' is not a comma-separated list of numbers, e.g. 0.5,0.5") from None
+
+
+@contextlib.contextmanager
+def _bar(label: str, enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields `update(done, total, description=None)`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not enabled:
+        yield lambda *a, **k: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int, description: str | None = None) -> None:
+            bar.update(task, completed=done, total=total, **({"description": description} if description else {}))
+
+        yield update
+
+
+def merge_models(
+    inputs: Annotated[list[Path], typer.Argument(help="domain-adapted checkpoints (.safetensors), 2 or more")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="merged checkpoint to write")],
+    method: Annotated[str, typer.Option(help="linear | bn | layerwise | backbone | task-arithmetic | ties")] = "bn",
+    weights: Annotated[str | None, typer.Option(help="one weight per input, e.g. 0.7,0.3 (normalised to "
+                                                     "sum 1; default equal)")] = None,
+    anchor: Annotated[str | None, typer.Option(help="layerwise: the input the deep layers follow "
+                                                    "(path, file name or 0-based index; default first)")] = None,
+    ramp_start: Annotated[float, typer.Option(help="layerwise: depth (0..1) where the anchor's weight "
+                                                   "starts to grow")] = 0.5,
+    ramp_shape: Annotated[str, typer.Option(help="layerwise: linear | cosine | step")] = "linear",
+    anchor_final: Annotated[float, typer.Option(help="layerwise: the anchor's weight at the last layer")] = 1.0,
+    base: Annotated[Path | None, typer.Option(help="task-arithmetic/ties: shared initial checkpoint")] = None,
+    density: Annotated[float, typer.Option(help="ties: fraction of each task vector kept")] = 0.2,
+    scale: Annotated[float, typer.Option(help="task-arithmetic/ties: scale of the merged task vector")] = 1.0,
+    heads: Annotated[str | None, typer.Option(help="backbone: head names, one per input (default: "
+                                                   "--domains when it has one per input, else metadata "
+                                                   "or file names)")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="dataset root: evaluate inputs and result")] = None,
+    domains: Annotated[str | None, typer.Option(help="domains to evaluate, e.g. city,night")] = None,
+    dataset: Annotated[str, typer.Option(help="dataset under --eval-data (synthetic, acdc, ...)")] = "synthetic",
+    split: Annotated[str, typer.Option(help="labelled split to evaluate")] = "val",
+    limit: Annotated[int | None, typer.Option(help="evaluate only the first N images per domain")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report (and scores) as JSON")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars on stderr")] = True,
+) -> None:
+    """Merge domain-adapted models into one, without data.
+
+    Examples:
+      edgeseg merge city.safetensors night.safetensors --out merged.safetensors
+      edgeseg merge a.safetensors b.safetensors c.safetensors --out m.safetensors --method linear --weights 2,1,1
+      edgeseg merge city.safetensors fog.safetensors --out m.safetensors --method layerwise --anchor city.safetensors
+      edgeseg merge city.safetensors night.safetensors --out mh.safetensors --method backbone --heads city,night
+      edgeseg merge a.safetensors b.safetensors --out m.safetensors --method ties --base init.safetensors
+      edgeseg merge city.safetensors night.safetensors --out m.safetensors --eval-data data/synth --domains city,night
+
+    See also `edgeseg merge scan --help` (linear-mode-connectivity curve between two models).
+    """
+    from rich.console import Console
+
+    from edgeseg.io_utils import write_json_atomic
+    from edgeseg.merge.api import MergeOptions, merge_checkpoints
+    from edgeseg.merge.evaluation import domain_datasets, evaluate_checkpoints, parse_domains, scores_table
+    from edgeseg.merge.layerwise import LayerwiseSchedule
+
+    eval_domains = parse_domains(domains)
+    if eval_data is not None and not eval_domains:
+        raise ConfigError("--eval-data needs --domains, e.g. --domains city,night")
+    head_names = parse_domains(heads) or None
+    if method == "backbone" and head_names is None and len(eval_domains) == len(inputs):
+        head_names = eval_domains
+    options = MergeOptions(method=method, weights=_floats(weights, "--weights"), anchor=anchor, base=base,
+                           schedule=LayerwiseSchedule(ramp_start, ramp_shape, anchor_final), density=density,
+                           scale=scale, domains=head_names)
+    datasets = domain_datasets(eval_data, eval_domains, dataset, split, limit) if eval_data else None
+
+    with _bar("merging", progress) as update:
+        report = merge_checkpoints(inputs, out, options, progress=update)
+    for message in report.messages:
+        typer.echo(f"note: {message}", err=True)
+    shown = ", ".join(f"{Path(p).name}={w:.3g}" for p, w in zip(report.inputs, report.weights, strict=True))
+    typer.echo(f"merged {len(report.inputs)} models ({report.method}; {shown}) -> {report.out}: "
+               f"{report.num_tensors} tensors, {report.bn_layers} BatchNorm layers, {report.seconds:.1f}s")
+    if report.heads:
+        typer.echo(f"multi-head checkpoint, heads: {', '.join(report.heads)}")
+    if report.layer_anchor_weights:
+        first, *_, last = report.layer_anchor_weights.items()
+        typer.echo(f"anchor {Path(report.anchor or '').name}: weight {first[1]:.3f} at {first[0]} -> "
+                   f"{last[1]:.3f} at {last[0]}")
+
+    payload: dict[str, Any] = {"merge": report.to_json()}
+    if datasets is not None:
+        with _bar("evaluating", progress) as update:
+            scores = evaluate_checkpoints([*inputs, out], datasets,
+                                          progress=lambda name, i, n: update(i, n, f"evaluating {name}"))
+        Console().print(scores_table(scores, eval_domains, title=f"{dataset} {split}: mIoU (%) per domain"))
+        payload["scores"] = [s.to_json() for s in scores]
+    if json_out is not None:
+        write_json_atomic(json_out, payload)
+
+
+def scan(
+    a: Annotated[Path, typer.Argument(help="model A (lambda = 1)")],
+    b: Annotated[Path, typer.Argument(help="model B (lambda = 0)")],
+    data: Annotated[Path, typer.Option(help="dataset root")],
+    domains: Annotated[str, typer.Option(help="domains to evaluate, e.g. city,night")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for scan.csv, scan.json, scan.png")],
+    dataset: Annotated[str, typer.Option(help="dataset under --data")] = "synthetic",
+    split: Annotated[str, typer.Option(help="labelled split to evaluate")] = "val",
+    limit: Annotated[int | None, typer.Option(help="evaluate only the first N images per domain")] = None,
+    method: Annotated[str, typer.Option(help="bn (pool BatchNorm statistics) | linear")] = "bn",
+    steps: Annotated[int, typer.Option(help="points on the path, lambda = 0 .. 1")] = 11,
+    plot: Annotated[bool, typer.Option(help="write scan.png (needs the `plot` extra: matplotlib)")] = True,
+    progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
+) -> None:
+    """Evaluate lambda * A + (1 - lambda) * B for lambda in 0, 0.1, ..., 1 on every domain.
+
+    Writes a CSV, JSON and a PNG plot of per-domain mIoU and their harmonic mean along the path.
+
+    Example:
+      edgeseg merge scan city.safetensors night.safetensors --data data/synth --domains city,night --out scan/
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgeseg.merge.evaluation import domain_datasets, parse_domains
+    from edgeseg.merge.scan import require_matplotlib, scan_pair
+
+    if steps < 2:
+        raise ConfigError(f"--steps must be >= 2, got {steps}")
+    if plot:
+        require_matplotlib()
+    eval_domains = parse_domains(domains)
+    datasets = domain_datasets(data, eval_domains, dataset, split, limit)
+    lambdas = [i / (steps - 1) for i in range(steps)]
+    with _bar("scanning", progress) as update:
+        result = scan_pair(a, b, datasets, out, lambdas, method=method, plot=plot, progress=update)
+    table = Table(title=f"{a.name} (lambda=1) <-> {b.name} (lambda=0): mIoU (%)")
+    table.add_column("lambda", justify="right")
+    for d in eval_domains:
+        table.add_column(d, justify="right")
+    table.add_column("H-mean", justify="right", style="bold")
+    for i, lam in enumerate(result.lambdas):
+        table.add_row(f"{lam:.2f}", *(f"{100 * result.miou[d][i]:.2f}" for d in eval_domains),
+                      f"{100 * result.harmonic_mean[i]:.2f}")
+    Console().print(table)
+    best_lam, best_h = result.best()
+    typer.echo(f"best harmonic mean {100 * best_h:.2f} at lambda={best_lam:.2f}; wrote {result.csv}"
+               + (f", {result.png}" if result.png else ""))
+
+
+def split(
+    model: Annotated[Path, typer.Argument(help="multi-head checkpoint written by `edgeseg merge --method backbone`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for <stem>_<domain>.safetensors")],
+) -> None:
+    """Split a multi-head (shared encoder, one head per domain) checkpoint into one ordinary checkpoint
+    per domain, for tools that take a single-head model (`edgeseg eval`, `edgeseg export`).
+
+    Example:
+      edgeseg merge split merged.safetensors --out per_domain/
+    """
+    from edgeseg.merge.multihead import split_multihead
+
+    out.mkdir(parents=True, exist_ok=True)
+    for path in split_multihead(model, out):
+        typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    merge_app = typer.Typer(cls=_DefaultCommandGroup, no_args_is_help=True, add_completion=False,
+                            help="Merge domain-adapted models (training-free); `merge scan` for the "
+                                 "linear-mode-connectivity curve. Run `edgeseg merge --help` for options.")
+    merge_app.command(_DEFAULT, hidden=True)(merge_models)
+    merge_app.command("scan")(scan)
+    merge_app.command("split")(split)
+    app.add_typer(merge_app, name="merge")
