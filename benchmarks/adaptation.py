@@ -1,0 +1,190 @@
+"""Unsupervised adaptation on the synthetic benchmark: DUDA vs. its baselines and ablations, per target domain.
+
+Rows (all with the small student, segformer_tiny unless --small says otherwise):
+    source_only        source labels only
+    oracle             target labels (an upper bound, not UDA)
+    self_training      DAFormer-style self-training of the small model alone (its own EMA teacher)
+    fixed_teacher      distillation from a fixed, already adapted large teacher (the seed's DUDA teacher)
+    duda               large EMA teacher + large aux student -> small student, all components on
+    duda-gradual       ... without gradual distillation (lambda = 1 from the start)
+    duda-inconsistency ... without the inconsistency-weighted fine-tuning phase
+    duda-multiteacher  ... with the large EMA teacher only (no fusion with the student's own EMA)
+    mixing_only        diagnostic: self-training where no target pixel passes the threshold (q >= 1), i.e.
+                       ClassMix + strong augmentation with source labels only
+Every run is one `edgeseg distill` process on the `synthetic` preset plus the row's `--set` overrides, so the
+numbers come from exactly the shipped code path. Finished runs (their report.json) are reused: an interrupted
+benchmark continues where it stopped.
+
+    python benchmarks/adaptation.py                                  # full: 3 seeds, ~90 min on 2 idle cores
+    python benchmarks/adaptation.py --iters 150 --seeds 0 --targets city --jobs 2   # reduced
+
+Writes <results>/adaptation.json and adaptation.md (with the exact command, settings and timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeseg.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
+
+ROWS: dict[str, list[str]] = {
+    "source_only": ["method=source_only"],
+    "oracle": ["method=oracle"],
+    "self_training": ["method=self_training"],
+    "duda": [],
+    "duda-gradual": ["duda.gradual.schedule=constant"],
+    "duda-inconsistency": ["duda.inconsistency.enabled=false"],
+    "duda-multiteacher": ["duda.multi_teacher.enabled=false"],
+    "fixed_teacher": ["method=fixed_teacher", "duda.gradual.schedule=constant"],
+    # diagnostic: ClassMix + strong augmentation with (almost) no pseudo-labelled target pixel (q >= 1)
+    "mixing_only": ["method=self_training", "uda.pseudo_weighting=threshold", "uda.pseudo_threshold=1.0"],
+}
+HEADLINE = ("source_only", "oracle", "self_training", "duda")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "adaptation", help="run folders (reused if done)")
+    p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--targets", default="city,fog", help="comma-separated synthetic target domains")
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the headline rows")
+    p.add_argument("--ablation-seeds", default=None, help="seeds of the other rows (default: --seeds)")
+    p.add_argument("--rows", default=",".join(ROWS), help="rows to run")
+    p.add_argument("--iters", type=int, default=None, help="override the preset's iterations")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
+    p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
+    return p.parse_args(argv)
+
+
+def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: int) -> dict:
+    from edgeseg.uda.config import config_to_dict, load_config
+
+    out = args.work / target / row / f"seed{seed}"
+    report = out / "report.json"
+    overrides = [f"data.target_domain={target}", f"seed={seed}", "train.source_only_baseline=false",
+                 "train.progress=false", f"data.source_root={data}", f"data.target_root={data}", *ROWS[row], *args.extra]
+    if args.iters:
+        overrides.append(f"iters={args.iters}")
+    if row == "duda":
+        overrides.append("train.save_teacher=true")
+    if row == "fixed_teacher":
+        teacher = args.work / target / "duda" / f"seed{seed}" / "teacher.safetensors"
+        overrides.append(f'models.teacher_init=["{teacher}"]')
+    if report.is_file():  # reuse a finished run, but only one made with exactly this configuration
+        done = json.loads(report.read_text())
+        if done.get("config") != config_to_dict(load_config("synthetic", overrides=overrides)):
+            raise SystemExit(f"{out} holds a run with a different configuration; delete it or use another --work")
+        return done
+    cmd = [sys.executable, "-m", "edgeseg", "distill", "--out", str(out), "--json"]
+    for o in overrides:
+        cmd += ["--set", o]
+    if (out / "checkpoint.safetensors").is_file():
+        cmd.append("--resume")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{target}/{row}/seed{seed} failed:\n{proc.stderr[-2000:]}")
+    print(f"  done {target:6s} {row:20s} seed {seed}: mIoU "
+          f"{100 * json.loads(report.read_text())['student']['target_miou']:.2f} ({time.time() - t0:.0f} s)", flush=True)
+    return json.loads(report.read_text())
+
+
+def ensure_data(args: argparse.Namespace, targets: list[str]) -> Path:
+    from edgeseg.uda.config import load_config
+    from edgeseg.uda.data_setup import ensure_synthetic
+
+    cfg = load_config("synthetic", overrides=list(args.extra))
+    data = args.work / "synthetic"
+    ensure_synthetic(cfg, data, [cfg.data.source_domain, *targets])
+    return data
+
+
+def summarise(values: list[float]) -> dict:
+    pct = [100 * v for v in values]
+    return {"mean": round(statistics.mean(pct), 2), "std": round(statistics.stdev(pct), 2) if len(pct) > 1 else None,
+            "n": len(pct), "values": [round(v, 2) for v in pct]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    targets = [t for t in args.targets.split(",") if t]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    ab_seeds = [int(s) for s in (args.ablation_seeds or args.seeds).split(",")]
+    rows = [r for r in args.rows.split(",") if r]
+    t0 = time.time()
+    data = ensure_data(args, targets)
+    # fixed_teacher needs the DUDA teacher of the same seed: schedule it after every other run
+    jobs = [(t, r, s) for t in targets for r in rows if r != "fixed_teacher"
+            for s in (seeds if r in HEADLINE else ab_seeds)]
+    late = [(t, "fixed_teacher", s) for t in targets if "fixed_teacher" in rows for s in ab_seeds]
+    results: dict[tuple[str, str, int], dict] = {}
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        for batch in (jobs, late):
+            for key, rep in zip(batch, pool.map(lambda j: run_one(args, data, *j), batch), strict=True):
+                results[key] = rep
+    table: dict[str, dict[str, dict]] = {}
+    for (target, row, _), rep in sorted(results.items()):
+        table.setdefault(target, {}).setdefault(row, {"student": [], "teacher": [], "wall": []})
+        entry = table[target][row]
+        entry["student"].append(rep["student"]["target_miou"])
+        if rep.get("teacher"):
+            entry["teacher"].append(rep["teacher"]["target_miou"])
+        entry["wall"].append(rep["wall_time_s"])
+    summary = {t: {r: {"student_miou": summarise(e["student"]),
+                       "teacher_miou": summarise(e["teacher"]) if e["teacher"] else None,
+                       "mean_wall_time_s": round(statistics.mean(e["wall"]), 1)}
+                   for r, e in rows_.items()} for t, rows_ in table.items()}
+    from edgeseg.uda.config import load_config
+
+    base = load_config("synthetic", overrides=list(args.extra) + ([f"iters={args.iters}"] if args.iters else []))
+    command = "python benchmarks/adaptation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    out = {"command": command.strip(), "wall_time_s": round(time.time() - t0, 1), "machine": platform.platform(),
+           "python": platform.python_version(), "iters": base.iters, "models": [base.models.large, base.models.small],
+           "image_size": list(base.synthetic.size), "train_images": base.synthetic.train_images,
+           "val_images": base.synthetic.val_images, "seeds": seeds, "ablation_seeds": ab_seeds, "results": summary}
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.results / "adaptation.json", out)
+    write_text_atomic(args.results / "adaptation.md", render_markdown(out))
+    print(render_markdown(out))
+
+
+def render_markdown(out: dict) -> str:
+    lines = ["# Synthetic adaptation benchmark (DUDA and baselines)", "",
+             f"Command: `{out['command']}`  ", f"Total wall time: {out['wall_time_s']:.0f} s on {out['machine']}  ",
+             f"Setting: `synthetic` preset, {out['iters']} iterations, large `{out['models'][0]}` -> small "
+             f"`{out['models'][1]}`, {out['image_size'][0]}x{out['image_size'][1]} images, "
+             f"{out['train_images']} train / {out['val_images']} val images per domain; "
+             f"headline seeds {out['seeds']}, other rows seeds {out['ablation_seeds']}.", "",
+             "Target-val mIoU (%) of the small student, mean ± std over seeds (large EMA teacher in brackets).", ""]
+    for target, rows in out["results"].items():
+        lines += [f"## source -> {target}", "", "| row | student mIoU | teacher mIoU | per-seed | wall s/run |",
+                  "|---|---|---|---|---|"]
+        for row in ROWS:
+            if row not in rows:
+                continue
+            r = rows[row]
+            s = r["student_miou"]
+            std = f" ± {s['std']:.2f}" if s["std"] is not None else ""
+            t = r["teacher_miou"]
+            teacher = f"({t['mean']:.2f})" if t else ""
+            lines.append(f"| {row} | {s['mean']:.2f}{std} | {teacher} | {', '.join(f'{v:.2f}' for v in s['values'])} "
+                         f"| {r['mean_wall_time_s']:.0f} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
