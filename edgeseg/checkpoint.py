@@ -150,6 +150,9 @@ def build_model(meta: dict[str, Any]):
 def load_model(path: str | os.PathLike[str]):
     """Load an edgeseg checkpoint -> model in eval mode, with `model.meta` filled from the file."""
     state, meta = load_state(path)
+    if meta["kind"] == "multihead":
+        raise CheckpointError(f"'{path}' is a multi-head (merged, one head per domain) checkpoint; load it with "
+                              "edgeseg.merge.multihead.load_any_model, or split it with `edgeseg merge split`")
     if meta["kind"] != "segmentor":
         raise CheckpointError(f"'{path}' holds {meta['kind']} weights only (e.g. ImageNet-pretrained), not a "
                               "full segmentation model; use it as initial weights (--init) for training")

@@ -120,7 +120,7 @@ def _result_table(title: str, results: dict[str, Any]) -> Any:
 
 
 def evaluate_cmd(
-    model: Annotated[Path | None, typer.Argument(help="edgeseg .safetensors checkpoint")] = None,
+    model: Annotated[Path | None, typer.Argument(help="edgeseg .safetensors checkpoint, or an exported .onnx / .engine")] = None,
     data: Annotated[Path, typer.Option("--data", help="dataset root")] = Path("data/synth"),
     dataset: Annotated[str, typer.Option(help="dataset name (see `edgeseg data list`)")] = "synthetic",
     split: Annotated[str, typer.Option(help="split to evaluate")] = "val",
@@ -138,6 +138,7 @@ def evaluate_cmd(
     Examples:
       edgeseg eval model.safetensors --data data/synth --dataset synthetic --domain city,night,fog,rain
       edgeseg eval model.safetensors --data /data/cityscapes --dataset cityscapes --mode slide --json r.json
+      edgeseg eval student.onnx --data data/synth --dataset synthetic --domain fog
       edgeseg eval --predictions results/ --data /data/cityscapes --dataset cityscapes
     """
     from rich.console import Console
@@ -154,7 +155,14 @@ def evaluate_cmd(
     domains: list[str | None] = [d.strip() for d in domain.split(",")] if domain else [None]
     datasets = [load_dataset(dataset, data, split, d, with_labels=True) for d in domains]
     predictor = None
-    if model is not None:
+    if model is not None and model.suffix.lower() in (".onnx", ".engine", ".plan"):
+        if mode != "whole":
+            raise ConfigError(f"--mode slide needs a .safetensors checkpoint; '{model.name}' is an exported "
+                              "model with a fixed inference size, evaluate it with --mode whole")
+        from edgeseg.deploy.runtimes import segmenter_predictor
+
+        predictor, _ = segmenter_predictor(model)
+    elif model is not None:
         from edgeseg.evaluate import checkpoint_predictor
 
         predictor, _ = checkpoint_predictor(model, mode, parse_size(crop),
