@@ -58,3 +58,28 @@ def test_drive_video_has_the_requested_frames(tmp_path: Path) -> None:
     # the first half is 'city', the second 'night': night frames are much darker
     assert np.mean(frames[-1]) < np.mean(frames[0])
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.slow
+def test_tiny_quickstart_end_to_end(tmp_path: Path) -> None:
+    """The whole quickstart on a toy budget: every artefact the README promises is written."""
+    import json
+
+    from edgeseg.quickstart import run_quickstart
+
+    cfg = QuickstartConfig(out=tmp_path / "qs", iters=10, bench_iters=5, demo_frames=6, threads=1,
+                           overrides=("synthetic.train_images=6", "synthetic.val_images=2",
+                                      "synthetic.size=[64,128]", "data.crop=[64,128]", "data.batch_size=2",
+                                      "duda.inconsistency.images=2", "optim.warmup_iters=2"))
+    lines: list[str] = []
+    report = run_quickstart(cfg, log=lines.append)
+    out = tmp_path / "qs"
+    for name in ("report.md", "report.json", "predictions.png", "demo.mp4", "drive.mp4", "bench.json",
+                 "deploy/merged.onnx", "deploy/merged_int8.onnx", "deploy/merged.safetensors"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "report.json").read_text())["domains"] == ["city", "night"]
+    names = [s["name"] for s in report["scores"]]
+    assert names[:3] == ["source only (shared init)", "DUDA student adapted to city", "DUDA student adapted to night"]
+    assert all(0.0 <= s["miou"]["city"] <= 1.0 for s in report["scores"])
+    assert report["demo"]["frames_processed"] == 6
+    assert "[7/7]" in "\n".join(lines)

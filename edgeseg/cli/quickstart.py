@@ -11,7 +11,7 @@ import typer
 def quickstart(
     out: Annotated[Path, typer.Option(help="folder for everything the run writes")] = Path("edgeseg-quickstart"),
     domains: Annotated[str, typer.Option(help="target domains, comma-separated (>= 2)")] = "city,night",
-    iters: Annotated[int | None, typer.Option(help="distill iterations per run (default: the synthetic preset's)")] = None,
+    iters: Annotated[int, typer.Option(help="distill iterations per run (shared init, then each domain)")] = 800,
     method: Annotated[str, typer.Option(help="merge method: bn, linear, layerwise, backbone, ...")] = "bn",
     seed: Annotated[int, typer.Option(help="seed for data and training")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for training and inference")] = None,
