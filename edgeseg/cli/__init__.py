@@ -34,13 +34,7 @@ def _register_commands() -> None:
     import importlib
 
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"edgeseg.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command group not written yet
-            if exc.name == f"edgeseg.cli.{name}":
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(f"edgeseg.cli.{name}").register(app)
 
 
 _register_commands()
