@@ -206,7 +206,6 @@ def split(
     """
     from edgeseg.merge.multihead import split_multihead
 
-    out.mkdir(parents=True, exist_ok=True)
     for path in split_multihead(model, out):
         typer.echo(f"wrote {path}")
 

@@ -135,6 +135,7 @@ def split_multihead(path: str | os.PathLike[str], out_dir: str | os.PathLike[str
     from edgeseg.checkpoint import save_model
 
     model = load_multihead(path)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # only once the input has loaded: no empty folder on error
     outs = []
     for domain in model.domains:
         single = model.domain_model(domain)
