@@ -83,3 +83,11 @@ def test_merge_export_option_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--eval-data" in capsys.readouterr().err
     assert main(["merge-export", str(a), str(b), "--out", str(scratch("x")), "--int8"]) == 2
     assert "--calib" in capsys.readouterr().err
+
+
+def test_merge_export_bad_input_creates_no_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, _ = _students()
+    out = tmp_path / "deploy"
+    assert main(["merge-export", str(a), str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()

@@ -73,11 +73,14 @@ def _clean(v: float | None) -> float | None:
 
 def merge_and_export(inputs: Sequence[str | Path], out_dir: str | Path, cfg: MergeExportConfig,
                      log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    from edgeseg.checkpoint import read_checkpoint_meta
     from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
     from edgeseg.io_utils import write_json_atomic, write_text_atomic
     from edgeseg.merge.api import MergeOptions, merge_checkpoints
 
     start = time.perf_counter()
+    for path in inputs:  # cheap header reads: a bad input fails before the output folder exists
+        read_checkpoint_meta(path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     merged = out_dir / "merged.safetensors"
