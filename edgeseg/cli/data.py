@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from edgeseg.cli.progress import progress_bar
 from edgeseg.errors import ConfigError
 
 data_app = typer.Typer(help="Datasets: render the synthetic benchmark, list readers, class statistics.",
                        no_args_is_help=True)
-
-
-def _progress_bar(description: str) -> tuple[Any, Callable[[int, int], None]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    task = bar.add_task(description, total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return bar, update
 
 
 @data_app.command("synth")
@@ -50,8 +38,7 @@ def synth(
     if num < 1 or (val_num is not None and val_num < 0):
         raise ConfigError("--num must be >= 1 and --val-num >= 0")
     splits = {"train": num, "val": val_num if val_num is not None else max(num // 4, 1)}
-    bar, update = _progress_bar("rendering")
-    with bar:
+    with progress_bar("rendering") as update:
         manifest = render_dataset(out, names, num, parse_size(size), seed, splits=splits, progress=update)
     typer.echo(f"wrote {len(names)} domain(s) x {splits} to {out} (manifest: {out / 'synthetic.json'})")
     typer.echo(f"load with: --data {out} --dataset synthetic --domain {manifest['domains'][0]}")
@@ -87,8 +74,7 @@ def stats(
 
     ds = load_dataset(dataset, data, split, domain, with_labels=True)
     cache = out or data / f"{ds.name.replace('/', '_')}_{split}_class_stats.json"
-    bar, update = _progress_bar("counting")
-    with bar:
+    with progress_bar("counting") as update:
         st = load_or_compute_stats(ds, cache, update)
     freq = class_frequencies(st.totals)
     probs = rcs_probabilities(freq, temperature)
@@ -169,8 +155,7 @@ def evaluate_cmd(
                                             parse_size(stride) if stride else None, device)
     results: dict[str, Any] = {}
     for ds in datasets:
-        bar, update = _progress_bar(f"eval {ds.name}")
-        with bar:
+        with progress_bar(f"eval {ds.name}") as update:
             if predictor is None:
                 assert predictions is not None
                 res = evaluate_prediction_dir(predictions, ds, update)

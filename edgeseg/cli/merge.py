@@ -8,14 +8,13 @@ top-level command. (A checkpoint file literally named `scan` or `split` must be 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from edgeseg.cli.progress import progress_bar
 from edgeseg.errors import ConfigError
 
 _DEFAULT = "models"
@@ -42,25 +41,6 @@ def _floats(text: str | None, what: str) -> list[float] | None:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{what} '{text}' is not a comma-separated list of numbers, e.g. 0.5,0.5") from None
-
-
-@contextlib.contextmanager
-def _bar(label: str, enabled: bool = True) -> Iterator[Any]:
-    """A rich progress bar on stderr; yields `update(done, total, description=None)`."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if not enabled:
-        yield lambda *a, **k: None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int, description: str | None = None) -> None:
-            bar.update(task, completed=done, total=total, **({"description": description} if description else {}))
-
-        yield update
 
 
 def merge_models(
@@ -119,7 +99,7 @@ def merge_models(
                            scale=scale, domains=head_names)
     datasets = domain_datasets(eval_data, eval_domains, dataset, split, limit) if eval_data else None
 
-    with _bar("merging", progress) as update:
+    with progress_bar("merging", progress) as update:
         report = merge_checkpoints(inputs, out, options, progress=update)
     for message in report.messages:
         typer.echo(f"note: {message}", err=True)
@@ -135,7 +115,7 @@ def merge_models(
 
     payload: dict[str, Any] = {"merge": report.to_json()}
     if datasets is not None:
-        with _bar("evaluating", progress) as update:
+        with progress_bar("evaluating", progress) as update:
             scores = evaluate_checkpoints([*inputs, out], datasets,
                                           progress=lambda name, i, n: update(i, n, f"evaluating {name}"))
         Console().print(scores_table(scores, eval_domains, title=f"{dataset} {split}: mIoU (%) per domain"))
@@ -178,7 +158,7 @@ def scan(
     eval_domains = parse_domains(domains)
     datasets = domain_datasets(data, eval_domains, dataset, split, limit)
     lambdas = [i / (steps - 1) for i in range(steps)]
-    with _bar("scanning", progress) as update:
+    with progress_bar("scanning", progress) as update:
         result = scan_pair(a, b, datasets, out, lambdas, method=method, plot=plot, progress=update)
     table = Table(title=f"{a.name} (lambda=1) <-> {b.name} (lambda=0): mIoU (%)")
     table.add_column("lambda", justify="right")
