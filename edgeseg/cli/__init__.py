@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("models", "data", "distill", "merge", "deploy", "bench", "demo", "quickstart")
+_COMMAND_MODULES = ("models", "data", "pretrain", "distill", "merge", "deploy", "bench", "demo", "quickstart")
 
 
 def _register_commands() -> None:

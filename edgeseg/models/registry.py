@@ -111,6 +111,14 @@ def segformer_small() -> ModelSpec:
                      head="segformer", head_embed=64)
 
 
+@register_model
+def segformer_b0_d1() -> ModelSpec:
+    """The CPU student: MiT-B0 widths and heads with one block per stage (B0: two), all-MLP head 128 wide
+    (B0: 256). 2.04 M parameters; segformer_b1 (13.7 M) is 6.7x larger, the large model of the synthetic
+    presets. Train step at 96x192, batch 4, one thread: ~0.06 s (B1: ~0.32 s)."""
+    return ModelSpec(embed_dims=_DIMS_B0, depths=(1, 1, 1, 1), head="segformer", head_embed=128)
+
+
 def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
