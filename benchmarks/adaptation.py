@@ -12,8 +12,11 @@ Rows (all with the small student, segformer_tiny unless --small says otherwise):
     mixing_only        diagnostic: self-training where no target pixel passes the threshold (q >= 1), i.e.
                        ClassMix + strong augmentation with source labels only
 Every run is one `edgeseg distill` process on the `synthetic` preset plus the row's `--set` overrides, so the
-numbers come from exactly the shipped code path. Finished runs (their report.json) are reused: an interrupted
-benchmark continues where it stopped.
+numbers come from exactly the shipped code path. Scores are on the `test` split (rendered from its own random
+stream; no choice was made on it) unless --split val. Every finished run leaves a small committed piece,
+<results>/adaptation_runs/<target>_<row>_seed<N>.json (scores, config, the pseudo-label precision curve from
+train.pl_precision); pieces whose config matches are reused, so a study can be run one seed or row at a time
+(even across sessions) and the tables are rebuilt from all pieces.
 
     python benchmarks/adaptation.py                                  # full: 3 seeds, ~90 min on 2 idle cores
     python benchmarks/adaptation.py --iters 150 --seeds 0 --targets city --jobs 2   # reduced
@@ -65,7 +68,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=None, help="override the preset's iterations")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
-    return p.parse_args(argv)
+    p.add_argument("--split", default="test", choices=("test", "val"), help="split scored (val: for choices)")
+    p.add_argument("--test-images", type=int, default=60, help="images in the test split per domain")
+    args = p.parse_args(argv)
+    args.extra = [f"data.val_split={args.split}", f"synthetic.test_images={args.test_images}",
+                  "train.pl_precision=true", *args.extra]
+    return args
+
+
+def piece_path(args: argparse.Namespace, target: str, row: str, seed: int) -> Path:
+    suffix = "" if args.split == "test" else f"_{args.split}"
+    return args.results / f"adaptation_runs{suffix}" / f"{target}_{row}_seed{seed}.json"
+
+
+def curve(metrics: Path) -> list[dict]:
+    """Per logged step: pseudo-label coverage and precision of the student's fused teacher and of aux0's."""
+    keys = ("student.pl_quality", "student.pl_precision", "aux0.pl_quality", "aux0.pl_precision")
+    rows = []
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            rec = json.loads(line)
+            if "event" not in rec and any(k in rec for k in keys):
+                rows.append({"step": rec["step"], **{k: rec[k] for k in keys if k in rec}})
+    return rows
+
+
+def slim(report: dict, out: Path) -> dict:
+    keep = ("config", "student", "teacher", "source_only", "wall_time_s")
+    return {**{k: report[k] for k in keep if k in report}, "curve": curve(out / "metrics.jsonl")}
 
 
 def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: int) -> dict:
@@ -82,11 +112,19 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
     if row == "fixed_teacher":
         teacher = args.work / target / "duda" / f"seed{seed}" / "teacher.safetensors"
         overrides.append(f'models.teacher_init=["{teacher}"]')
+    want = config_to_dict(load_config("synthetic", overrides=overrides))
+    piece = piece_path(args, target, row, seed)
+    if piece.is_file():  # a committed piece of exactly this configuration: reuse it
+        done = json.loads(piece.read_text())
+        if done.get("config") == want:
+            return done
+        print(f"  {piece.name}: configuration changed, re-running", flush=True)
     if report.is_file():  # reuse a finished run, but only one made with exactly this configuration
         done = json.loads(report.read_text())
-        if done.get("config") != config_to_dict(load_config("synthetic", overrides=overrides)):
+        if done.get("config") != want:
             raise SystemExit(f"{out} holds a run with a different configuration; delete it or use another --work")
-        return done
+        write_json_atomic(piece, slim(done, out))
+        return json.loads(piece.read_text())
     cmd = [sys.executable, "-m", "edgeseg", "distill", "--out", str(out), "--json"]
     for o in overrides:
         cmd += ["--set", o]
@@ -97,9 +135,12 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{target}/{row}/seed{seed} failed:\n{proc.stderr[-2000:]}")
-    print(f"  done {target:6s} {row:20s} seed {seed}: mIoU "
-          f"{100 * json.loads(report.read_text())['student']['target_miou']:.2f} ({time.time() - t0:.0f} s)", flush=True)
-    return json.loads(report.read_text())
+    done = slim(json.loads(report.read_text()), out)
+    piece.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(piece, done)
+    print(f"  done {target:6s} {row:20s} seed {seed}: mIoU {100 * done['student']['target_miou']:.2f} "
+          f"({time.time() - t0:.0f} s)", flush=True)
+    return done
 
 
 def ensure_data(args: argparse.Namespace, targets: list[str]) -> Path:
@@ -154,10 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     out = {"command": command.strip(), "wall_time_s": round(time.time() - t0, 1), "machine": platform.platform(),
            "python": platform.python_version(), "iters": base.iters, "models": [base.models.large, base.models.small],
            "image_size": list(base.synthetic.size), "train_images": base.synthetic.train_images,
-           "val_images": base.synthetic.val_images, "seeds": seeds, "ablation_seeds": ab_seeds, "results": summary}
+           "val_images": base.synthetic.val_images, "test_images": base.synthetic.test_images, "split": args.split,
+           "seeds": seeds, "ablation_seeds": ab_seeds, "results": summary}
     args.results.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.results / "adaptation.json", out)
-    write_text_atomic(args.results / "adaptation.md", render_markdown(out))
+    name = "adaptation" if args.split == "test" else f"adaptation_{args.split}"
+    write_json_atomic(args.results / f"{name}.json", out)
+    write_text_atomic(args.results / f"{name}.md", render_markdown(out))
     print(render_markdown(out))
 
 
@@ -166,9 +209,9 @@ def render_markdown(out: dict) -> str:
              f"Command: `{out['command']}`  ", f"Total wall time: {out['wall_time_s']:.0f} s on {out['machine']}  ",
              f"Setting: `synthetic` preset, {out['iters']} iterations, large `{out['models'][0]}` -> small "
              f"`{out['models'][1]}`, {out['image_size'][0]}x{out['image_size'][1]} images, "
-             f"{out['train_images']} train / {out['val_images']} val images per domain; "
+             f"{out['train_images']} train / {out['val_images']} val / {out['test_images']} test images per domain; "
              f"headline seeds {out['seeds']}, other rows seeds {out['ablation_seeds']}.", "",
-             "Target-val mIoU (%) of the small student, mean ± std over seeds (large EMA teacher in brackets).", ""]
+             f"Target-{out['split']} mIoU (%) of the small student, mean ± std over seeds (large EMA teacher in brackets).", ""]
     for target, rows in out["results"].items():
         lines += [f"## source -> {target}", "", "| row | student mIoU | teacher mIoU | per-seed | wall s/run |",
                   "|---|---|---|---|---|"]

@@ -29,6 +29,12 @@ def _require_file(path: Path, what: str = "checkpoint") -> None:
         raise InputPathError(f"{what} '{path}' is not a file")
 
 
+def _resolve(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    from edgeseg.weights import is_builtin, resolve_weights
+
+    return resolve_weights(path) if is_builtin(path) else path
+
+
 def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON header of a safetensors file (tensor dtypes/shapes + `__metadata__`), no torch needed."""
     path = Path(path)
@@ -67,7 +73,10 @@ def encode_meta(meta: dict[str, Any]) -> dict[str, str]:
 
 
 def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Metadata of an edgeseg checkpoint, validated; raises CheckpointError for foreign files."""
+    """Metadata of an edgeseg checkpoint, validated; raises CheckpointError for foreign files.
+
+    `path` may be `builtin:<name>`, a shipped initial-weights file (edgeseg.weights), verified first."""
+    path = _resolve(path)
     header = read_safetensors_header(path)
     raw = header.get("__metadata__") or {}
     if raw.get("format") != json.dumps(FORMAT):
@@ -126,14 +135,22 @@ def save_model(model: Any, path: str | os.PathLike[str], **meta: Any) -> None:
 
 
 def load_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(state_dict, metadata) of an edgeseg checkpoint."""
+    """(state_dict, metadata) of an edgeseg checkpoint; int8-stored shipped weights come back as fp32."""
     from safetensors.torch import load_file
 
+    path = _resolve(path)
     meta = read_checkpoint_meta(path)
     try:
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for corrupt payloads
         raise CheckpointError(f"cannot read tensors from '{path}' ({exc}); the file may be truncated") from None
+    if meta.get("storage") is not None:
+        from edgeseg.weights import STORAGE_INT8, dequantise_state
+
+        if meta["storage"] != STORAGE_INT8:
+            raise CheckpointError(f"'{path}' uses tensor storage '{meta['storage']}', which this edgeseg cannot read; "
+                                  "upgrade edgeseg")
+        state = dequantise_state(state)
     return state, meta
 
 

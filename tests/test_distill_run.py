@@ -133,3 +133,32 @@ def test_user_errors_come_before_training(data_root: Path, tmp_path: Path,
         assert main(argv) != 0
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and len(err.splitlines()) == 1
+
+
+def test_pl_precision_is_logged_without_changing_training(data_root: Path, tmp_path: Path) -> None:
+    """train.pl_precision reads target labels for the log only: the trained weights are bit-identical."""
+    runs = {}
+    for flag in ("false", "true"):
+        out = tmp_path / flag
+        run_distill(tiny_config(data_root, "iters=3", "train.log_every=1", f"train.pl_precision={flag}",
+                                "uda.pseudo_threshold=0.0"), out, log=lambda m: None)
+        runs[flag] = out
+    a = load_model(runs["false"] / "student.safetensors").state_dict()
+    b = load_model(runs["true"] / "student.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(line) for line in (runs["true"] / "metrics.jsonl").read_text().splitlines()]
+    values = [line["student.pl_precision"] for line in lines if "student.pl_precision" in line]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert any("aux0.pl_precision" in line for line in lines)
+    assert not any("pl_precision" in k for k in
+                   json.loads((runs["false"] / "metrics.jsonl").read_text().splitlines()[0]))
+
+
+def test_pl_precision_counts_confident_labelled_pixels_only() -> None:
+    from edgeseg.uda.duda import pl_precision
+
+    probs = torch.zeros(1, 3, 2, 2)
+    probs[0, 0] = torch.tensor([[0.99, 0.99], [0.5, 0.99]])  # three confident pixels predict class 0
+    probs[0, 1] = 1 - probs[0, 0]
+    labels = torch.tensor([[[0, 1], [1, 255]]])  # one right, one wrong, one ignored
+    assert pl_precision(probs, labels, 0.9, (2, 2)) == pytest.approx(0.5)

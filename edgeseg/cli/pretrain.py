@@ -1,10 +1,9 @@
-"""Command: `edgeseg pretrain` (the synthetic world's ImageNet: generic-corpus encoder pretraining)."""
+"""Commands: `edgeseg pretrain` (the synthetic world's ImageNet) and `edgeseg weights list|verify|pack`."""
 
 from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -40,8 +39,10 @@ def pretrain(
 
     cfg = PretrainConfig(arch=arch, iters=iters, batch_size=batch_size, size=parse_size(size), lr=lr, seed=seed,
                          threads=threads)
-    argv = [a for a in sys.argv[1:] if a != "--resume"]
-    command = "edgeseg " + shlex.join(argv) if argv and argv[0] == "pretrain" else ""
+    # the canonical, complete command (every setting spelled out): what the manifest records to regenerate it
+    command = "edgeseg " + shlex.join(["pretrain", "--arch", arch, "--iters", str(iters), "--batch-size",
+                                       str(batch_size), "--size", size, "--lr", f"{lr:g}", "--seed", str(seed),
+                                       "--out", str(out)])
     with progress_bar(f"pretrain {arch}") as update:
         result = run_pretrain(cfg, out, resume=resume, command=command, log=lambda m: typer.echo(m, err=True),
                               progress=lambda d, t, s: update(d, t, s))
@@ -49,5 +50,64 @@ def pretrain(
         typer.echo(json.dumps(result.report, indent=2))
 
 
+weights_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                          help="Initial weights shipped in the package (`builtin:<name>` in configs).")
+
+
+@weights_app.command("list")
+def list_weights(json_out: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False) -> None:
+    """List the shipped initial weights with their provenance (manifest.json).
+
+    Example:
+      edgeseg weights list
+    """
+    from edgeseg.weights import SHIPPED_DIR, read_manifest
+
+    manifest = read_manifest()
+    if json_out:
+        typer.echo(json.dumps(manifest, indent=2))
+        return
+    for name, e in manifest["weights"].items():
+        typer.echo(f"builtin:{name}  {e['arch']} encoder, {e['params'] / 1e6:.2f} M params, {e['storage']}, "
+                   f"{e['bytes'] / 1e6:.1f} MB, pretrained {e['wall_time_s']:.0f} s on {e['machine'].get('cpu', '?')}")
+        typer.echo(f"    {e['command']}")
+    typer.echo(f"({SHIPPED_DIR})")
+
+
+@weights_app.command("verify")
+def verify_weights() -> None:
+    """Check every shipped file against its manifest sha256 (non-zero exit if any fails).
+
+    Example:
+      edgeseg weights verify
+    """
+    from edgeseg.weights import verify_all
+
+    result = verify_all()
+    for name, status in result.items():
+        typer.echo(f"builtin:{name}: {status}")
+    if any(v != "ok" for v in result.values()):
+        raise typer.Exit(1)
+
+
+@weights_app.command("pack")
+def pack_weights(
+    run: Annotated[Path, typer.Argument(help="a finished `edgeseg pretrain` run folder")],
+    name: Annotated[str, typer.Option(help="shipped name, used as builtin:<name>")],
+    dest: Annotated[Path | None, typer.Option(help="folder to pack into (default: the package's shipped/)")] = None,
+) -> None:
+    """Store a pretraining run's encoder (int8 per-channel) in the package and record it in the manifest.
+
+    Example:
+      edgeseg weights pack runs/pretrain_b1 --name mit_b1_synth
+    """
+    from edgeseg.weights import SHIPPED_DIR, pack_run
+
+    entry = pack_run(run, name, dest or SHIPPED_DIR)
+    typer.echo(f"packed builtin:{name}: {entry['file']} ({entry['bytes'] / 1e6:.1f} MB, sha256 "
+               f"{entry['sha256'][:12]}..., max int8 error {100 * entry['max_rel_quant_error']:.2f}% of range)")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(pretrain)
+    app.add_typer(weights_app, name="weights")

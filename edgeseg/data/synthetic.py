@@ -37,7 +37,9 @@ from edgeseg.io_utils import write_json_atomic
 
 GENERATOR_VERSION = 1
 DEFAULT_DOMAINS = ("source", "city", "night", "fog", "rain")
-SPLIT_SEQ = {"train": 0, "val": 1}
+# Each split is its own random stream (scene_rng): `test` (seq 2) is for final numbers only; no choice is
+# made on it (val is for choices).
+SPLIT_SEQ = {"train": 0, "val": 1, "test": 2}
 
 
 def get_style(domain: str | DomainStyle) -> DomainStyle:

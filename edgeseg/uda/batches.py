@@ -73,17 +73,19 @@ class BatchStream:
 
     def __init__(self, dataset: SegDataset, crop: tuple[int, int], resize: tuple[int, int] = (0, 0),
                  flip: bool = True, labelled: bool = True, cache: bool = False, cat_max_ratio: float = 1.0,
-                 sampler: RareClassCropSampler | None = None) -> None:
+                 sampler: RareClassCropSampler | None = None, keep_labels: bool = False) -> None:
+        """`keep_labels`: read labels of an unlabelled stream too (diagnostics only); crops stay label-blind."""
         if len(dataset) == 0:
             raise DatasetError(f"{dataset.name} {dataset.split} has no images")
         self.dataset, self.crop, self.resize, self.flip = dataset, crop, resize, flip
         self.labelled, self.cat_max_ratio, self.sampler = labelled, cat_max_ratio, sampler
+        self.keep_labels = keep_labels
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] | None = {} if cache else None
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        if self.labelled:
+        if self.labelled or self.keep_labels:
             image, label = self.dataset[index]
         else:
             image, label = self.dataset.read_image(index), None
@@ -103,11 +105,11 @@ class BatchStream:
         else:
             cls, index = -1, int(rng.integers(0, len(self.dataset)))
         image, label = self.load(index)
-        if label is None:  # unlabelled target: plain random crop
+        if not self.labelled:  # unlabelled target: plain random crop (labels kept only for diagnostics)
             ch, cw = self.crop
             y0 = int(rng.integers(0, image.shape[0] - ch + 1))
             x0 = int(rng.integers(0, image.shape[1] - cw + 1))
-            img, lab = image[y0:y0 + ch, x0:x0 + cw], None
+            img, lab = image[y0:y0 + ch, x0:x0 + cw], None if label is None else label[y0:y0 + ch, x0:x0 + cw]
         else:
             attempts = 10 if cls >= 0 and self.sampler is not None and self.sampler.min_crop_ratio > 0 else 1
             for _ in range(attempts):
@@ -123,7 +125,7 @@ class BatchStream:
         """(B,H,W,3) uint8 BGR images and (B,H,W) uint8 labels (None when unlabelled)."""
         items = [self.sample(rng) for _ in range(size)]
         images = np.stack([i for i, _ in items])
-        labels = None if not self.labelled else np.stack([lab for _, lab in items])  # type: ignore[misc]
+        labels = None if not (self.labelled or self.keep_labels) else np.stack([lab for _, lab in items])  # type: ignore[misc]
         return images, labels
 
 

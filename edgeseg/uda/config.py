@@ -66,6 +66,7 @@ class SyntheticConfig:
     size: tuple[int, int] = (128, 256)
     train_images: int = 200
     val_images: int = 40
+    test_images: int = 0  # the held-out `test` split (final numbers only; set data.val_split = "test" to score it)
     seed: int = 0
 
 
@@ -186,6 +187,9 @@ class TrainConfig:
     save_teacher: bool = False
     progress: bool = True
     threads: int = 0  # torch intra-op threads; 0 = torch default
+    # Diagnostic (labelled targets only, e.g. synthetic): read the target labels, never trained on, to log the
+    # precision of confident pseudo-labels (q >= uda.pseudo_threshold) as student.pl_precision / auxN.pl_precision
+    pl_precision: bool = False
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ def ensure_synthetic(cfg: DistillConfig, root: Path, domains: list[str], log=pri
 
     s = cfg.synthetic
     splits = {"train": s.train_images, "val": s.val_images}
+    if s.test_images > 0:
+        splits["test"] = s.test_images
     manifest_path = root / "synthetic.json"
     have: list[str] = []
     if manifest_path.is_file():
@@ -66,7 +68,7 @@ def ensure_synthetic(cfg: DistillConfig, root: Path, domains: list[str], log=pri
     if all(d in have for d in domains):
         return
     todo = list(dict.fromkeys(have + domains))
-    log(f"rendering the synthetic benchmark ({', '.join(todo)}; {s.train_images}+{s.val_images} images of "
+    log(f"rendering the synthetic benchmark ({', '.join(todo)}; {'+'.join(map(str, splits.values()))} images of "
         f"{s.size[0]}x{s.size[1]} each) into {root}")
     render_dataset(root, todo, size=tuple(s.size), seed=s.seed, splits=splits)
 
@@ -84,7 +86,8 @@ def load_run_data(cfg: DistillConfig, out_dir: Path, rcs_cache: Path) -> RunData
     src_root, tgt_root = resolved_roots(cfg, out_dir)
     oracle = cfg.method == "oracle"
     source = load_dataset(d.source, src_root, d.source_split, _domain(d.source_domain))
-    target_train = load_dataset(d.target, tgt_root, d.target_split, _domain(d.target_domain), with_labels=oracle)
+    target_train = load_dataset(d.target, tgt_root, d.target_split, _domain(d.target_domain),
+                                with_labels=oracle or cfg.train.pl_precision)
     val = load_dataset(d.target, tgt_root, d.val_split, _domain(d.target_domain))
     if d.val_max_images and len(val) > d.val_max_images:
         val = SegDataset(val.spec, val.root, val.split, val.domain, val.samples[: d.val_max_images])
@@ -92,5 +95,7 @@ def load_run_data(cfg: DistillConfig, out_dir: Path, rcs_cache: Path) -> RunData
     if d.rcs_temperature > 0 and not oracle:
         sampler = rare_class_sampler(source, d.rcs_temperature, d.rcs_min_pixels, d.rcs_min_crop_ratio, rcs_cache)
     src_stream = BatchStream(source, d.crop, d.source_resize, d.flip, True, d.cache_images, d.cat_max_ratio, sampler)
-    tgt_stream = BatchStream(target_train, d.crop, d.target_resize, d.flip, oracle, d.cache_images, d.cat_max_ratio)
+    diag = cfg.train.pl_precision and not oracle  # labels for the precision log only, never a loss
+    tgt_stream = BatchStream(target_train, d.crop, d.target_resize, d.flip, oracle, d.cache_images, d.cat_max_ratio,
+                             keep_labels=diag)
     return RunData(src_stream, tgt_stream, val, target_train)

@@ -42,7 +42,7 @@ class Batch:
     source: torch.Tensor  # (B,3,H,W) normalised
     source_labels: torch.Tensor  # (B,H,W) int64
     target: torch.Tensor  # (B,3,H,W)
-    target_labels: torch.Tensor | None = None  # oracle only
+    target_labels: torch.Tensor | None = None  # oracle: trained on; else train.pl_precision: logged only
 
 
 @dataclass
@@ -128,6 +128,16 @@ def _pseudo(cfg: DistillConfig, probs: torch.Tensor, image_size: tuple[int, int]
     return labels, _margins(cfg, weights, image_size)
 
 
+def pl_precision(probs: torch.Tensor, labels: torch.Tensor, threshold: float, size: tuple[int, int]) -> float:
+    """Share of confident (max prob >= threshold) labelled pixels whose pseudo-label is right (NaN: none)."""
+    with torch.no_grad():
+        target = downsample_labels(labels, size)
+        conf, pred = probs.max(dim=1)
+        keep = (conf >= threshold) & (target != 255)
+        n = int(keep.sum())
+        return float((pred[keep] == target[keep]).float().mean()) if n else float("nan")
+
+
 def _supervised(cfg: DistillConfig, trainables: Trainables, batch: Batch, ctx: StepContext) -> StepOutput:
     images, labels = (batch.target, batch.target_labels) if cfg.method == "oracle" else (batch.source, batch.source_labels)
     if labels is None:
@@ -188,6 +198,8 @@ def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, 
                     feats[-1][:n], reference, batch.source_labels, u.fd_classes, cfg.models.num_classes,
                     u.fd_scale_min_ratio)
             logs[f"aux{i}.pl_quality"] = float((probs.max(dim=1).values >= u.pseudo_threshold).float().mean())
+            if batch.target_labels is not None:
+                logs[f"aux{i}.pl_precision"] = pl_precision(probs, batch.target_labels, u.pseudo_threshold, size)
             trained.append(f"aux{i}")
 
     # --- small student: source CE + (gradual) distillation from the fused teachers -------------------------------
@@ -202,6 +214,8 @@ def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, 
         logs["teachers.agree"] = float(agree.mean())
     quality = float((fused.max(dim=1).values >= u.pseudo_threshold).float().mean())
     logs["student.pl_quality"] = quality
+    if batch.target_labels is not None:
+        logs["student.pl_precision"] = pl_precision(fused, batch.target_labels, u.pseudo_threshold, size)
     mixed_labels = mix_labels(masks_l, source_labels, pl)
     mixed_weights = mix(masks_l, torch.ones_like(pw), pw)
     kl_weights = mix(masks_l, torch.ones_like(kw), kw)

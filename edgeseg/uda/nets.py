@@ -15,7 +15,6 @@ count must match) or kind "encoder" (e.g. ImageNet MiT weights from `edgeseg con
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -62,7 +61,9 @@ def num_large(cfg: DistillConfig) -> int:
 
 
 def _check_file(path: str, what: str, arch: str | None, num_classes: int) -> dict:
-    p = Path(path)
+    from edgeseg.weights import resolve_weights
+
+    p = resolve_weights(path)  # builtin:<name> -> the shipped file, sha256-verified (one-line error if not)
     if not p.is_file():
         raise InputPathError(f"{what} '{path}' does not exist; give an edgeseg .safetensors checkpoint "
                              "(`edgeseg convert` imports foreign weights)")
@@ -111,7 +112,9 @@ def init_model(arch: str, num_classes: int, path: str, seed: int) -> nn.Module:
                               prefix="encoder." if any(k.startswith("encoder.") for k in state) else "")
         else:
             load_state_strict(model, state, path)
-        model.meta = {k: v for k, v in meta.items() if k in ("classes", "palette", "mean", "std")}
+        # an encoder's classes are its pretraining task's (e.g. the generic corpus'), not the run's
+        copied = ("mean", "std") if meta["kind"] == "encoder" else ("classes", "palette", "mean", "std")
+        model.meta = {k: v for k, v in meta.items() if k in copied}
         model.meta["provenance"] = {"init": str(path), "init_kind": meta["kind"]}
     return model
 
