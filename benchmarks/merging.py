@@ -166,7 +166,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="val images per domain (default all)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--split", default="test", choices=("test", "val"),
+                        help="split scored (test: rendered from its own stream, no choice made on it)")
+    parser.add_argument("--test-images", type=int, default=60, help="test images per domain")
     args = parser.parse_args()
+    args.set = [f"synthetic.test_images={args.test_images}", *args.set]
 
     import torch
 
@@ -179,7 +183,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     data_root = args.data or args.work / "synthetic"
     init, students, prep = prepare_models(args, data_root)
-    datasets = domain_datasets(data_root, DOMAINS, "synthetic", "val", args.limit)
+    datasets = domain_datasets(data_root, DOMAINS, "synthetic", args.split, args.limit)
 
     settings = []
     for domains in SETTINGS:
@@ -204,7 +208,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, torch {torch.__version__}, {args.threads} thread(s)",
         "setup": ("Students: one per target domain, adapted with `edgeseg distill` (DUDA, preset "
                   f"'{args.preset}') from one shared init (a source-only small model). Evaluation: the "
-                  f"synthetic val split of each domain{'' if args.limit is None else f' (first {args.limit} images)'}; "
+                  f"synthetic {args.split} split of each domain{'' if args.limit is None else f' (first {args.limit} images)'}; "
                   "mIoU in %, H-mean = harmonic mean over the domains of the setting. The best H-mean is bold."),
         "models": {"init": str(init), **{d: str(p) for d, p in students.items()}}, "preparation": prep,
         "settings": settings, "scan": scan_info,

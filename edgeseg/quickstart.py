@@ -41,6 +41,7 @@ class QuickstartConfig:
     bench_iters: int = 200  # a 128x256 model runs in a few ms: 20 timed runs gave CVs of 20-30%
     demo_frames: int = 48
     threads: int | None = None
+    jobs: int = 2  # domain students trained at once (separate processes, one thread each); 1 = one after another
     overrides: tuple[str, ...] = field(default_factory=tuple)  # extra `key=value` distill settings
 
     def __post_init__(self) -> None:
@@ -50,6 +51,8 @@ class QuickstartConfig:
             raise ConfigError("'source' is the labelled domain; pick targets from city, night, fog, rain")
         if self.iters is not None and self.iters < 10:
             raise ConfigError("--iters must be >= 10")
+        if self.jobs < 1:
+            raise ConfigError("--jobs must be >= 1")
 
 
 def _distill_config(cfg: QuickstartConfig, data_root: Path, method: str, domain: str, init: Path | None):
@@ -78,6 +81,82 @@ def _distill_once(dcfg: Any, run_dir: Path, log: Callable[[str], None]) -> Path:
         return student
     resume = (run_dir / "checkpoint.safetensors").is_file()
     return run_distill(dcfg, run_dir, resume=resume, log=log).student_path
+
+
+def _distill_parallel(jobs: dict[str, tuple[Any, Path]], workers: int, log: Callable[[str], None],
+                      progress: Callable[[int, int, str], None] | None) -> dict[str, Path]:
+    """Run several distill configs at once, each an `edgeseg distill` process with one torch thread (runs are
+    seeded through torch's global RNG, so threads in one process would not be reproducible). Finished runs
+    are reused and interrupted ones resumed, as in `_distill_once`. Progress: the runs' summed steps."""
+    import subprocess
+    import sys
+
+    from edgeseg.errors import EdgesegError
+    from edgeseg.io_utils import write_text_atomic
+    from edgeseg.uda.config import replace_config, to_toml
+
+    pending: list[tuple[str, list[str], Path, int]] = []
+    done: dict[str, Path] = {}
+    for name, (dcfg, run_dir) in jobs.items():
+        student = run_dir / "student.safetensors"
+        if student.is_file() and (run_dir / "report.json").is_file():
+            log(f"reusing the finished run in {run_dir}")
+            done[name] = student
+            continue
+        dcfg = replace_config(dcfg, ["train.threads=1", "train.progress=false"])
+        toml = run_dir.parent / f"{run_dir.name}.toml"
+        toml.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(toml, to_toml(dcfg))
+        cmd = [sys.executable, "-m", "edgeseg", "distill", "--config", str(toml), "--out", str(run_dir)]
+        if (run_dir / "checkpoint.safetensors").is_file():
+            cmd.append("--resume")
+        pending.append((name, cmd, run_dir, dcfg.iters))
+    total = sum(p[3] for p in pending)
+    running: list[tuple[str, subprocess.Popen, Path, int]] = []
+    finished_steps = 0
+    while pending or running:
+        while pending and len(running) < max(workers, 1):
+            name, cmd, run_dir, iters = pending.pop(0)
+            log(f"  started: {run_dir.name}")
+            running.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
+                            run_dir, iters))
+        time.sleep(1.0)
+        steps = finished_steps
+        for item in list(running):
+            name, proc, run_dir, iters = item
+            if proc.poll() is None:
+                steps += _last_step(run_dir / "metrics.jsonl")
+                continue
+            err = proc.stderr.read() if proc.stderr else ""
+            if proc.returncode != 0:
+                for _, other, _, _ in running:
+                    other.kill()
+                last = [ln for ln in err.splitlines() if ln.strip()][-1:] or ["(no message)"]
+                raise EdgesegError(f"distilling {run_dir.name} failed: {last[0]}")
+            running.remove(item)
+            finished_steps += iters
+            steps += iters
+            done[name] = run_dir / "student.safetensors"
+            log(f"  finished: {run_dir.name}")
+        if progress is not None and total:
+            progress(steps, total, f"DUDA x{len(jobs)}")
+    return {name: done[name] for name in jobs}
+
+
+def _last_step(metrics: Path) -> int:
+    """The last logged training step of a running distill (0 before the first log line)."""
+    import json
+
+    try:
+        lines = metrics.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line).get("step", 0))
+        except (ValueError, AttributeError):
+            continue
+    return 0
 
 
 def _calibration_dir(data_root: Path, domains: Sequence[str]) -> Path:
@@ -149,7 +228,10 @@ def prediction_grid(onnx_path: Path, data_root: Path, domains: Sequence[str], ou
     return out
 
 
-def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = print,
+                   progress_bar: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """`progress_bar(label)`: a context manager yielding update(done, total, description), e.g.
+    edgeseg.cli.progress.progress_bar; shown while the domain students train in parallel."""
     from edgeseg.bench.core import BenchConfig, run_benchmark
     from edgeseg.bench.runner import RunPlan
     from edgeseg.demo.app import DemoConfig, run_demo
@@ -180,10 +262,15 @@ def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = print) ->
     timings["init_s"] = time.perf_counter() - t
 
     t = step(3, f"adapting one student per target domain with DUDA, all from the shared init: {cfg.domains}")
-    students = {}
-    for domain in cfg.domains:
-        students[domain] = _distill_once(_distill_config(cfg, data_root, "duda", domain, init),
-                                         runs / f"duda_{domain}", log)
+    jobs = {d: (_distill_config(cfg, data_root, "duda", d, init), runs / f"duda_{d}") for d in cfg.domains}
+    if cfg.jobs > 1:
+        import contextlib
+
+        bar = progress_bar("DUDA students") if progress_bar else contextlib.nullcontext(None)
+        with bar as update:
+            students = _distill_parallel(jobs, cfg.jobs, log, update)
+    else:
+        students = {d: _distill_once(dcfg, run_dir, log) for d, (dcfg, run_dir) in jobs.items()}
     timings["distill_s"] = time.perf_counter() - t
 
     t = step(4, f"merging ({cfg.merge_method}), exporting ONNX FP32 + INT8, checking parity, evaluating")

@@ -137,6 +137,7 @@ def pack_run(run_dir: Path, name: str, folder: Path = SHIPPED_DIR) -> dict[str, 
     target = folder / f"{name}.safetensors"
     meta = {**meta, "storage": STORAGE_INT8}
     save_state(quantise_state(state), target, meta)
+    target.chmod(0o644)  # package data: readable by all (the atomic temp file was 0600)
     restored = dequantise_state(quantise_state(state))
     rel_err = max(float((restored[k] - v.float()).abs().max() / v.float().abs().max().clamp_min(1e-12))
                   for k, v in state.items())

@@ -15,6 +15,7 @@ def quickstart(
     method: Annotated[str, typer.Option(help="merge method: bn, linear, layerwise, backbone, ...")] = "bn",
     seed: Annotated[int, typer.Option(help="seed for data and training")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for training and inference")] = None,
+    jobs: Annotated[int, typer.Option(help="domain students trained at once (one process and thread each)")] = 2,
     set_: Annotated[list[str] | None, typer.Option("--set", help="extra distill setting key=value")] = None,
 ) -> None:
     """Run the whole pipeline on the built-in synthetic benchmark and write OUT/report.md.
@@ -26,12 +27,13 @@ def quickstart(
       edgeseg quickstart
       edgeseg quickstart --out runs/qs --domains city,night,fog --iters 200
     """
+    from edgeseg.cli.progress import progress_bar
     from edgeseg.quickstart import QuickstartConfig, run_quickstart
 
     cfg = QuickstartConfig(out=out, domains=tuple(d.strip() for d in domains.split(",") if d.strip()),
-                           iters=iters, merge_method=method, seed=seed, threads=threads,
+                           iters=iters, merge_method=method, seed=seed, threads=threads, jobs=jobs,
                            overrides=tuple(set_ or ()))
-    run_quickstart(cfg, log=typer.echo)
+    run_quickstart(cfg, log=typer.echo, progress_bar=progress_bar)
 
 
 def register(app: typer.Typer) -> None:
