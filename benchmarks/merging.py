@@ -54,6 +54,21 @@ def distill_config(args: argparse.Namespace, data_root: Path, method: str, targe
     return replace_config(cfg, overrides + list(args.set))
 
 
+def preset_init(args: argparse.Namespace) -> Path:
+    """The exact initial small model of a `--preset` run with `--seed` (e.g. the students of
+    benchmarks/adaptation.py): the shipped pretrained encoder and the seeded random head, saved."""
+    from edgeseg.checkpoint import save_model
+    from edgeseg.uda.config import load_config
+    from edgeseg.uda.nets import init_model
+
+    cfg = load_config(preset=args.preset, overrides=[f"seed={args.seed}", *args.set])
+    model = init_model(cfg.models.small, cfg.models.num_classes, cfg.models.small_init, cfg.seed * 1000 + 1)
+    path = args.work / f"init_{cfg.models.small}_seed{cfg.seed}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, path, provenance={"init": cfg.models.small_init, "seed": cfg.seed, "role": "shared init"})
+    return path
+
+
 def prepare_models(args: argparse.Namespace, data_root: Path) -> tuple[Path, dict[str, Path], dict[str, Any]]:
     """(init, {domain: student}) - given on the command line, or trained with the distill API."""
     given = dict(s.split("=", 1) for s in args.student)
@@ -62,7 +77,10 @@ def prepare_models(args: argparse.Namespace, data_root: Path) -> tuple[Path, dic
         if missing or not args.init:
             raise SystemExit(f"give --init and a --student for every domain ({', '.join(DOMAINS)}); missing: "
                              f"{missing or ['--init']}")
-        return Path(args.init), {d: Path(given[d]) for d in DOMAINS}, {"students": "given", **given}
+        init = Path(args.init)
+        if args.init == "preset":  # the students' common start: the preset's shipped encoder + the seed's head init
+            init = preset_init(args)
+        return init, {d: Path(given[d]) for d in DOMAINS}, {"students": "given", "init": str(init), **given}
 
     try:
         from edgeseg.uda.api import run_distill
@@ -156,7 +174,8 @@ def markdown(info: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="folder for data, runs and merged models")
-    parser.add_argument("--init", default=None, help="shared initial checkpoint of the students")
+    parser.add_argument("--init", default=None, help="shared initial checkpoint of the students; 'preset' = the "
+                        "preset's shipped init with --seed's head (students of benchmarks/adaptation.py)")
     parser.add_argument("--student", action="append", default=[], help="DOMAIN=PATH, one per domain")
     parser.add_argument("--data", type=Path, default=None, help="synthetic data root (default <work>/synthetic)")
     parser.add_argument("--preset", default="synthetic", help="distill preset for training")

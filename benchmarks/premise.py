@@ -37,19 +37,32 @@ from edgeseg.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
 
 ROWS = ("self_training", "duda")
 MIN_GAP, MIN_PRECISION = 5.0, 0.9
+MIN_COVERAGE = 0.01  # windows where < 1% of target pixels are confident carry no precision estimate
 
 
-def windowed(curves: list[list[dict]], key: str, window: int) -> list[tuple[int, float]]:
-    """Mean of `key` over seeds and over steps in windows of `window` iterations: [(window end, value)]."""
-    buckets: dict[int, list[float]] = {}
+def windowed(curves: list[list[dict]], key: str, window: int, weight_key: str | None = None,
+             min_weight: float = 0.0) -> list[tuple[int, float]]:
+    """Mean of `key` over seeds and over steps in windows of `window` iterations: [(window end, value)].
+
+    With `weight_key` (the coverage of a precision), each logged value counts by its weight: the precision
+    of a window is that of all its confident pixels, and windows whose mean weight is below `min_weight`
+    (a handful of confident pixels) are left out."""
+    buckets: dict[int, list[tuple[float, float]]] = {}
     for c in curves:
         for rec in c:
             v = rec.get(key)
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 continue
+            w = float(rec.get(weight_key, 0.0)) if weight_key else 1.0
             end = window * math.ceil(rec["step"] / window)
-            buckets.setdefault(end, []).append(float(v))
-    return [(end, statistics.mean(vals)) for end, vals in sorted(buckets.items())]
+            buckets.setdefault(end, []).append((float(v), w))
+    out = []
+    for end, vals in sorted(buckets.items()):
+        total = sum(w for _, w in vals)
+        if total <= 0 or total / len(vals) < min_weight:
+            continue
+        out.append((end, sum(v * w for v, w in vals) / total))
+    return out
 
 
 def analyse(target: str, pieces: dict[tuple[str, int], dict], seeds: list[int], window: int) -> dict:
@@ -58,9 +71,10 @@ def analyse(target: str, pieces: dict[tuple[str, int], dict], seeds: list[int], 
     gaps = [t - s for t, s in zip(teacher, small, strict=True)]
     duda_curves = [pieces[("duda", s)]["curve"] for s in seeds]
     st_curves = [pieces[("self_training", s)]["curve"] for s in seeds]
-    curves = {"large_teacher": windowed(duda_curves, "aux0.pl_precision", window),
-              "duda_fused": windowed(duda_curves, "student.pl_precision", window),
-              "small_self_training": windowed(st_curves, "student.pl_precision", window)}
+    curves = {"large_teacher": windowed(duda_curves, "aux0.pl_precision", window, "aux0.pl_quality", MIN_COVERAGE),
+              "duda_fused": windowed(duda_curves, "student.pl_precision", window, "student.pl_quality", MIN_COVERAGE),
+              "small_self_training": windowed(st_curves, "student.pl_precision", window, "student.pl_quality",
+                                              MIN_COVERAGE)}
     coverage = {"large_teacher": windowed(duda_curves, "aux0.pl_quality", window),
                 "duda_fused": windowed(duda_curves, "student.pl_quality", window),
                 "small_self_training": windowed(st_curves, "student.pl_quality", window)}
@@ -121,8 +135,10 @@ def render_markdown(out: dict) -> str:
                      f"{fmt(r['gap'])} | {'holds' if r['premise_a'] else 'FAILS'} | {p(lo['duda_fused'])} | "
                      f"{p(lo['large_teacher'])} | {p(lo['small_self_training'])} | "
                      f"{'holds' if r['premise_b'] else 'FAILS'} |")
-    lines += ["", f"Precision is averaged over seeds and {out['window']}-iteration windows; 'min' is the worst window. "
-              "Coverage (share of target pixels with q >= tau) is in premise.json.", ""]
+    lines += ["", f"Precision is that of all confident pixels of a {out['window']}-iteration window, pooled over seeds "
+              "(each logged batch weighted by its coverage); 'min' is the worst window; windows where under 1% of "
+              "the target pixels are confident are left out. Coverage (share of target pixels with q >= tau) is in "
+              "premise.json.", ""]
     if out.get("plot"):
         lines += [f"![precision curves]({Path(out['plot']).name})", ""]
     return "\n".join(lines)

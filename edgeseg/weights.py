@@ -8,7 +8,7 @@ wall time and machine). Configs name such a file as `builtin:<name>` wherever a 
     resolve_weights("builtin:mit_b1_synth")  ->  .../edgeseg/shipped/mit_b1_synth.safetensors (sha256-checked)
 
 Storage: tensors with two or more dimensions are int8 with one fp16 scale per output channel (symmetric),
-1-D tensors are fp16. The B1 encoder is 13.2 M parameters, 26 MB even in fp16, and the package budget is
+1-D tensors (biases, norms: 0.3% of the bytes) stay fp32. The B1 encoder is 13.2 M parameters, 26 MB even in fp16, and the package budget is
 20 MB for all shipped weights; the int8 rounding error is ~0.4% of each channel's range, far below what
 the first fine-tuning steps change. `checkpoint.load_state` dequantises transparently (to fp32), so a
 shipped file is an ordinary edgeseg checkpoint to every command (`edgeseg info` too).
@@ -83,7 +83,7 @@ def resolve_weights(ref: str | Path, folder: Path = SHIPPED_DIR) -> Path:
 
 
 def quantise_state(state: dict[str, Any]) -> dict[str, Any]:
-    """Float tensors -> int8 + per-output-channel fp16 scale (ndim >= 2) or fp16 (ndim < 2)."""
+    """Float tensors -> int8 + per-output-channel fp16 scale (ndim >= 2); 1-D tensors are kept in fp32."""
     import torch
 
     out: dict[str, Any] = {}
@@ -98,7 +98,7 @@ def quantise_state(state: dict[str, Any]) -> dict[str, Any]:
             out[key] = torch.round(t / scale.view(shape)).clamp(-127, 127).to(torch.int8)
             out[key + _SCALE_SUFFIX] = scale.half()
         else:
-            out[key] = t.half()
+            out[key] = t.clone()
     return out
 
 

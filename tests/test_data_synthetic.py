@@ -112,3 +112,14 @@ def test_ensure_dataset_reuses_a_matching_rendering(tmp_path):
     assert image.read_bytes() == b"marker"
     ensure_dataset(tmp_path, ["fog"], num=1, size=(64, 128), seed=2, splits={"train": 1})
     assert image.read_bytes() != b"marker"
+
+
+def test_test_split_is_its_own_stream(tmp_path):
+    """`test` (final numbers only) renders from another random stream than train and val, and loads."""
+    from edgeseg.data.datasets import load_dataset
+    from edgeseg.data.synthetic import render_dataset
+
+    render_dataset(tmp_path, ["city"], size=(64, 128), seed=0, splits={"val": 1, "test": 1})
+    val = load_dataset("synthetic", tmp_path, "val", domain="city")
+    test = load_dataset("synthetic", tmp_path, "test", domain="city")
+    assert len(test) == 1 and not np.array_equal(val[0][0], test[0][0])

@@ -179,7 +179,7 @@ DATASETS: dict[str, DatasetSpec] = {
     for spec in (
         DatasetSpec("cityscapes", ("train", "val", "test"), (), (), ("test",), _find_cityscapes,
                     "leftImg8bit/{split}/{city}/*_leftImg8bit.png + gtFine/{split}/{city}/*_gtFine_labelIds.png"),
-        DatasetSpec("synthetic", ("train", "val"), SYNTHETIC_DOMAINS, (), (), _find_synthetic,
+        DatasetSpec("synthetic", ("train", "val", "test"), SYNTHETIC_DOMAINS, (), (), _find_synthetic,
                     "{domain}/leftImg8bit/{split}/{domain}/*_leftImg8bit.png + {domain}/gtFine/.../*_labelTrainIds.png"),
         DatasetSpec("gta5", ("train",), (), (), (), _find_gta5, "images/*.png + labels/*.png (Cityscapes ids)"),
         DatasetSpec("synthia", ("train",), (), (), (), _synthia_finder("synthia-16"),
