@@ -136,3 +136,22 @@ def test_bf16_autocast_step_is_finite(data_root: Path) -> None:
     out = distill_step(cfg, nets, trainables, _batch(4), ctx)
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in out.losses.values())
     sum(out.losses.values()).backward()
+
+
+def test_kl_same_input_view_changes_only_the_kl_term(data_root: Path) -> None:
+    """duda.kl_view = same_input: the teachers see the student's mixed input; CE terms are untouched."""
+    torch.set_num_threads(1)
+    out = {}
+    for view in ("clean_target", "same_input"):
+        cfg = tiny_config(data_root, "uda.pseudo_threshold=0.0", f"duda.kl_view={view}")
+        torch.manual_seed(0)
+        nets = build_networks(cfg)
+        trainables = Trainables(WithFeatures(nets.student), [WithFeatures(a) for a in nets.aux])
+        ctx = StepContext(step=3, finetune_start=cfg.iters, generator=torch.Generator().manual_seed(0), mean=MEAN,
+                          std=STD)
+        out[view] = distill_step(cfg, nets, trainables, _batch(), ctx).losses
+    a, b = out["clean_target"], out["same_input"]
+    assert torch.isfinite(b["student.kl"]) and b["student.kl"] > 0
+    assert not torch.allclose(a["student.kl"], b["student.kl"])
+    for key in ("student.src", "student.pl", "aux0.src", "aux0.mix"):
+        assert torch.allclose(a[key], b[key]), key

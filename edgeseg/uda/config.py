@@ -171,6 +171,11 @@ class DUDAConfig:
     # Pixel weights of the KL term on the target part: "pseudo" (the same quality/threshold weights as the
     # pseudo-label CE: a poor early teacher is not copied) or "uniform" (1, as in plain KD).
     kl_weighting: str = "pseudo"
+    # Which view the KL term's teacher sees (choice): "clean_target" - the teachers' probabilities on the clean
+    # target crop, pasted into the mixed image (source pixels: one-hot labels), compared with the student's
+    # view of the mixed, augmented image; "same_input" - the teachers see exactly the student's mixed,
+    # augmented image (plain KD on one input; one more forward per teacher).
+    kl_view: str = "clean_target"
     gradual: GradualConfig = field(default_factory=GradualConfig)
     inconsistency: InconsistencyConfig = field(default_factory=InconsistencyConfig)
     multi_teacher: MultiTeacherConfig = field(default_factory=MultiTeacherConfig)
@@ -217,6 +222,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "uda.loss_resolution": ("image", "logits"),
     "duda.kd": ("ce", "kl", "ce+kl"),
     "duda.kl_weighting": ("uniform", "pseudo"),
+    "duda.kl_view": ("clean_target", "same_input"),
     "duda.gradual.schedule": ("linear", "cosine", "constant", "confidence"),
     "duda.inconsistency.apply_to": ("target", "both"),
     "duda.multi_teacher.fusion": ("mean", "confidence", "max", "agree"),

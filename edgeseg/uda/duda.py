@@ -106,6 +106,23 @@ def student_teacher_logits(cfg: DistillConfig, nets: DistillNets, target: torch.
     return out
 
 
+def _same_input_targets(cfg: DistillConfig, nets: DistillNets, mixed: torch.Tensor, temperature: float,
+                        image_size: tuple[int, int], size: tuple[int, int],
+                        ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """duda.kl_view = "same_input": the fused teachers' soft targets and KL pixel weights on the student's own
+    mixed, augmented input (every pixel, source-pasted ones included)."""
+    mt = cfg.duda.multi_teacher
+    large = [teacher_logits(t, mixed, cfg.uda.teacher_bn, ctx) for t in nets.teachers]
+    views = student_teacher_logits(cfg, nets, mixed, large, ctx)
+    fused, soft, agree = teacher_targets(views, size, temperature, mt.fusion, mt.weights or None)
+    _, weights = _pseudo(cfg, fused, image_size)
+    if cfg.duda.kl_weighting == "uniform":
+        weights = _margins(cfg, torch.ones_like(weights), image_size)
+    if agree is not None:
+        weights = weights * agree
+    return soft, weights
+
+
 def loss_size(cfg: DistillConfig, image_size: tuple[int, int]) -> tuple[int, int]:
     """Label/loss grid: the crop itself, or the stride-4 logit grid (ceil(H/4), ceil(W/4))."""
     if cfg.uda.loss_resolution == "logits":
@@ -238,9 +255,12 @@ def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, 
         weight = d.ce_weight if cfg.method != "self_training" else 1.0
         losses["student.pl"] = lam * weight * weighted_cross_entropy(logits[n:], mixed_labels, mixed_weights, class_w)
     if "kl" in kd.split("+"):
-        onehot = F.one_hot(source_labels.clamp(0, cfg.models.num_classes - 1),
-                           cfg.models.num_classes).permute(0, 3, 1, 2).to(soft.dtype)
-        soft_mixed = mix(masks_l, onehot, soft)
+        if d.kl_view == "same_input" and cfg.method != "self_training":
+            soft_mixed, kl_weights = _same_input_targets(cfg, nets, mixed, temperature, image_size, size, ctx)
+        else:
+            onehot = F.one_hot(source_labels.clamp(0, cfg.models.num_classes - 1),
+                               cfg.models.num_classes).permute(0, 3, 1, 2).to(soft.dtype)
+            soft_mixed = mix(masks_l, onehot, soft)
         losses["student.kl"] = lam * d.kl_weight * distillation_kl(logits[n:], soft_mixed, temperature,
                                                                    kl_weights, class_w)
     return StepOutput(losses, logs, tuple(trained))
