@@ -76,6 +76,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def config_matches(saved: dict, want: dict, defaults: dict) -> bool:
+    """`saved` (a finished run's config) equals `want`, where keys added to the config since the run was made
+    count as equal when `want` holds their default (a new option, not used, does not invalidate old runs)."""
+    if set(saved) - set(want):
+        return False
+    for key, value in want.items():
+        if key not in saved:
+            if value != defaults.get(key):
+                return False
+        elif isinstance(value, dict):
+            if not isinstance(saved[key], dict) or not config_matches(saved[key], value, defaults.get(key) or {}):
+                return False
+        elif saved[key] != value:
+            return False
+    return True
+
+
 def piece_path(args: argparse.Namespace, target: str, row: str, seed: int) -> Path:
     suffix = "" if args.split == "test" else f"_{args.split}"
     return args.results / f"adaptation_runs{suffix}" / f"{target}_{row}_seed{seed}.json"
@@ -99,7 +116,7 @@ def slim(report: dict, out: Path) -> dict:
 
 
 def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: int) -> dict:
-    from edgeseg.uda.config import config_to_dict, load_config
+    from edgeseg.uda.config import DistillConfig, config_to_dict, load_config
 
     out = args.work / target / row / f"seed{seed}"
     report = out / "report.json"
@@ -113,15 +130,16 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
         teacher = args.work / target / "duda" / f"seed{seed}" / "teacher.safetensors"
         overrides.append(f'models.teacher_init=["{teacher}"]')
     want = config_to_dict(load_config("synthetic", overrides=overrides))
+    defaults = config_to_dict(DistillConfig())
     piece = piece_path(args, target, row, seed)
     if piece.is_file():  # a committed piece of exactly this configuration: reuse it
         done = json.loads(piece.read_text())
-        if done.get("config") == want:
+        if config_matches(done.get("config", {}), want, defaults):
             return done
         print(f"  {piece.name}: configuration changed, re-running", flush=True)
     if report.is_file():  # reuse a finished run, but only one made with exactly this configuration
         done = json.loads(report.read_text())
-        if done.get("config") != want:
+        if not config_matches(done.get("config", {}), want, defaults):
             raise SystemExit(f"{out} holds a run with a different configuration; delete it or use another --work")
         write_json_atomic(piece, slim(done, out))
         return json.loads(piece.read_text())
