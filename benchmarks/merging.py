@@ -208,7 +208,9 @@ def main() -> None:
     for domains in SETTINGS:
         log(f"setting: {', '.join(domains)}")
         sub = {d: datasets[d] for d in domains}
-        rows = [("shared init (source only)", init)] + [(f"single: {d} student", students[d]) for d in domains]
+        init_name = ("shared init (pretrained encoder, untrained head)" if args.init == "preset"
+                     else "shared init (source only)")
+        rows = [(init_name, init)] + [(f"single: {d} student", students[d]) for d in domains]
         rows += merged_models(args.work, init, students, domains)
         settings.append({"domains": list(domains), "rows": evaluate_rows(rows, sub)})
 
@@ -226,7 +228,10 @@ def main() -> None:
         "wall_time_s": time.time() - t0,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {args.threads} thread(s)",
         "setup": ("Students: one per target domain, adapted with `edgeseg distill` (DUDA, preset "
-                  f"'{args.preset}') from one shared init (a source-only small model). Evaluation: the "
+                  f"'{args.preset}') from one shared init ("
+                  + ("the preset's shipped pretrained encoder with the seed's head: the students of "
+                     "benchmarks/adaptation.py, seed " + str(args.seed) if args.init == "preset"
+                     else "a source-only small model") + "). Evaluation: the "
                   f"synthetic {args.split} split of each domain{'' if args.limit is None else f' (first {args.limit} images)'}; "
                   "mIoU in %, H-mean = harmonic mean over the domains of the setting. The best H-mean is bold."),
         "models": {"init": str(init), **{d: str(p) for d, p in students.items()}}, "preparation": prep,

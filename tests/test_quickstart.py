@@ -78,3 +78,14 @@ def test_tiny_quickstart_end_to_end(tmp_path: Path) -> None:
     assert all(0.0 <= s["miou"]["city"] <= 1.0 for s in report["scores"])
     assert report["demo"]["frames_processed"] == 6
     assert "[7/7]" in "\n".join(lines)
+
+
+def test_parallel_students_report_a_failed_run_in_one_line(tmp_path: Path) -> None:
+    from edgeseg.errors import EdgesegError
+    from edgeseg.quickstart import _distill_parallel
+    from edgeseg.uda.config import load_config
+
+    bad = load_config("synthetic", overrides=[f"data.source_root={tmp_path / 'nowhere'}",
+                                              f"data.target_root={tmp_path / 'nowhere'}", "iters=2"])
+    with pytest.raises(EdgesegError, match="distilling duda_city failed: error: .*nowhere"):
+        _distill_parallel({"city": (bad, tmp_path / "runs" / "duda_city")}, 2, log=lambda m: None, progress=None)
