@@ -104,7 +104,7 @@ def plot(results: dict, path: Path) -> Path | None:
     for ax, (target, r) in zip(axes[0], results.items(), strict=True):
         for name, c in r["precision_curves"].items():
             if c:
-                ax.plot([s for s, _ in c], [v for _, v in c], label=name.replace("_", " "))
+                ax.plot([s for s, _ in c], [v for _, v in c], marker="o", ms=3, label=name.replace("_", " "))
         ax.axhline(MIN_PRECISION, color="grey", ls="--", lw=0.8)
         ax.set(title=f"source -> {target}", xlabel="iteration", ylabel="precision of q >= tau pseudo-labels",
                ylim=(0.5, 1.0))
