@@ -76,16 +76,6 @@ def corpus_batch(seed: int, first: int, count: int, size: tuple[int, int]) -> tu
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def _to_tensors(images: np.ndarray, labels: np.ndarray):
-    import torch
-
-    from edgeseg.data.labels import IMAGENET_MEAN, IMAGENET_STD
-
-    rgb = images[..., ::-1].astype(np.float32)
-    x = (rgb - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), torch.from_numpy(labels.astype(np.int64))
-
-
 def lr_at(step: int, cfg: PretrainConfig) -> float:
     """Linear warm-up, then cosine decay to 1% of the peak."""
     if step < cfg.warmup_iters:
@@ -99,21 +89,19 @@ def evaluate_corpus(model: Any, cfg: PretrainConfig) -> dict[str, float]:
     import torch
 
     from edgeseg.data.synth_generic import NUM_CLASSES
+    from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou, pixel_accuracy
+    from edgeseg.uda.batches import to_tensors
 
     model.eval()
-    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    conf = ConfusionMatrix(NUM_CLASSES)
     with torch.no_grad():
         for first in range(0, cfg.eval_images, 16):
             n = min(16, cfg.eval_images - first)
-            x, y = _to_tensors(*corpus_batch(cfg.seed + 1, first, n, cfg.size))
+            x, y = to_tensors(*corpus_batch(cfg.seed + 1, first, n, cfg.size))
             logits = torch.nn.functional.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
-            pred = logits.argmax(1).numpy().ravel()
-            conf += np.bincount(y.numpy().ravel() * NUM_CLASSES + pred, minlength=NUM_CLASSES ** 2).reshape(conf.shape)
+            conf.update(logits.argmax(1).numpy(), y.numpy())
     model.train()
-    inter = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - inter
-    iou = inter[union > 0] / union[union > 0]
-    return {"pixel_acc": float(inter.sum() / max(conf.sum(), 1)), "miou": float(iou.mean()) if iou.size else 0.0}
+    return {"pixel_acc": pixel_accuracy(conf.matrix), "miou": mean_iou(per_class_iou(conf.matrix))}
 
 
 def _param_groups(model: Any, cfg: PretrainConfig) -> list[dict[str, Any]]:
@@ -128,14 +116,10 @@ def machine_facts() -> dict[str, Any]:
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
+    from edgeseg.bench.device import read_cpu
+
+    return {"cpu": read_cpu()["model"] or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, command: str = "",
@@ -147,7 +131,9 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
     from edgeseg.data.synth_generic import CORPUS_VERSION, NUM_CLASSES, class_names
     from edgeseg.io_utils import write_json_atomic
     from edgeseg.models.registry import create_model
+    from edgeseg.uda.batches import to_tensors
     from edgeseg.uda.state import capture_rng, load_train_state, restore_rng, save_train_state
+    from edgeseg.uda.trainer import MetricsLog
 
     out_dir = Path(out_dir)
     ckpt = out_dir / CHECKPOINT
@@ -180,9 +166,8 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
         elapsed_before = float(state.extra.get("elapsed_s", 0.0))
         history = list(state.extra.get("history", []))
         log(f"resuming {cfg.arch} pretraining from step {start}/{cfg.iters}")
-    metrics_path = out_dir / "metrics.jsonl"
-    if not resume:
-        metrics_path.write_text("", encoding="utf-8")
+    # on resume, lines logged after the checkpoint's step (before the interruption) are dropped
+    metrics = MetricsLog(out_dir / "metrics.jsonl", True, start if resume else None)
     t0 = time.time()
 
     def elapsed() -> float:
@@ -192,17 +177,11 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
         save_train_state(ckpt, step=step, nets=model, optimizer=optimizer, scaler=None, rng=capture_rng(np_rng, gen),
                          config=config, extra={"elapsed_s": elapsed(), "history": history})
 
-    def record(entry: dict[str, Any]) -> None:
-        import json
-
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-
     for step in range(start, cfg.iters):
         lr = lr_at(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        x, y = _to_tensors(*corpus_batch(cfg.seed, step * cfg.batch_size, cfg.batch_size, cfg.size))
+        x, y = to_tensors(*corpus_batch(cfg.seed, step * cfg.batch_size, cfg.batch_size, cfg.size))
         logits = model(x)
         # loss at the logits' stride-4 grid (nearest-downsampled labels): the CPU budget
         y_small = torch.nn.functional.interpolate(y[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
@@ -216,11 +195,11 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
         optimizer.step()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.iters:
-            record({"step": done, "loss": round(loss.item(), 5), "lr": lr, "time_s": round(elapsed(), 1)})
+            metrics.write({"step": done, "loss": round(loss.item(), 5), "lr": lr, "time_s": round(elapsed(), 1)})
         if cfg.eval_every > 0 and done % cfg.eval_every == 0 and done < cfg.iters:
             scores = evaluate_corpus(model, cfg)
             history.append({"step": done, **scores})
-            record({"step": done, "event": "eval", **scores})
+            metrics.write({"step": done, "event": "eval", **scores})
         if progress is not None:
             progress(done, cfg.iters, f"pretrain {cfg.arch} loss {loss.item():.3f}")
         if cfg.ckpt_every > 0 and done % cfg.ckpt_every == 0 and done < cfg.iters:
@@ -228,13 +207,12 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
     save(cfg.iters)
     final = evaluate_corpus(model, cfg)
     history.append({"step": cfg.iters, **final})
-    record({"step": cfg.iters, "event": "final", **final})
+    metrics.write({"step": cfg.iters, "event": "final", **final})
 
     provenance = {"pretrain": {"corpus": "edgeseg.data.synth_generic", "corpus_version": CORPUS_VERSION,
                                "iters": cfg.iters, "seed": cfg.seed, "command": command}}
     meta = model_meta(model, kind="encoder", provenance=provenance,
-                      classes=class_names(), palette=[[(37 * i) % 256, (91 * i) % 256, (151 * i) % 256]
-                                                      for i in range(NUM_CLASSES)])
+                      classes=class_names())
     encoder_state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
     encoder_path = out_dir / ENCODER
     save_state(encoder_state, encoder_path, meta)

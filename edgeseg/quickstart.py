@@ -113,35 +113,44 @@ def _distill_parallel(jobs: dict[str, tuple[Any, Path]], workers: int, log: Call
             cmd.append("--resume")
         pending.append((name, cmd, run_dir, dcfg.iters))
     total = sum(p[3] for p in pending)
+    # each run's output goes to <run>.log next to its folder: a pipe nobody reads while the run lasts could
+    # fill up and stall the child
     running: list[tuple[str, subprocess.Popen, Path, int]] = []
     finished_steps = 0
-    while pending or running:
-        while pending and len(running) < max(workers, 1):
-            name, cmd, run_dir, iters = pending.pop(0)
-            log(f"  started: {run_dir.name}")
-            running.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
-                            run_dir, iters))
-        time.sleep(1.0)
-        steps = finished_steps
-        for item in list(running):
-            name, proc, run_dir, iters = item
-            if proc.poll() is None:
-                steps += _last_step(run_dir / "metrics.jsonl")
-                continue
-            err = proc.stderr.read() if proc.stderr else ""
-            if proc.returncode != 0:
-                for _, other, _, _ in running:
-                    other.kill()
-                last = [ln for ln in err.splitlines() if ln.strip()][-1:] or ["(no message)"]
-                raise EdgesegError(f"distilling {run_dir.name} failed: {last[0]}")
-            running.remove(item)
-            finished_steps += iters
-            steps += iters
-            done[name] = run_dir / "student.safetensors"
-            log(f"  finished: {run_dir.name}")
-        if progress is not None and total:
-            progress(steps, total, f"DUDA x{len(jobs)}")
+    try:
+        while pending or running:
+            while pending and len(running) < max(workers, 1):
+                name, cmd, run_dir, iters = pending.pop(0)
+                log(f"  started: {run_dir.name} (log: {_run_log(run_dir)})")
+                with open(_run_log(run_dir), "w", encoding="utf-8") as out:
+                    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+                running.append((name, proc, run_dir, iters))
+            time.sleep(1.0)
+            steps = finished_steps
+            for item in list(running):
+                name, proc, run_dir, iters = item
+                if proc.poll() is None:
+                    steps += _last_step(run_dir / "metrics.jsonl")
+                    continue
+                running.remove(item)
+                if proc.returncode != 0:
+                    lines = [ln for ln in _run_log(run_dir).read_text(encoding="utf-8").splitlines() if ln.strip()]
+                    last = ([ln for ln in lines if ln.startswith("error:")] or lines or ["(no message)"])[-1]
+                    raise EdgesegError(f"distilling {run_dir.name} failed: {last}")
+                finished_steps += iters
+                steps += iters
+                done[name] = run_dir / "student.safetensors"
+                log(f"  finished: {run_dir.name}")
+            if progress is not None and total:
+                progress(steps, total, f"DUDA x{len(jobs)}")
+    finally:  # an error or Ctrl-C stops the other runs too (each resumes from its checkpoint next time)
+        for _, proc, _, _ in running:
+            proc.kill()
     return {name: done[name] for name in jobs}
+
+
+def _run_log(run_dir: Path) -> Path:
+    return run_dir.parent / f"{run_dir.name}.log"
 
 
 def _last_step(metrics: Path) -> int:

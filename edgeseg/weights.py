@@ -129,16 +129,20 @@ def pack_run(run_dir: Path, name: str, folder: Path = SHIPPED_DIR) -> dict[str, 
                               "encoder.safetensors); finish it with `edgeseg pretrain ... --resume`")
     if not name.replace("_", "").isalnum():
         raise ConfigError(f"--name '{name}': use letters, digits and underscores only")
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{report_path} is unreadable ({exc}); rerun the pretraining") from None
     state, meta = load_state(encoder_path)
     if meta.get("kind") != "encoder":
         raise CheckpointError(f"{encoder_path} holds {meta.get('kind')} weights, not an encoder")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.safetensors"
     meta = {**meta, "storage": STORAGE_INT8}
-    save_state(quantise_state(state), target, meta)
+    stored = quantise_state(state)
+    save_state(stored, target, meta)
     target.chmod(0o644)  # package data: readable by all (the atomic temp file was 0600)
-    restored = dequantise_state(quantise_state(state))
+    restored = dequantise_state(stored)
     rel_err = max(float((restored[k] - v.float()).abs().max() / v.float().abs().max().clamp_min(1e-12))
                   for k, v in state.items())
     entry = {"file": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size,

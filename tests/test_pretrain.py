@@ -68,6 +68,11 @@ def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     assert meta["kind"] == "encoder" and set(a) == set(b)
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     assert resumed.report["steps_run"] == 3 and straight.report["steps_run"] == 6
+    import json
+
+    logged = [json.loads(ln)["step"] for ln in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+              if "loss" in ln]
+    assert logged == list(range(1, 7))  # the line logged after the checkpoint, before the crash, is not doubled
     assert 0.0 <= resumed.report["heldout"]["miou"] <= 1.0 and resumed.report["machine"]["cores"] >= 1
 
 

@@ -45,7 +45,7 @@ def pretrain(
                                        "--out", str(out)])
     with progress_bar(f"pretrain {arch}") as update:
         result = run_pretrain(cfg, out, resume=resume, command=command, log=lambda m: typer.echo(m, err=True),
-                              progress=lambda d, t, s: update(d, t, s))
+                              progress=update)
     if json_out:
         typer.echo(json.dumps(result.report, indent=2))
 
