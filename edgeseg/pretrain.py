@@ -31,6 +31,7 @@ from edgeseg.errors import ConfigError
 CHECKPOINT = "checkpoint.safetensors"
 ENCODER = "encoder.safetensors"
 Progress = Callable[[int, int, str], None]
+AUGMENTS = ("none", "photometric")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class PretrainConfig:
     log_every: int = 25
     eval_every: int = 500
     eval_images: int = 96
+    augment: str = "none"  # "none" | "photometric" (uda.mixing.photometric_augment on training images)
 
     def __post_init__(self) -> None:
         from edgeseg.models.registry import model_spec
@@ -58,6 +60,8 @@ class PretrainConfig:
             raise ConfigError("--iters and --batch-size must be >= 1")
         if min(self.size) < 32 or any(s % 32 for s in self.size):
             raise ConfigError(f"--size {self.size[0]}x{self.size[1]}: both sides must be multiples of 32 (>= 32)")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"--augment {self.augment!r}: choose one of {', '.join(AUGMENTS)}")
         if not (0 < self.lr < 1):
             raise ConfigError(f"--lr {self.lr} is outside (0, 1)")
 
@@ -128,10 +132,12 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
     import torch
 
     from edgeseg.checkpoint import model_meta, save_state
+    from edgeseg.data.labels import IMAGENET_MEAN, IMAGENET_STD
     from edgeseg.data.synth_generic import CORPUS_VERSION, NUM_CLASSES, class_names
     from edgeseg.io_utils import write_json_atomic
     from edgeseg.models.registry import create_model
     from edgeseg.uda.batches import to_tensors
+    from edgeseg.uda.mixing import photometric_augment
     from edgeseg.uda.state import capture_rng, load_train_state, restore_rng, save_train_state
     from edgeseg.uda.trainer import MetricsLog
 
@@ -182,6 +188,9 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
         for g in optimizer.param_groups:
             g["lr"] = lr
         x, y = to_tensors(*corpus_batch(cfg.seed, step * cfg.batch_size, cfg.batch_size, cfg.size))
+        if cfg.augment == "photometric":  # a generator per step: resume stays exact without extra state
+            x = photometric_augment(x, IMAGENET_MEAN, IMAGENET_STD,
+                                    torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
         logits = model(x)
         # loss at the logits' stride-4 grid (nearest-downsampled labels): the CPU budget
         y_small = torch.nn.functional.interpolate(y[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
@@ -210,7 +219,7 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
     metrics.write({"step": cfg.iters, "event": "final", **final})
 
     provenance = {"pretrain": {"corpus": "edgeseg.data.synth_generic", "corpus_version": CORPUS_VERSION,
-                               "iters": cfg.iters, "seed": cfg.seed, "command": command}}
+                               "iters": cfg.iters, "seed": cfg.seed, "augment": cfg.augment, "command": command}}
     meta = model_meta(model, kind="encoder", provenance=provenance,
                       classes=class_names())
     encoder_state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}

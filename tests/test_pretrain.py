@@ -37,6 +37,26 @@ def test_lr_schedule_warms_up_then_decays_to_one_percent() -> None:
     assert lr_at(99, cfg) < 2e-4 and lr_at(99, cfg) >= 1e-5
 
 
+def test_photometric_augment_is_seeded_and_only_changes_appearance() -> None:
+    import torch
+
+    from edgeseg.data.labels import IMAGENET_MEAN, IMAGENET_STD
+    from edgeseg.uda.mixing import photometric_augment
+
+    x = torch.randn(6, 3, 32, 64)
+    a = photometric_augment(x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(3))
+    b = photometric_augment(x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(3))
+    c = photometric_augment(x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(4))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert float((a - x).abs().mean()) > 0.01
+    gray = photometric_augment(x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(0), jitter_p=0,
+                               gray_p=1, blur_p=0)
+    rgb = gray * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    assert torch.allclose(rgb[:, 0], rgb[:, 1], atol=1e-3) and torch.allclose(rgb[:, 1], rgb[:, 2], atol=1e-3)
+    with pytest.raises(ConfigError, match="--augment"):
+        PretrainConfig(arch="segformer_tiny", augment="colour")
+
+
 def _cfg(**kw) -> PretrainConfig:
     base = dict(arch="segformer_tiny", iters=6, batch_size=2, size=(32, 64), warmup_iters=2, ckpt_every=3,
                 log_every=1, eval_every=0, eval_images=4)
@@ -47,7 +67,7 @@ def _cfg(**kw) -> PretrainConfig:
 def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     from edgeseg.checkpoint import load_state
 
-    straight = run_pretrain(_cfg(), tmp_path / "a", log=lambda m: None)
+    straight = run_pretrain(_cfg(augment="photometric"), tmp_path / "a", log=lambda m: None)
 
     class Stop(Exception):
         pass
@@ -57,12 +77,12 @@ def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
             raise Stop
 
     with pytest.raises(Stop):
-        run_pretrain(_cfg(), tmp_path / "b", log=lambda m: None, progress=crash)
+        run_pretrain(_cfg(augment="photometric"), tmp_path / "b", log=lambda m: None, progress=crash)
     with pytest.raises(ConfigError, match="--resume"):
-        run_pretrain(_cfg(), tmp_path / "b", log=lambda m: None)
+        run_pretrain(_cfg(augment="photometric"), tmp_path / "b", log=lambda m: None)
     with pytest.raises(ConfigError, match="other settings"):
-        run_pretrain(_cfg(lr=1e-3), tmp_path / "b", resume=True, log=lambda m: None)
-    resumed = run_pretrain(_cfg(), tmp_path / "b", resume=True, log=lambda m: None)
+        run_pretrain(_cfg(augment="none"), tmp_path / "b", resume=True, log=lambda m: None)
+    resumed = run_pretrain(_cfg(augment="photometric"), tmp_path / "b", resume=True, log=lambda m: None)
     a, meta = load_state(straight.encoder_path)
     b, _ = load_state(resumed.encoder_path)
     assert meta["kind"] == "encoder" and set(a) == set(b)

@@ -20,6 +20,8 @@ def pretrain(
     lr: Annotated[float, typer.Option(help="peak AdamW learning rate (warm-up, cosine decay)")] = 6e-4,
     seed: Annotated[int, typer.Option(help="corpus stream and initialisation seed")] = 0,
     threads: Annotated[int, typer.Option(help="torch intra-op threads (0 = torch's default)")] = 1,
+    augment: Annotated[str, typer.Option(help="training-image augmentation: none | photometric (colour jitter, "
+                                              "greyscale, blur; SimCLR-style)")] = "none",
     resume: Annotated[bool, typer.Option(help="continue the interrupted run in --out exactly")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print report.json to stdout")] = False,
 ) -> None:
@@ -38,11 +40,11 @@ def pretrain(
     from edgeseg.pretrain import PretrainConfig, run_pretrain
 
     cfg = PretrainConfig(arch=arch, iters=iters, batch_size=batch_size, size=parse_size(size), lr=lr, seed=seed,
-                         threads=threads)
+                         threads=threads, augment=augment)
     # the canonical, complete command (every setting spelled out): what the manifest records to regenerate it
     command = "edgeseg " + shlex.join(["pretrain", "--arch", arch, "--iters", str(iters), "--batch-size",
                                        str(batch_size), "--size", size, "--lr", f"{lr:g}", "--seed", str(seed),
-                                       "--out", str(out)])
+                                       *(["--augment", augment] if augment != "none" else []), "--out", str(out)])
     with progress_bar(f"pretrain {arch}") as update:
         result = run_pretrain(cfg, out, resume=resume, command=command, log=lambda m: typer.echo(m, err=True),
                               progress=update)

@@ -120,6 +120,32 @@ def strong_augment(images: torch.Tensor, mean: Sequence[float], std: Sequence[fl
     return torch.cat(out, dim=0)
 
 
+def photometric_augment(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                        generator: torch.Generator, jitter_p: float = 0.8, jitter_strength: float = 0.4,
+                        gray_p: float = 0.2, blur_p: float = 0.5) -> torch.Tensor:
+    """SimCLR-style appearance augmentation on normalised (B,3,H,W) images (pretraining, not UDA).
+
+    Per image: colour jitter (brightness, contrast, saturation, hue of strength s) with probability
+    `jitter_p`, greyscale with `gray_p`, Gaussian blur (sigma ~ U(0.1, 1.5)) with `blur_p`. It makes
+    pretrained features less dependent on absolute colour, as ImageNet recipes do; it adds no lighting
+    model, haze, rain or sensor noise.
+    """
+    m = images.new_tensor(mean).view(1, 3, 1, 1) / 255.0
+    s = images.new_tensor(std).view(1, 3, 1, 1) / 255.0
+    out = []
+    for b in range(images.shape[0]):
+        x = (images[b:b + 1] * s + m).clamp(0, 1)
+        if float(torch.rand((), generator=generator)) < jitter_p:
+            x = color_jitter(x, jitter_strength, generator)
+        if float(torch.rand((), generator=generator)) < gray_p:
+            x = _rgb_to_gray(x).expand(-1, 3, -1, -1)
+        if float(torch.rand((), generator=generator)) < blur_p:
+            h, w = x.shape[-2:]
+            x = gaussian_blur(x, _uniform(generator, 0.1, 1.5), (blur_kernel_size(h), blur_kernel_size(w)))
+        out.append((x - m) / s)
+    return torch.cat(out, dim=0)
+
+
 def block_mask(batch: int, size: tuple[int, int], block: int, ratio: float, generator: torch.Generator,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """MIC patch mask (B,1,H,W): each block x block patch is kept with probability 1 - ratio."""
