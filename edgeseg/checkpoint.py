@@ -83,9 +83,11 @@ def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"'{path}' is a safetensors file but not an edgeseg checkpoint; "
                               "import foreign weights with `edgeseg convert`")
     meta = decode_meta(raw)
-    for key in ("arch", "num_classes", "kind"):
-        if key not in meta:
-            raise CheckpointError(f"'{path}' lacks the '{key}' metadata field; re-save or re-convert it")
+    from edgeseg.meta_schema import CHECKPOINT_FIELDS, CHECKPOINT_REQUIRED, problems
+
+    problem = problems(meta, CHECKPOINT_FIELDS, CHECKPOINT_REQUIRED)
+    if problem:
+        raise CheckpointError(f"'{path}' {problem}; re-save or re-convert it")
     return meta
 
 
@@ -178,6 +180,17 @@ def load_model(path: str | os.PathLike[str]):
     return model.eval()
 
 
+def check_weights(state: dict[str, Any], source: str) -> None:
+    """Refuse weights no trained model has: NaN/Inf values, or integer tensors where the architecture has
+    floating-point ones (checked against the model's own dtypes in `load_state_strict`)."""
+    import torch
+
+    for key, value in state.items():
+        if torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"'{source}': tensor '{key}' contains NaN or Inf values; the model diverged or "
+                                  "the file is corrupt - use an earlier checkpoint")
+
+
 def load_state_strict(module: Any, state: dict[str, Any], source: str, prefix: str = "") -> None:
     """Load `state` into `module` requiring identical keys and shapes; a mismatch is one clear line."""
     own = module.state_dict()
@@ -188,7 +201,13 @@ def load_state_strict(module: Any, state: dict[str, Any], source: str, prefix: s
         raise CheckpointError(f"'{source}' does not fit architecture '{getattr(module, 'arch', '?')}': "
                               f"{detail} ({len(missing)} missing, {len(unexpected)} unexpected keys)")
     for k, v in own.items():
-        if tuple(state[prefix + k].shape) != tuple(v.shape):
-            raise CheckpointError(f"'{source}': tensor '{k}' has shape {tuple(state[prefix + k].shape)}, "
+        got = state[prefix + k]
+        if tuple(got.shape) != tuple(v.shape):
+            raise CheckpointError(f"'{source}': tensor '{k}' has shape {tuple(got.shape)}, "
                                   f"architecture expects {tuple(v.shape)}")
+        if v.is_floating_point() != got.is_floating_point():
+            raise CheckpointError(f"'{source}': tensor '{k}' is {str(got.dtype).replace('torch.', '')}, the "
+                                  f"architecture expects {str(v.dtype).replace('torch.', '')}; the file is corrupt "
+                                  "or not a model")
+    check_weights({k: state[prefix + k] for k in own}, source)
     module.load_state_dict({k: state[prefix + k] for k in own}, strict=True)

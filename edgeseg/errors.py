@@ -18,6 +18,10 @@ class InputPathError(EdgesegError):
     """A path the user gave does not exist or is not what was expected."""
 
 
+class OutputPathError(EdgesegError):
+    """An output path cannot be written: no permission, a file where a folder is expected, the input itself."""
+
+
 class CheckpointError(EdgesegError):
     """A checkpoint cannot be read, is corrupt, or is not an edgeseg/known checkpoint."""
 

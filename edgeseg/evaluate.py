@@ -284,6 +284,17 @@ def torch_logits_fn(model: Any, device: str = "cpu") -> LogitsFn:
     return run
 
 
+def check_model_classes(meta: dict, source: str, num_classes: int = len(CLASSES)) -> None:
+    """Refuse a model whose class count differs from the datasets' (the 19 Cityscapes trainIds): its
+    predictions would be scored against the wrong classes and the mIoU would mean nothing."""
+    from edgeseg.errors import ModelMismatchError
+
+    n = meta.get("num_classes")
+    if n != num_classes:
+        raise ModelMismatchError(f"'{source}' predicts {n} classes but the evaluation datasets use {num_classes} "
+                                 "(Cityscapes trainIds); evaluate a model trained for these classes")
+
+
 def checkpoint_predictor(path: str | Path, mode: str = "whole", crop: tuple[int, int] = (512, 1024),
                          stride: tuple[int, int] | None = None, device: str = "cpu") -> tuple[Predictor, dict]:
     """Load an edgeseg checkpoint and return (predictor, model.meta). Imports torch."""
@@ -291,6 +302,7 @@ def checkpoint_predictor(path: str | Path, mode: str = "whole", crop: tuple[int,
 
     model = load_model(path)
     meta = dict(getattr(model, "meta", {}) or {})
+    check_model_classes({"num_classes": model.num_classes, **meta}, str(path))
     mean = meta.get("mean", IMAGENET_MEAN)
     std = meta.get("std", IMAGENET_STD)
     return make_predictor(torch_logits_fn(model, device), mean, std, mode, crop, stride), meta

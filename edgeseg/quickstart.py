@@ -238,10 +238,47 @@ def prediction_grid(onnx_path: Path, data_root: Path, domains: Sequence[str], ou
     return out
 
 
+def check_quickstart(cfg: QuickstartConfig) -> None:
+    """Everything that can be wrong with the options, checked before minutes of training: the output folder,
+    the domains, the merge method and every distill config the run will use (including --set overrides)."""
+    from edgeseg.data.synthetic import get_style
+    from edgeseg.merge.api import METHODS
+    from edgeseg.preflight import check_output_dir
+    from edgeseg.uda.config import validate
+
+    check_output_dir(cfg.out)
+    for domain in cfg.domains:
+        get_style(domain)
+    usable = [m for m in METHODS if m not in ("task-arithmetic", "ties")]  # those need a --base the run lacks
+    if cfg.merge_method not in usable:
+        raise ConfigError(f"--method '{cfg.merge_method}': quickstart merges with one of {', '.join(usable)}")
+    data_root = Path(cfg.out) / "synthetic"
+    validate(_distill_config(cfg, data_root, "source_only", cfg.domains[0], None))
+    for domain in cfg.domains:
+        validate(_distill_config(cfg, data_root, "duda", domain, Path(cfg.out) / "init.safetensors"))
+
+
 def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = print,
                    progress_bar: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """`progress_bar(label)`: a context manager yielding update(done, total, description), e.g.
     edgeseg.cli.progress.progress_bar; shown while the domain students train in parallel."""
+    from edgeseg.io_utils import removed_on_failure
+
+    out = Path(cfg.out)
+    check_quickstart(cfg)
+    # a run that fails before any training finished leaves no folder; one with trained runs is kept (re-running
+    # quickstart in the same folder resumes them)
+    with removed_on_failure(out, keep=_has_trained_runs):
+        return _run_quickstart(cfg, out, log, progress_bar)
+
+
+def _has_trained_runs(out: Path) -> bool:
+    runs = out / "runs"
+    return any(runs.glob("*/checkpoint.safetensors")) or any(runs.glob("*/student.safetensors"))
+
+
+def _run_quickstart(cfg: QuickstartConfig, out: Path, log: Callable[[str], None],
+                    progress_bar: Callable[[str], Any] | None) -> dict[str, Any]:
     from edgeseg.bench.core import BenchConfig, run_benchmark
     from edgeseg.bench.runner import RunPlan
     from edgeseg.demo.app import DemoConfig, run_demo
@@ -250,7 +287,6 @@ def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = print,
     from edgeseg.merge.evaluation import domain_datasets, evaluate_checkpoints
     from edgeseg.uda.data_setup import ensure_synthetic
 
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data_root = out / "synthetic"
     timings: dict[str, float] = {}

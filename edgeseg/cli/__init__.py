@@ -45,32 +45,74 @@ def fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point. User errors -> one line on stderr and a non-zero exit, never a traceback."""
-    command = typer.main.get_command(app)
-    try:
-        result = command.main(args=list(argv) if argv is not None else None, prog_name="edgeseg",
-                              standalone_mode=False)
-    except EdgesegError as exc:
-        fail(str(exc))
-        return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except ClickException as exc:  # usage errors: bad option, unknown command
+def _debug_traceback(exc: BaseException) -> None:
+    """EDGESEG_DEBUG=1: the full traceback, causes included (even those a `from None` hid), before the line."""
+    import os
+    import traceback
+
+    if os.environ.get("EDGESEG_DEBUG", "").strip() not in ("", "0"):
+        exc.__suppress_context__ = False
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+
+
+def _usage_error(exc: ClickException) -> int:
+    """Usage errors (an unknown option, a value outside its range) as one `error:` line with a hint."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `edgeseg data`: the group's help, as before
         exc.show()
         return exc.exit_code
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] != "torch":
-            raise
-        fail("this command needs PyTorch, which is not installed here (pip install torch==2.13.0); "
-             "the device-side commands (bench, demo, build-engine, eval of .onnx/.engine) do not")
-        return 3
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    fail(exc.format_message().replace("\n", " ") + hint)
+    return exc.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point. User errors -> one line on stderr and a non-zero exit, never a traceback.
+
+    SIGTERM (docker stop, timeout) is turned into an exception for the duration of the command, so the
+    atomic writers remove their temp files and staging folders before the process exits (143)."""
+    from edgeseg.signals import Terminated, terminate_as_exception
+
+    command = typer.main.get_command(app)
+    with terminate_as_exception():
+        try:
+            result = command.main(args=list(argv) if argv is not None else None, prog_name="edgeseg",
+                                  standalone_mode=False)
+        except EdgesegError as exc:
+            _debug_traceback(exc)
+            fail(str(exc))
+            return exc.exit_code
+        except typer.Exit as exc:
+            return exc.exit_code
+        except ClickException as exc:  # usage errors: bad option, unknown command, value out of range
+            _debug_traceback(exc)
+            return _usage_error(exc)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            return 130
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "torch":
+                raise
+            _debug_traceback(exc)
+            fail("this command needs PyTorch, which is not installed here (pip install torch==2.13.0); "
+                 "the device-side commands (bench, demo, build-engine, eval of .onnx/.engine) do not")
+            return 3
+        except OSError as exc:  # the environment, not a bug: a file vanished, permissions, a full disk
+            from edgeseg.io_utils import describe_os_error
+
+            _debug_traceback(exc)
+            fail(describe_os_error(exc).replace("cannot write", "cannot access"))
+            return 2
+        except MemoryError as exc:
+            _debug_traceback(exc)
+            fail("out of memory; use a smaller --size, --batch or fewer images")
+            return 2
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            return 130
+        except Terminated:
+            typer.echo("terminated", err=True)
+            return 143
     return result if isinstance(result, int) else 0
 
 

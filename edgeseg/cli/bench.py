@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from edgeseg.cli.validate import ranged
 from edgeseg.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -20,22 +21,24 @@ def bench(
                                                             "tensorrt, torch")] = None,
     size: Annotated[list[str] | None, typer.Option(help="input HxW, repeatable (default: the model's fixed "
                                                         "size, else 512x1024)")] = None,
-    batch: Annotated[int, typer.Option(help="frames per inference call")] = 1,
-    warmup: Annotated[int | None, typer.Option(help="warm-up iterations per case (default 5)")] = None,
-    warmup_s: Annotated[float | None, typer.Option("--warmup-s", help="warm up for S seconds instead")] = None,
-    iters: Annotated[int | None, typer.Option(help="measured iterations per case (default 50)")] = None,
-    duration_s: Annotated[float | None, typer.Option("--duration-s", help="measure for S seconds instead "
-                                                                          "(shared by all cases)")] = None,
+    batch: Annotated[int, ranged(help="frames per inference call", lo=1, hi=256)] = 1,
+    warmup: Annotated[int | None, ranged(help="warm-up iterations per case (default 5)", lo=0, hi=100000)] = None,
+    warmup_s: Annotated[float | None, ranged("--warmup-s", help="warm up for S seconds instead", lo=0,
+                                             hi=3600)] = None,
+    iters: Annotated[int | None, ranged(help="measured iterations per case (default 50)", lo=1, hi=1000000)] = None,
+    duration_s: Annotated[float | None, ranged("--duration-s", help="measure for S seconds instead "
+                                                                    "(shared by all cases)", lo=0, hi=86400,
+                                               lo_open=True)] = None,
     mode: Annotated[str, typer.Option(help="e2e: preprocess+inference+postprocess with a stage breakdown; "
                                            "infer: inference only")] = "e2e",
     power: Annotated[bool, typer.Option("--power", help="Jetson: sample the input rail with tegrastats")] = False,
-    power_s: Annotated[float, typer.Option("--power-s", help="seconds of back-to-back runs per case for "
-                                                             "--power")] = 5.0,
+    power_s: Annotated[float, ranged("--power-s", help="seconds of back-to-back runs per case for --power", lo=0,
+                                     hi=3600, lo_open=True)] = 5.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results as JSON "
                                                                  "(schema: docs/bench.md)")] = None,
     plot: Annotated[Path | None, typer.Option(help="write a latency plot (needs matplotlib)")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU backends: intra-op threads (default: the "
-                                                     "runtime's own choice)")] = None,
+    threads: Annotated[int | None, ranged(help="CPU backends: intra-op threads (default: the runtime's own "
+                                               "choice)", lo=1, hi=1024)] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
 ) -> None:
     """Benchmark model files: latency statistics, FPS, stage breakdown, memory, GMACs, device facts.
@@ -53,7 +56,9 @@ def bench(
     from edgeseg.bench.core import BenchConfig
     from edgeseg.bench.runner import RunPlan
     from edgeseg.cli.models import parse_size
+    from edgeseg.preflight import check_outputs
 
+    check_outputs(files=[json_out, plot], inputs=models)
     if warmup is not None and warmup_s is not None:
         raise ConfigError("give --warmup or --warmup-s, not both")
     if iters is not None and duration_s is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from edgeseg.cli.progress import progress_bar
+from edgeseg.cli.validate import ranged, seed_option
 from edgeseg.errors import ConfigError
 
 data_app = typer.Typer(help="Datasets: render the synthetic benchmark, list readers, class statistics.",
@@ -18,10 +20,11 @@ data_app = typer.Typer(help="Datasets: render the synthetic benchmark, list read
 def synth(
     out: Annotated[Path, typer.Option("--out", help="output folder (one Cityscapes-layout tree per domain)")],
     domains: Annotated[str, typer.Option(help="comma-separated domains")] = "source,city,night,fog,rain",
-    num: Annotated[int, typer.Option(help="training images per domain")] = 200,
-    val_num: Annotated[int | None, typer.Option(help="validation images per domain (default num/4)")] = None,
-    size: Annotated[str, typer.Option(help="image HxW")] = "256x512",
-    seed: Annotated[int, typer.Option(help="random seed (same seed, same pixels)")] = 0,
+    num: Annotated[int, ranged(help="training images per domain", lo=1, hi=100000)] = 200,
+    val_num: Annotated[int | None, ranged(help="validation images per domain (default num/4)", lo=0,
+                                          hi=100000)] = None,
+    size: Annotated[str, typer.Option(help="image HxW (multiples of 8, 64..4096 per side)")] = "256x512",
+    seed: Annotated[int, seed_option("random seed (same seed, same pixels)")] = 0,
 ) -> None:
     """Render the procedural multi-domain street-scene benchmark with pixel-exact labels.
 
@@ -31,7 +34,9 @@ def synth(
       edgeseg eval model.safetensors --data data/synth --dataset synthetic --domain fog
     """
     from edgeseg.data.synthetic import parse_size, render_dataset
+    from edgeseg.preflight import check_output_dir
 
+    check_output_dir(out)
     names = [d.strip() for d in domains.split(",") if d.strip()]
     if not names:
         raise ConfigError("--domains is empty; give e.g. source,city,night,fog,rain")
@@ -61,7 +66,7 @@ def stats(
     split: Annotated[str, typer.Option(help="split")] = "train",
     domain: Annotated[str | None, typer.Option(help="domain/condition, where the dataset has them")] = None,
     out: Annotated[Path | None, typer.Option(help="JSON cache (default DATA/<dataset>_<split>_class_stats.json)")] = None,
-    temperature: Annotated[float, typer.Option(help="rare-class sampling temperature")] = 0.01,
+    temperature: Annotated[float, ranged(help="rare-class sampling temperature", lo=1e-4, hi=100)] = 0.01,
 ) -> None:
     """Per-class pixel statistics (cached to JSON) and the rare-class sampling probabilities.
 
@@ -71,9 +76,13 @@ def stats(
     from edgeseg.data.datasets import load_dataset
     from edgeseg.data.labels import CLASSES
     from edgeseg.data.sampling import class_frequencies, load_or_compute_stats, rcs_probabilities
+    from edgeseg.preflight import check_output_file
 
+    check_output_file(out, inputs=[data])
     ds = load_dataset(dataset, data, split, domain, with_labels=True)
     cache = out or data / f"{ds.name.replace('/', '_')}_{split}_class_stats.json"
+    if out is None and not cache.is_file():
+        check_output_file(cache)
     with progress_bar("counting") as update:
         st = load_or_compute_stats(ds, cache, update)
     freq = class_frequencies(st.totals)
@@ -117,7 +126,7 @@ def evaluate_cmd(
     crop: Annotated[str, typer.Option(help="sliding-window crop HxW")] = "512x1024",
     stride: Annotated[str | None, typer.Option(help="sliding-window stride HxW (default 2/3 crop)")] = None,
     save_pred: Annotated[Path | None, typer.Option(help="save trainId and colour predictions here")] = None,
-    device: Annotated[str, typer.Option(help="torch device")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:N")] = "cpu",
 ) -> None:
     """Evaluate a model (or saved predictions) with Cityscapes-exact IoU / mIoU.
 
@@ -132,12 +141,15 @@ def evaluate_cmd(
     from edgeseg.cli.models import parse_size
     from edgeseg.data.datasets import load_dataset
     from edgeseg.evaluate import evaluate_dataset, evaluate_prediction_dir, harmonic_mean
-    from edgeseg.io_utils import write_json_atomic
+    from edgeseg.io_utils import staged_dir, write_json_atomic
+    from edgeseg.preflight import check_outputs
 
     if (model is None) == (predictions is None):
         raise ConfigError("give either a MODEL checkpoint or --predictions DIR (not both)")
     if mode not in ("whole", "slide"):
         raise ConfigError(f"--mode must be whole or slide, not {mode!r}")
+    crop_hw, stride_hw = parse_size(crop), (parse_size(stride) if stride else None)
+    check_outputs(files=[json_out], dirs=[save_pred], inputs=[model, predictions, data])
     domains: list[str | None] = [d.strip() for d in domain.split(",")] if domain else [None]
     datasets = [load_dataset(dataset, data, split, d, with_labels=True) for d in domains]
     predictor = None
@@ -146,23 +158,27 @@ def evaluate_cmd(
             raise ConfigError(f"--mode slide needs a .safetensors checkpoint; '{model.name}' is an exported "
                               "model with a fixed inference size, evaluate it with --mode whole")
         from edgeseg.deploy.runtimes import segmenter_predictor
+        from edgeseg.evaluate import check_model_classes
 
-        predictor, _ = segmenter_predictor(model)
+        predictor, meta = segmenter_predictor(model)
+        check_model_classes(meta, str(model))
     elif model is not None:
+        from edgeseg.devices import check_device
         from edgeseg.evaluate import checkpoint_predictor
 
-        predictor, _ = checkpoint_predictor(model, mode, parse_size(crop),
-                                            parse_size(stride) if stride else None, device)
+        predictor, _ = checkpoint_predictor(model, mode, crop_hw, stride_hw, check_device(device))
     results: dict[str, Any] = {}
-    for ds in datasets:
-        with progress_bar(f"eval {ds.name}") as update:
-            if predictor is None:
-                assert predictions is not None
-                res = evaluate_prediction_dir(predictions, ds, update)
-            else:
-                res = evaluate_dataset(predictor, ds, save_pred / ds.name.replace("/", "_") if save_pred else None,
-                                       update)
-        results[ds.name] = res.to_json()
+    with contextlib.ExitStack() as stack:  # predictions are staged: a failed run leaves no half-filled folder
+        pred_dir = stack.enter_context(staged_dir(save_pred)) if save_pred is not None else None
+        for ds in datasets:
+            with progress_bar(f"eval {ds.name}") as update:
+                if predictor is None:
+                    assert predictions is not None
+                    res = evaluate_prediction_dir(predictions, ds, update)
+                else:
+                    res = evaluate_dataset(predictor, ds, pred_dir / ds.name.replace("/", "_") if pred_dir else None,
+                                           update)
+            results[ds.name] = res.to_json()
     console = Console()
     console.print(_result_table(f"{split} IoU (%)", results))
     summary: dict[str, Any] = dict(next(iter(results.values()))) if len(results) == 1 else {"domains": results}

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from edgeseg.cli.validate import ranged
+
 
 def demo(
     model: Annotated[str, typer.Option("--model", "-m", help="ONNX model or TensorRT engine exported by edgeseg")],
@@ -16,15 +18,16 @@ def demo(
                                                                 "rtsp://... | http(s)://... | csi://0")],
     backend: Annotated[str, typer.Option(help="runtime backend (auto picks the fastest available)")] = "auto",
     size: Annotated[str | None, typer.Option(help="model input HxW for dynamic-shape models, e.g. 512x1024")] = None,
-    alpha: Annotated[float, typer.Option(help="overlay opacity: 0 = frame only, 1 = mask only")] = 0.5,
+    alpha: Annotated[float, ranged(help="overlay opacity: 0 = frame only, 1 = mask only", lo=0, hi=1)] = 0.5,
     view: Annotated[str, typer.Option(help="overlay | mask | side-by-side (key v cycles)")] = "overlay",
     headless: Annotated[bool, typer.Option("--headless", help="no window (servers, CI, robots)")] = False,
     record: Annotated[Path | None, typer.Option(help="write the rendered stream to a video (.mp4/.avi)")] = None,
-    max_frames: Annotated[int | None, typer.Option(help="stop after rendering this many frames")] = None,
+    max_frames: Annotated[int | None, ranged(help="stop after rendering this many frames", lo=1)] = None,
     stats: Annotated[Path | None, typer.Option(help="write run statistics as JSON at exit")] = None,
-    retries: Annotated[int, typer.Option(help="reconnect attempts in a row for a live source that drops")] = 5,
-    retry_delay: Annotated[float, typer.Option(help="first reconnect delay in seconds; doubles per attempt, "
-                                                    "up to 8 s")] = 0.5,
+    retries: Annotated[int, ranged(help="reconnect attempts in a row for a live source that drops", lo=0,
+                                   hi=1000)] = 5,
+    retry_delay: Annotated[float, ranged(help="first reconnect delay in seconds; doubles per attempt, up to 8 s",
+                                         lo=0, hi=8)] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="print the statistics as JSON on stdout")] = False,
 ) -> None:
     """Segment a live camera, stream, video file or image folder and show / record the result.
@@ -42,6 +45,9 @@ def demo(
     from edgeseg.cli.models import parse_size
     from edgeseg.demo.app import DemoConfig, run_demo
     from edgeseg.demo.stats import DemoStats, summary_line
+    from edgeseg.preflight import check_outputs
+
+    check_outputs(files=[record, stats], inputs=[model, source if Path(source).exists() else None])
 
     config = DemoConfig(model=model, source=source, backend=backend, size=parse_size(size) if size else None,
                         alpha=alpha, view=view, headless=headless, record=record, max_frames=max_frames,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgeseg.cli.validate import ranged
 from edgeseg.errors import ConfigError
 
 
@@ -55,14 +56,15 @@ def export(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 QDQ graph for ONNX Runtime (needs --calib)")] = False,
     calib: Annotated[Path | None, typer.Option(help="folder of target-domain images: INT8 calibration and "
                                                     "parity-check images")] = None,
-    calib_images: Annotated[int | None, typer.Option(help="calibration images used (spread evenly; "
-                                                          "default: the target's, else 32)")] = None,
+    calib_images: Annotated[int | None, ranged(help="calibration images used (spread evenly; "
+                                                   "default: the target's, else 32)", lo=1, hi=100000)] = None,
     calib_method: Annotated[str, typer.Option(help="INT8 ranges: minmax | entropy | percentile")] = "minmax",
-    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17)")] = 17,
-    batch: Annotated[int | None, typer.Option(help="static batch size (default 1)")] = None,
-    min_agreement: Annotated[float | None, typer.Option(help="fail below this label agreement with PyTorch, "
-                                                             "0..1 (default 0.999 fp32, 0.995 fp16, 0.95 int8)")] = None,
-    parity_images: Annotated[int, typer.Option(help="images for the parity check")] = 4,
+    opset: Annotated[int, ranged(help="ONNX opset", lo=17, hi=30)] = 17,
+    batch: Annotated[int | None, ranged(help="static batch size (default 1)", lo=1, hi=1024)] = None,
+    min_agreement: Annotated[float | None, ranged(help="fail below this label agreement with PyTorch "
+                                                       "(default 0.999 fp32, 0.995 fp16, 0.95 int8)", lo=0,
+                                                  hi=1)] = None,
+    parity_images: Annotated[int, ranged(help="images for the parity check", lo=0, hi=10000)] = 4,
     slim: Annotated[bool, typer.Option(help="clean the graph with onnxslim")] = True,
     target: Annotated[str | None, typer.Option(help="profile from export/targets/NAME.toml (size, precision, "
                                                     "calibration size); flags override it")] = None,
@@ -77,9 +79,11 @@ def export(
       edgeseg export student.safetensors --out dyn.onnx --dynamic --output logits --preprocess
     """
     from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
+    from edgeseg.preflight import check_outputs
 
     if fp16 and int8:
         raise ConfigError("choose --fp16 or --int8, not both")
+    check_outputs(files=[out, json_out], inputs=[ckpt])
     profile = None
     if target is not None:
         from edgeseg.deploy.targets import load_target
@@ -110,15 +114,18 @@ def build_engine_cmd(
     fp16: Annotated[bool, typer.Option("--fp16", help="allow FP16 kernels")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="INT8 (calibrated with --calib, or the graph's own Q/DQ)")] = False,
     calib: Annotated[Path | None, typer.Option(help="folder of target-domain calibration images")] = None,
-    calib_images: Annotated[int | None, typer.Option(help="calibration images (default: the target's, else 256)")] = None,
+    calib_images: Annotated[int | None, ranged(help="calibration images (default: the target's, else 256)", lo=1,
+                                               hi=100000)] = None,
     calib_cache: Annotated[Path | None, typer.Option(help="calibration cache file (default OUT.calib)")] = None,
-    workspace: Annotated[int | None, typer.Option(help="builder workspace in MB (default: the target's, else 1024)")] = None,
-    dla: Annotated[int | None, typer.Option(help="DLA core to run on, with GPU fallback (Jetson Xavier/Orin AGX)")] = None,
+    workspace: Annotated[int | None, ranged(help="builder workspace in MB (default: the target's, else 1024)", lo=1,
+                                            hi=1 << 20)] = None,
+    dla: Annotated[int | None, ranged(help="DLA core to run on, with GPU fallback (Jetson Xavier/Orin AGX)", lo=0,
+                                      hi=15)] = None,
     timing_cache: Annotated[Path | None, typer.Option(help="timing cache file, read and updated")] = None,
     size: Annotated[str | None, typer.Option(help="HxW to optimise for (dynamic graphs; default: the target's)")] = None,
     min_size: Annotated[str | None, typer.Option(help="smallest HxW the engine accepts (dynamic graphs)")] = None,
     max_size: Annotated[str | None, typer.Option(help="largest HxW the engine accepts (dynamic graphs)")] = None,
-    batch: Annotated[int | None, typer.Option(help="batch size to optimise for")] = None,
+    batch: Annotated[int | None, ranged(help="batch size to optimise for", lo=1, hi=1024)] = None,
     target: Annotated[str | None, typer.Option(help="profile from export/targets/NAME.toml; flags override it")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the report as JSON")] = None,
     progress: Annotated[bool, typer.Option(help="show a spinner on stderr")] = True,
@@ -132,9 +139,11 @@ def build_engine_cmd(
     """
     from edgeseg.deploy.onnx_meta import read_onnx_file_meta
     from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+    from edgeseg.preflight import check_outputs
 
     if fp16 and int8:
         raise ConfigError("choose --fp16 or --int8 (INT8 builds allow FP16 kernels too)")
+    check_outputs(files=[out, json_out], inputs=[onnx_file])
     profile = None
     if target is not None:
         from edgeseg.deploy.targets import load_target
@@ -174,12 +183,12 @@ def merge_export(
     eval_data: Annotated[Path | None, typer.Option(help="labelled data root to evaluate on (val split)")] = None,
     domains: Annotated[str | None, typer.Option(help="comma-separated domains to evaluate, e.g. city,night")] = None,
     dataset: Annotated[str, typer.Option(help="dataset reader for --eval-data")] = "synthetic",
-    eval_limit: Annotated[int | None, typer.Option(help="evaluate on the first N images per domain")] = None,
+    eval_limit: Annotated[int | None, ranged(help="evaluate on the first N images per domain", lo=1)] = None,
     int8: Annotated[bool, typer.Option("--int8", help="also an INT8 ONNX for ONNX Runtime CPU (needs --calib)")] = False,
     calib: Annotated[Path | None, typer.Option(help="target-domain images: INT8 calibration + parity checks")] = None,
     engine: Annotated[bool, typer.Option("--engine", help="also build an FP16 TensorRT engine (when TensorRT is "
                                                           "installed; engines are built on the device)")] = False,
-    parity_images: Annotated[int, typer.Option(help="images for each parity check")] = 4,
+    parity_images: Annotated[int, ranged(help="images for each parity check", lo=0, hi=10000)] = 4,
     slim: Annotated[bool, typer.Option(help="clean the graphs with onnxslim")] = True,
     progress: Annotated[bool, typer.Option(help="show a spinner on stderr")] = True,
 ) -> None:
@@ -193,7 +202,9 @@ def merge_export(
     from edgeseg.cli.models import parse_size
     from edgeseg.deploy.merge_export import MergeExportConfig, merge_and_export
     from edgeseg.merge.evaluation import parse_domains
+    from edgeseg.preflight import check_output_dir
 
+    check_output_dir(out, inputs=[*inputs, base])
     cfg = MergeExportConfig(method=method, weights=_floats(weights, "--weights"), anchor=anchor, base=base,
                             size=parse_size(size), eval_data=eval_data, domains=parse_domains(domains),
                             dataset=dataset, eval_limit=eval_limit, int8=int8, calib_dir=calib, engine=engine,

@@ -8,6 +8,7 @@ top-level command. (A checkpoint file literally named `scan` or `split` must be 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from edgeseg.cli.progress import progress_bar
+from edgeseg.cli.validate import ranged
 from edgeseg.errors import ConfigError
 
 _DEFAULT = "models"
@@ -38,9 +40,12 @@ def _floats(text: str | None, what: str) -> list[float] | None:
     if text is None:
         return None
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{what} '{text}' is not a comma-separated list of numbers, e.g. 0.5,0.5") from None
+    if not values or any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise ConfigError(f"{what} '{text}': give finite numbers >= 0 with a positive sum, e.g. 0.5,0.5")
+    return values
 
 
 def merge_models(
@@ -51,13 +56,14 @@ def merge_models(
                                                      "sum 1; default equal)")] = None,
     anchor: Annotated[str | None, typer.Option(help="layerwise: the input the deep layers follow "
                                                     "(path, file name or 0-based index; default first)")] = None,
-    ramp_start: Annotated[float, typer.Option(help="layerwise: depth (0..1) where the anchor's weight "
-                                                   "starts to grow")] = 0.5,
+    ramp_start: Annotated[float, ranged(help="layerwise: depth where the anchor's weight starts to grow",
+                                        lo=0, hi=1)] = 0.5,
     ramp_shape: Annotated[str, typer.Option(help="layerwise: linear | cosine | step")] = "linear",
-    anchor_final: Annotated[float, typer.Option(help="layerwise: the anchor's weight at the last layer")] = 1.0,
+    anchor_final: Annotated[float, ranged(help="layerwise: the anchor's weight at the last layer", lo=0, hi=1)] = 1.0,
     base: Annotated[Path | None, typer.Option(help="task-arithmetic/ties: shared initial checkpoint")] = None,
-    density: Annotated[float, typer.Option(help="ties: fraction of each task vector kept")] = 0.2,
-    scale: Annotated[float, typer.Option(help="task-arithmetic/ties: scale of the merged task vector")] = 1.0,
+    density: Annotated[float, ranged(help="ties: fraction of each task vector kept", lo=0, hi=1, lo_open=True)] = 0.2,
+    scale: Annotated[float, ranged(help="task-arithmetic/ties: scale of the merged task vector", lo=-10,
+                                   hi=10)] = 1.0,
     heads: Annotated[str | None, typer.Option(help="backbone: head names, one per input (default: "
                                                    "--domains when it has one per input, else metadata "
                                                    "or file names)")] = None,
@@ -65,7 +71,7 @@ def merge_models(
     domains: Annotated[str | None, typer.Option(help="domains to evaluate, e.g. city,night")] = None,
     dataset: Annotated[str, typer.Option(help="dataset under --eval-data (synthetic, acdc, ...)")] = "synthetic",
     split: Annotated[str, typer.Option(help="labelled split to evaluate")] = "val",
-    limit: Annotated[int | None, typer.Option(help="evaluate only the first N images per domain")] = None,
+    limit: Annotated[int | None, ranged(help="evaluate only the first N images per domain", lo=1)] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report (and scores) as JSON")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars on stderr")] = True,
 ) -> None:
@@ -87,7 +93,9 @@ def merge_models(
     from edgeseg.merge.api import MergeOptions, merge_checkpoints
     from edgeseg.merge.evaluation import domain_datasets, evaluate_checkpoints, parse_domains, scores_table
     from edgeseg.merge.layerwise import LayerwiseSchedule
+    from edgeseg.preflight import check_outputs
 
+    check_outputs(files=[out, json_out], inputs=[*inputs, base])
     eval_domains = parse_domains(domains)
     if eval_data is not None and not eval_domains:
         raise ConfigError("--eval-data needs --domains, e.g. --domains city,night")
@@ -132,9 +140,9 @@ def scan(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for scan.csv, scan.json, scan.png")],
     dataset: Annotated[str, typer.Option(help="dataset under --data")] = "synthetic",
     split: Annotated[str, typer.Option(help="labelled split to evaluate")] = "val",
-    limit: Annotated[int | None, typer.Option(help="evaluate only the first N images per domain")] = None,
+    limit: Annotated[int | None, ranged(help="evaluate only the first N images per domain", lo=1)] = None,
     method: Annotated[str, typer.Option(help="bn (pool BatchNorm statistics) | linear")] = "bn",
-    steps: Annotated[int, typer.Option(help="points on the path, lambda = 0 .. 1")] = 11,
+    steps: Annotated[int, ranged(help="points on the path, lambda = 0 .. 1", lo=2, hi=101)] = 11,
     plot: Annotated[bool, typer.Option(help="write scan.png (needs the `plot` extra: matplotlib)")] = True,
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
 ) -> None:
@@ -150,7 +158,9 @@ def scan(
 
     from edgeseg.merge.evaluation import domain_datasets, parse_domains
     from edgeseg.merge.scan import require_matplotlib, scan_pair
+    from edgeseg.preflight import check_output_dir
 
+    check_output_dir(out, inputs=[a, b, data])
     if steps < 2:
         raise ConfigError(f"--steps must be >= 2, got {steps}")
     if plot:
@@ -185,7 +195,9 @@ def split(
       edgeseg merge split merged.safetensors --out per_domain/
     """
     from edgeseg.merge.multihead import split_multihead
+    from edgeseg.preflight import check_output_dir
 
+    check_output_dir(out, inputs=[model])
     for path in split_multihead(model, out):
         typer.echo(f"wrote {path}")
 

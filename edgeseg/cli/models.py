@@ -7,25 +7,22 @@ from typing import Annotated
 
 import typer
 
+from edgeseg.cli.validate import ranged
 from edgeseg.errors import ConfigError
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'512x1024' -> (512, 1024) (height x width)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"size '{text}' is not HxW, e.g. 512x1024") from None
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"size '{text}' must be positive")
-    return h, w
+    """'512x1024' -> (512, 1024) (height x width); each side 1..MAX_SIDE (edgeseg.cli.validate)."""
+    from edgeseg.cli.validate import parse_size as parse
+
+    return parse(text)
 
 
 def convert(
     src: Annotated[Path, typer.Argument(help="mit_bX.pth, a Hugging Face folder, or an mmseg/DAFormer/MIC .pth")],
     out: Annotated[Path, typer.Argument(help="output .safetensors")],
-    num_classes: Annotated[int | None, typer.Option(help="class count; a different one re-initialises the "
-                                                         "classifier (reported)")] = None,
+    num_classes: Annotated[int | None, ranged(help="class count; a different one re-initialises the "
+                                                  "classifier (reported)", lo=1, hi=1000)] = None,
     submodel: Annotated[str | None, typer.Option(help="for DAFormer/MIC checkpoints: model | ema_model")] = None,
 ) -> None:
     """Import foreign weights strictly into an edgeseg checkpoint.
@@ -36,7 +33,9 @@ def convert(
       edgeseg convert daformer_gta2cs.pth teacher.safetensors --submodel ema_model
     """
     from edgeseg.models.convert import convert_checkpoint
+    from edgeseg.preflight import check_output_file
 
+    check_output_file(out, inputs=[src])
     report = convert_checkpoint(src, out, num_classes=num_classes, submodel=submodel)
     typer.echo(f"converted {report.source_format} -> {report.out}: {report.arch} ({report.kind}, "
                f"{report.num_classes} classes, {report.num_tensors} tensors, all source keys mapped)")

@@ -9,17 +9,20 @@ from typing import Annotated
 
 import typer
 
+from edgeseg.cli.validate import ranged, seed_option
+
 
 def pretrain(
     arch: Annotated[str, typer.Option(help="registered model whose encoder is pretrained")] = "segformer_b1",
     out: Annotated[Path, typer.Option(help="run folder (encoder.safetensors, report.json, checkpoint)")] = Path(
         "runs/pretrain"),
-    iters: Annotated[int, typer.Option(help="training iterations")] = 3000,
-    batch_size: Annotated[int, typer.Option(help="images per iteration")] = 8,
+    iters: Annotated[int, ranged(help="training iterations", lo=1, hi=10_000_000)] = 3000,
+    batch_size: Annotated[int, ranged(help="images per iteration", lo=1, hi=1024)] = 8,
     size: Annotated[str, typer.Option(help="corpus image size HxW (multiples of 32)")] = "96x192",
-    lr: Annotated[float, typer.Option(help="peak AdamW learning rate (warm-up, cosine decay)")] = 6e-4,
-    seed: Annotated[int, typer.Option(help="corpus stream and initialisation seed")] = 0,
-    threads: Annotated[int, typer.Option(help="torch intra-op threads (0 = torch's default)")] = 1,
+    lr: Annotated[float, ranged(help="peak AdamW learning rate (warm-up, cosine decay)", lo=0, hi=1,
+                                lo_open=True)] = 6e-4,
+    seed: Annotated[int, seed_option("corpus stream and initialisation seed")] = 0,
+    threads: Annotated[int, ranged(help="torch intra-op threads (0 = torch's default)", lo=0, hi=1024)] = 1,
     augment: Annotated[str, typer.Option(help="training-image augmentation: none | photometric (colour jitter, "
                                               "greyscale, blur; SimCLR-style)")] = "none",
     resume: Annotated[bool, typer.Option(help="continue the interrupted run in --out exactly")] = False,
@@ -37,8 +40,10 @@ def pretrain(
     """
     from edgeseg.cli.progress import progress_bar
     from edgeseg.data.synthetic import parse_size
+    from edgeseg.preflight import check_output_dir
     from edgeseg.pretrain import PretrainConfig, run_pretrain
 
+    check_output_dir(out)
     cfg = PretrainConfig(arch=arch, iters=iters, batch_size=batch_size, size=parse_size(size), lr=lr, seed=seed,
                          threads=threads, augment=augment)
     # the canonical, complete command (every setting spelled out): what the manifest records to regenerate it
@@ -103,8 +108,10 @@ def pack_weights(
     Example:
       edgeseg weights pack runs/pretrain_b1 --name mit_b1_synth
     """
+    from edgeseg.preflight import check_output_dir
     from edgeseg.weights import SHIPPED_DIR, pack_run
 
+    check_output_dir(dest or SHIPPED_DIR, inputs=[run])
     entry = pack_run(run, name, dest or SHIPPED_DIR)
     typer.echo(f"packed builtin:{name}: {entry['file']} ({entry['bytes'] / 1e6:.1f} MB, sha256 "
                f"{entry['sha256'][:12]}..., max int8 error {100 * entry['max_rel_quant_error']:.2f}% of range)")

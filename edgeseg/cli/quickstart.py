@@ -7,15 +7,19 @@ from typing import Annotated
 
 import typer
 
+from edgeseg.cli.validate import ranged, seed_option
+
 
 def quickstart(
     out: Annotated[Path, typer.Option(help="folder for everything the run writes")] = Path("edgeseg-quickstart"),
     domains: Annotated[str, typer.Option(help="target domains, comma-separated (>= 2)")] = "city,night",
-    iters: Annotated[int, typer.Option(help="distill iterations per run (shared init, then each domain)")] = 300,
+    iters: Annotated[int, ranged(help="distill iterations per run (shared init, then each domain)", lo=10,
+                                 hi=1_000_000)] = 300,
     method: Annotated[str, typer.Option(help="merge method: bn, linear, layerwise, backbone, ...")] = "bn",
-    seed: Annotated[int, typer.Option(help="seed for data and training")] = 0,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for training and inference")] = None,
-    jobs: Annotated[int, typer.Option(help="domain students trained at once (one process and thread each)")] = 2,
+    seed: Annotated[int, seed_option("seed for data and training")] = 0,
+    threads: Annotated[int | None, ranged(help="CPU threads for training and inference", lo=1, hi=1024)] = None,
+    jobs: Annotated[int, ranged(help="domain students trained at once (one process and thread each)", lo=1,
+                                hi=64)] = 2,
     set_: Annotated[list[str] | None, typer.Option("--set", help="extra distill setting key=value")] = None,
 ) -> None:
     """Run the whole pipeline on the built-in synthetic benchmark and write OUT/report.md.

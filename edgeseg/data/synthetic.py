@@ -108,6 +108,8 @@ def parse_size(text: str) -> tuple[int, int]:
         raise ConfigError(f"size {text!r} is not HxW (e.g. 256x512)") from None
     if h < 64 or w < 64 or h % 8 or w % 8:
         raise ConfigError(f"size {text!r}: height and width must be >= 64 and multiples of 8")
+    if h > 4096 or w > 4096:
+        raise ConfigError(f"size {text!r} is too large: at most 4096 pixels per side")
     return h, w
 
 
@@ -117,10 +119,11 @@ def render_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, nu
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Render `splits` (default: train=num, val=max(num//4, 1)) for each domain; returns the manifest.
 
-    Files are written atomically; an existing tree is overwritten image by image (same seed, same
-    pixels). The manifest `synthetic.json` records what was rendered.
+    The tree is rendered into a staging folder beside `out` and moved in when complete (io_utils.staged_dir):
+    a failed or interrupted run leaves `out` as it was. In an existing tree each rendered domain replaces
+    its folder whole. The manifest `synthetic.json` records what was rendered.
     """
-    root = Path(out)
+    from edgeseg.io_utils import staged_dir
     for d in domains:
         get_style(d)
     splits = splits if splits is not None else {"train": num, "val": max(num // 4, 1)}
@@ -128,6 +131,13 @@ def render_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, nu
         if s not in SPLIT_SEQ:
             raise ConfigError(f"unknown split {s!r}; the synthetic benchmark has: {', '.join(SPLIT_SEQ)}")
     total = len(domains) * sum(splits.values())
+    with staged_dir(out) as root:
+        manifest = _render_into(root, domains, size, seed, splits, total, progress)
+    return manifest
+
+
+def _render_into(root: Path, domains: Sequence[str], size: tuple[int, int], seed: int, splits: dict[str, int],
+                 total: int, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     done = 0
     for domain in domains:
         for split, count in splits.items():

@@ -22,7 +22,7 @@ from edgeseg.demo.sources import (
     source_frame_count,
 )
 from edgeseg.demo.stats import DemoStats
-from edgeseg.errors import ConfigError, RuntimeBackendError
+from edgeseg.errors import ConfigError, RuntimeBackendError, SourceError
 from edgeseg.io_utils import write_json_atomic
 
 
@@ -50,8 +50,8 @@ class DemoConfig:
             raise ConfigError("--max-frames must be >= 1")
         if self.max_retries < 0:
             raise ConfigError("--retries must be >= 0")
-        if self.backoff_s < 0:
-            raise ConfigError("--retry-delay must be >= 0")
+        if not 0 <= self.backoff_s <= 60:  # also refuses nan/inf: a wait must end
+            raise ConfigError(f"--retry-delay must be between 0 and 60 seconds, got {self.backoff_s}")
 
 
 def load_segmenter(model: str, backend: str, size: tuple[int, int] | None) -> SegmenterLike:
@@ -139,7 +139,11 @@ def _run(config: DemoConfig, spec: SourceSpec, segmenter: SegmenterLike,
         stats.extra["recording"] = {"path": os.fspath(config.record), "frames": recorder.frames,
                                     "size_wh": list(recorder.size) if recorder.size else None,
                                     "fps": recorder.fps, "codec": recorder.fourcc}
+    error = result.error
+    if error is None and stats.frames_rendered == 0 and config.max_frames != 0:
+        error = SourceError(f"source '{spec.label}' gave no frames (an empty or unreadable video?); nothing was "
+                            "segmented")
     if config.stats_path is not None:
         write_json_atomic(config.stats_path, stats.to_dict())
-    return stats, result.error
+    return stats, error
 

@@ -74,15 +74,40 @@ def _clean(v: float | None) -> float | None:
 def merge_and_export(inputs: Sequence[str | Path], out_dir: str | Path, cfg: MergeExportConfig,
                      log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     from edgeseg.checkpoint import read_checkpoint_meta
-    from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
     from edgeseg.io_utils import write_json_atomic, write_text_atomic
-    from edgeseg.merge.api import MergeOptions, merge_checkpoints
 
     start = time.perf_counter()
     for path in inputs:  # cheap header reads: a bad input fails before the output folder exists
         read_checkpoint_meta(path)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from edgeseg.io_utils import staged_dir
+
+    final_dir = Path(out_dir)
+    # everything is built in a staging folder and moved in at the end: a failed run leaves no folder, and a
+    # failed re-run never leaves a new checkpoint beside the old run's ONNX files and report
+    with staged_dir(final_dir) as stage:
+        report = _merge_and_export_into(stage, inputs, cfg, log, start)
+        report = _rebase(report, str(stage), str(final_dir))
+        write_json_atomic(stage / "report.json", report)
+        write_text_atomic(stage / "report.md", to_markdown(report))
+    return report
+
+
+def _rebase(obj: Any, old: str, new: str) -> Any:
+    """The report as it reads after the staging folder moved: every path under `old` now under `new`."""
+    if isinstance(obj, str):
+        return new + obj[len(old):] if obj.startswith(old) else obj
+    if isinstance(obj, dict):
+        return {k: _rebase(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rebase(v, old, new) for v in obj]
+    return obj
+
+
+def _merge_and_export_into(out_dir: Path, inputs: Sequence[str | Path], cfg: MergeExportConfig,
+                           log: Callable[[str], None], start: float) -> dict[str, Any]:
+    from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
+    from edgeseg.merge.api import MergeOptions, merge_checkpoints
+
     merged = out_dir / "merged.safetensors"
     log(f"merging {len(inputs)} checkpoints ({cfg.method})")
     merge = merge_checkpoints(inputs, merged, MergeOptions(method=cfg.method, weights=cfg.weights, anchor=cfg.anchor,
@@ -119,8 +144,6 @@ def merge_and_export(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Mer
     if cfg.eval_data is not None:
         report["evaluation"] = _evaluate(inputs, merged, onnx_fp32, onnx_int8, heads, singles, cfg, log)
     report["seconds"] = round(time.perf_counter() - start, 1)
-    write_json_atomic(out_dir / "report.json", report)
-    write_text_atomic(out_dir / "report.md", to_markdown(report))
     return report
 
 

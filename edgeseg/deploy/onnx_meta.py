@@ -67,6 +67,11 @@ def decode(props: Mapping[str, str], source: str) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise RuntimeBackendError(f"'{source}' lacks metadata {missing}; re-export it with this edgeseg version")
+    from edgeseg.meta_schema import ONNX_FIELDS, problems
+
+    problem = problems(meta, ONNX_FIELDS, REQUIRED)
+    if problem:
+        raise RuntimeBackendError(f"'{source}': {problem}; re-export the model")
     if meta["format_version"] > FORMAT_VERSION:
         raise RuntimeBackendError(f"'{source}' was exported by a newer edgeseg (metadata v{meta['format_version']}, "
                                   f"this one reads v{FORMAT_VERSION}); upgrade edgeseg")

@@ -41,6 +41,8 @@ _ORT_PROVIDERS = {
 }
 
 
+MIN_INPUT_SIDE = 32  # MiT: stride 32, and stage 1 (1/4) must cover an 8x8 spatial-reduction kernel
+
 class Segmenter:
     """Base class: backends implement `infer` (and `synchronize` when asynchronous).
 
@@ -93,6 +95,10 @@ class Segmenter:
         """BGR uint8 HxWx3 frames -> the model's input batch (all frames resized to one size)."""
         check_frames(frames)
         size = self.run_size(frames)
+        if min(size) < MIN_INPUT_SIDE:
+            raise RuntimeBackendError(f"input {size[0]}x{size[1]} is smaller than the network's minimum of "
+                                      f"{MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} pixels (its stride); use larger images "
+                                      "or --size")
         if self.meta.get("preprocess"):
             return uint8_batch(frames, size)
         return normalize_batch(frames, size, self.meta["mean"], self.meta["std"])

@@ -133,13 +133,11 @@ def load_any_model(path: str | os.PathLike[str]):
 def split_multihead(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write one segmentor checkpoint per domain (`<stem>_<domain>.safetensors`), for per-domain export."""
     from edgeseg.checkpoint import save_model
+    from edgeseg.io_utils import staged_dir
 
     model = load_multihead(path)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)  # only once the input has loaded: no empty folder on error
-    outs = []
-    for domain in model.domains:
-        single = model.domain_model(domain)
-        out = Path(out_dir) / f"{Path(path).stem}_{domain}.safetensors"
-        save_model(single, out)
-        outs.append(out)
-    return outs
+    names = {domain: f"{Path(path).stem}_{domain}.safetensors" for domain in model.domains}
+    with staged_dir(out_dir) as stage:  # all heads or none: a failure leaves no folder and no partial set
+        for domain, name in names.items():
+            save_model(model.domain_model(domain), stage / name)
+    return [Path(out_dir) / name for name in names.values()]

@@ -13,7 +13,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +55,7 @@ def require_matplotlib() -> None:
 def scan_pair(a: str | os.PathLike[str], b: str | os.PathLike[str], datasets: dict[str, Any],
               out_dir: str | os.PathLike[str], lambdas: Sequence[float] = LAMBDAS, method: str = "bn",
               plot: bool = True, progress: Callable[[int, int], None] | None = None) -> ScanResult:
-    from edgeseg.io_utils import write_json_atomic, write_text_atomic
-    from edgeseg.merge.api import MergeOptions, merge_checkpoints
-    from edgeseg.merge.evaluation import evaluate_model
-    from edgeseg.merge.multihead import load_any_model
+    from edgeseg.io_utils import staged_dir
 
     if method not in ("linear", "bn"):
         raise ConfigError(f"the scan interpolates with 'linear' or 'bn', not '{method}'")
@@ -67,36 +63,47 @@ def scan_pair(a: str | os.PathLike[str], b: str | os.PathLike[str], datasets: di
         raise ConfigError(f"lambdas must lie in [0, 1], got {list(lambdas)}")
     if plot:
         require_matplotlib()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    final_dir = Path(out_dir)
+    with staged_dir(final_dir) as stage:  # a failed scan leaves no folder and no partial results behind
+        return _scan_into(stage, final_dir, a, b, datasets, lambdas, method, plot, progress)
+
+
+def _scan_into(out_dir: Path, final_dir: Path, a: str | os.PathLike[str], b: str | os.PathLike[str],
+               datasets: dict[str, Any], lambdas: Sequence[float], method: str, plot: bool,
+               progress: Callable[[int, int], None] | None) -> ScanResult:
+    from edgeseg.io_utils import write_json_atomic, write_text_atomic
+    from edgeseg.merge.api import MergeOptions, merge_checkpoints
+    from edgeseg.merge.evaluation import evaluate_model
+    from edgeseg.merge.multihead import load_any_model
+
     domains = list(datasets)
     miou: dict[str, list[float]] = {d: [] for d in domains}
     hmean: list[float] = []
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".scan-") as tmp:
-        for i, lam in enumerate(lambdas):
-            path = Path(tmp) / f"lambda_{lam:.3f}.safetensors"
-            merge_checkpoints([a, b], path, MergeOptions(method=method, weights=(lam, 1.0 - lam)))
-            scores = evaluate_model(load_any_model(path), datasets, name=f"lambda={lam:g}")
-            path.unlink()
-            for d in domains:
-                miou[d].append(scores.miou[d])
-            hmean.append(scores.harmonic_mean)
-            if progress:
-                progress(i + 1, len(lambdas))
+    tmp = out_dir / ".points"  # one merged model per point, deleted once evaluated
+    tmp.mkdir()
+    for i, lam in enumerate(lambdas):
+        path = tmp / f"lambda_{lam:.3f}.safetensors"
+        merge_checkpoints([a, b], path, MergeOptions(method=method, weights=(lam, 1.0 - lam)))
+        scores = evaluate_model(load_any_model(path), datasets, name=f"lambda={lam:g}")
+        path.unlink()
+        for d in domains:
+            miou[d].append(scores.miou[d])
+        hmean.append(scores.harmonic_mean)
+        if progress:
+            progress(i + 1, len(lambdas))
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["lambda"] + [f"miou_{d}" for d in domains] + ["harmonic_mean"])
     for i, lam in enumerate(lambdas):
         writer.writerow([f"{lam:g}"] + [f"{miou[d][i]:.6f}" for d in domains] + [f"{hmean[i]:.6f}"])
-    csv_path, json_path = out_dir / "scan.csv", out_dir / "scan.json"
-    write_text_atomic(csv_path, buf.getvalue())
-    png_path = out_dir / "scan.png" if plot else None
-    result = ScanResult(str(a), str(b), method, list(lambdas), miou, hmean, str(csv_path), str(json_path),
-                        str(png_path) if png_path else None)
-    write_json_atomic(json_path, _json_safe(result.to_json()))
-    if png_path is not None:
-        plot_scan(result, png_path)
+    tmp.rmdir()
+    write_text_atomic(out_dir / "scan.csv", buf.getvalue())
+    result = ScanResult(str(a), str(b), method, list(lambdas), miou, hmean, str(final_dir / "scan.csv"),
+                        str(final_dir / "scan.json"), str(final_dir / "scan.png") if plot else None)
+    write_json_atomic(out_dir / "scan.json", _json_safe(result.to_json()))
+    if plot:
+        plot_scan(result, out_dir / "scan.png")
     return result
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,10 +66,22 @@ def match_architecture(facts: dict[str, Any], num_heads: tuple[int, ...] | None)
 def _hf_class_names(config: dict[str, Any] | None, num_classes: int) -> list[str] | None:
     if not config or "id2label" not in config:
         return None
-    names = [config["id2label"].get(str(i), "") for i in range(num_classes)]
+    names = [str(config["id2label"].get(str(i), "")) for i in range(num_classes)]
     if all(n == f"LABEL_{i}" or not n for i, n in enumerate(names)):
         return None
     return names
+
+
+@contextlib.contextmanager
+def _foreign_structure(src: str | Path) -> Iterator[None]:
+    """A foreign file with an unexpected layout (a missing head key, a list where a dict belongs, a scalar
+    where a weight matrix belongs) is one ConversionError line, not a KeyError from deep inside."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ConversionError(f"'{src}' does not have the structure of a MiT/SegFormer checkpoint ({what[:160]}); "
+                              "pass the original weights file or Hugging Face folder") from exc
 
 
 def convert_checkpoint(src: str | Path, out: str | Path, num_classes: int | None = None,
@@ -80,17 +94,19 @@ def convert_checkpoint(src: str | Path, out: str | Path, num_classes: int | None
 
     conv: Conversion
     conv, hf_config = read_foreign(src, submodel)
-    facts = infer_shape_facts(conv.state)
-    heads = tuple(hf_config["num_attention_heads"]) if hf_config else None
-    arch = match_architecture(facts, heads)
-    src_classes = facts["num_classes"]
-    n_classes = num_classes or src_classes or 19
-    dropped = list(conv.dropped)
-    state = dict(conv.state)
-    if src_classes is not None and n_classes != src_classes:
-        for key in ("head.classifier.weight", "head.classifier.bias"):
-            state.pop(key)
-        dropped.append(f"head.classifier ({src_classes} classes -> {n_classes}: re-initialised)")
+    with _foreign_structure(src):  # shapes, keys and config fields of a foreign file are not ours to trust
+        facts = infer_shape_facts(conv.state)
+        heads = tuple(int(h) for h in hf_config["num_attention_heads"]) if hf_config else None
+        arch = match_architecture(facts, heads)
+        src_classes = facts["num_classes"]
+        n_classes = num_classes or src_classes or 19
+        dropped = list(conv.dropped)
+        state = dict(conv.state)
+        if src_classes is not None and n_classes != src_classes:
+            for key in ("head.classifier.weight", "head.classifier.bias"):
+                state.pop(key)
+            dropped.append(f"head.classifier ({src_classes} classes -> {n_classes}: re-initialised)")
+        names = _hf_class_names(hf_config, n_classes) if src_classes == n_classes else None
     spec = model_spec(arch)
     overrides = {"layer_norm_eps": conv.layer_norm_eps} if conv.layer_norm_eps != spec.layer_norm_eps else {}
     model = create_model(arch, num_classes=n_classes, **overrides)
@@ -107,7 +123,6 @@ def convert_checkpoint(src: str | Path, out: str | Path, num_classes: int | None
     src_path = Path(src)
     weights_file = next((p for p in (src_path / "model.safetensors", src_path / "pytorch_model.bin")
                          if p.exists()), src_path) if src_path.is_dir() else src_path
-    names = _hf_class_names(hf_config, n_classes) if src_classes == n_classes else None
     meta = model_meta(model, kind=kind, classes=names, provenance={
         "source": str(src), "source_format": conv.source_format, "source_sha256": sha256_file(weights_file),
         "dropped": dropped, "skipped_submodels": conv.skipped_submodels, "converted_by": f"edgeseg {__version__}",

@@ -157,7 +157,24 @@ class MixVisionTransformer(nn.Module):
     def out_channels(self) -> tuple[int, int, int, int]:
         return self.spec.embed_dims
 
+    @property
+    def min_input_size(self) -> int:
+        """The smallest height/width the encoder takes: each stage's token grid must cover its
+        spatial-reduction kernel (32 for every MiT: 8 at stride 4, ..., 1 at stride 32)."""
+        side, stride = 1, 1
+        for s in range(4):
+            stride *= self.spec.strides[s]
+            side = max(side, stride * self.spec.sr_ratios[s])
+        return side
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()):
+            h, w = int(x.shape[-2]), int(x.shape[-1])
+            if min(h, w) < self.min_input_size:
+                from edgeseg.errors import ConfigError
+
+                raise ConfigError(f"input {h}x{w} is smaller than the network's minimum of {self.min_input_size}x"
+                                  f"{self.min_input_size} pixels (its stride); use larger images or a larger --size")
         features = []
         for embed, blocks, norm in zip(self.patch_embeds, self.stages, self.norms, strict=True):
             x, h, w = embed(x)

@@ -224,6 +224,8 @@ def _convert_hf(folder: Path) -> tuple[Conversion, dict[str, Any]]:
         config = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConversionError(f"cannot read '{config_path}' ({exc})") from None
+    if not isinstance(config, dict):
+        raise ConversionError(f"'{config_path}' is not a JSON object; not a Hugging Face model config")
     if config.get("model_type") != "segformer":
         raise ConversionError(f"'{folder}' is a Hugging Face '{config.get('model_type')}' model, not SegFormer")
     if (folder / "model.safetensors").exists():

@@ -13,14 +13,16 @@ source-only baseline (same iterations, same seed) when asked, then the configure
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseg.io_utils import write_json_atomic, write_text_atomic
+from edgeseg.io_utils import removed_on_failure, write_json_atomic, write_text_atomic
 from edgeseg.uda.config import DistillConfig, config_to_dict, to_toml, validate
 
 REPORT = "report.json"
@@ -59,18 +61,29 @@ def _provenance(cfg: DistillConfig, role: str) -> dict[str, Any]:
             "large_init": cfg.models.large_init or None}
 
 
-def preflight(cfg: DistillConfig, out_dir: Path) -> None:
+def preflight(cfg: DistillConfig, out_dir: Path, resume: bool = False) -> None:
     """Every user error that needs no training: raises one clear line."""
     from edgeseg.errors import ConfigError
+    from edgeseg.preflight import check_output_dir
     from edgeseg.uda.data_setup import resolved_roots
     from edgeseg.uda.nets import check_init_files
-    from edgeseg.uda.trainer import resolve_device
+    from edgeseg.uda.trainer import CHECKPOINT, resolve_device
 
     validate(cfg)
+    check_output_dir(out_dir)
+    if resume and not _has_checkpoint(out_dir):
+        raise ConfigError(f"--resume: {out_dir} holds no interrupted run ({CHECKPOINT}) to continue; run without "
+                          "--resume to start one, or point --out at the run folder")
     if cfg.train.amp == "fp16" and not resolve_device(cfg.train.device).startswith("cuda"):
         raise ConfigError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 or off on CPU")
     check_init_files(cfg)
     resolved_roots(cfg, out_dir)
+
+
+def _has_checkpoint(out_dir: Path) -> bool:
+    from edgeseg.uda.trainer import CHECKPOINT
+
+    return any((out_dir / sub / CHECKPOINT).is_file() for sub in ("", "source_only"))
 
 
 def run_distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
@@ -87,9 +100,12 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False
 
     out_dir = Path(out_dir)
     t0 = time.time()
-    preflight(cfg, out_dir)
+    preflight(cfg, out_dir, resume)
     device = resolve_device(cfg.train.device)
-    with distributed(device) as info:
+    single = os.environ.get("WORLD_SIZE", "1") == "1"
+    # a run that fails before its first checkpoint leaves no folder behind (a checkpoint is kept: --resume)
+    cleanup = removed_on_failure(out_dir, keep=_has_checkpoint) if single else contextlib.nullcontext()
+    with cleanup, distributed(device) as info:
         if info.main:
             ensure_synthetic(cfg, synthetic_root(cfg, out_dir), needed_synthetic_domains(cfg), log)
             write_text_atomic(out_dir / "config.toml", to_toml(cfg))

@@ -11,6 +11,7 @@ an unknown choice is a `ConfigError` naming the key - raised before any data is 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -411,8 +412,22 @@ def _get(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
+def _check_numbers(values: dict[str, Any], prefix: str) -> None:
+    """No NaN or infinity anywhere in a config: they pass every `<` check and poison training silently."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _check_numbers(value, name + ".")
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"config key '{name}' = {v}; give a finite number")
+
+
 def validate(cfg: DistillConfig) -> None:
     """Value checks that need no data or models; raise one ConfigError line."""
+    _check_numbers(config_to_dict(cfg), "")
+    if not 0 <= cfg.seed <= 2**32 - 1:
+        raise ConfigError(f"seed must be in [0, {2**32 - 1}], got {cfg.seed}")
     for key, choices in _CHOICES.items():
         value = _get(cfg, key)
         if value not in choices:

@@ -64,7 +64,9 @@ def resolve_device(requested: str) -> str:
         raise ConfigError(f"train.device={requested} but no CUDA device is visible; use train.device=cpu")
     if requested == "cuda":
         return f"cuda:{local}"
-    return requested
+    from edgeseg.devices import check_device
+
+    return check_device(requested)
 
 
 def dist_info(device: str) -> DistInfo:
@@ -156,7 +158,8 @@ class MetricsLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         lines: list[str] = []
         if resume_step is not None and path.is_file():
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            lines = [ln for ln in path.read_text(errors="replace").splitlines()
+                     if (rec := _record(ln)) is not None and rec.get("step", 0) <= resume_step]
         from edgeseg.io_utils import write_text_atomic
 
         write_text_atomic(path, "".join(ln + "\n" for ln in lines))
@@ -165,6 +168,15 @@ class MetricsLog:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """One metrics line as a dict, or None for a blank or torn line (a run killed mid-write)."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("step", 0), int) else None
 
 
 def _progress(enabled: bool, total: int, start: int, description: str):

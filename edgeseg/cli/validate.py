@@ -1,0 +1,87 @@
+"""Option validation at the CLI boundary: every numeric option states its allowed range in `--help` and a
+value outside it (nan, inf, negative, zero, absurd) is one usage error before any work starts.
+
+`ranged(...)` is a `typer.Option` whose help ends with the range and whose callback enforces it. Sizes
+(`HxW`) are parsed by `parse_size`, which caps each side at MAX_SIDE so a typo cannot allocate 100 GiB.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import typer
+
+from edgeseg.errors import ConfigError
+
+MAX_SIDE = 8192  # pixels per side for any --size/--crop: 8192x8192 RGB float is already 800 MB a frame
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {_fmt(lo)}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {_fmt(hi)}")
+    return " and ".join(parts) if parts else "finite"
+
+
+def check_number(value: float, what: str, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False) -> float:
+    """`value` if it is finite and inside the range; else ConfigError naming `what` and the range."""
+    allowed = range_text(lo, hi, lo_open, hi_open)
+    bad = isinstance(value, float) and not math.isfinite(value)
+    if not bad and lo is not None:
+        bad = value <= lo if lo_open else value < lo
+    if not bad and hi is not None:
+        bad = value >= hi if hi_open else value > hi
+    if bad:
+        raise ConfigError(f"{what} must be {allowed}, got {value}")
+    return value
+
+
+def _checker(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> Any:
+    def callback(ctx: typer.Context, param: Any, value: Any) -> Any:
+        if value is None or ctx.resilient_parsing:
+            return value
+        name = (param.opts[0] if getattr(param, "opts", None) else param.name) or "value"
+        for v in value if isinstance(value, list | tuple) else [value]:
+            try:
+                check_number(v, name, lo, hi, lo_open, hi_open)
+            except ConfigError as exc:
+                raise typer.BadParameter(str(exc).replace(f"{name} must", "must"), ctx=ctx, param=param) from None
+        return value
+
+    return callback
+
+
+def ranged(*decls: str, help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+           hi_open: bool = False, **kwargs: Any) -> Any:
+    """A typer.Option that accepts only finite values in the range, and says the range in its help."""
+    return typer.Option(*decls, help=f"{help} [{range_text(lo, hi, lo_open, hi_open)}]",
+                        callback=_checker(lo, hi, lo_open, hi_open), **kwargs)
+
+
+def seed_option(help: str = "random seed") -> Any:
+    return ranged(help=help, lo=0, hi=MAX_SEED)
+
+
+def parse_size(text: str, what: str = "size", multiple_of: int = 1, min_side: int = 1) -> tuple[int, int]:
+    """'512x1024' -> (512, 1024) (height x width), each side in [min_side, MAX_SIDE]."""
+    try:
+        h, w = (int(v) for v in text.lower().strip().split("x"))
+    except ValueError:
+        raise ConfigError(f"{what} '{text}' is not HxW, e.g. 512x1024") from None
+    if h < min_side or w < min_side:
+        raise ConfigError(f"{what} '{text}': height and width must be >= {min_side}" if min_side > 1
+                          else f"{what} '{text}' must be positive")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise ConfigError(f"{what} '{text}' is too large: at most {MAX_SIDE} pixels per side")
+    if h % multiple_of or w % multiple_of:
+        raise ConfigError(f"{what} '{text}': height and width must be multiples of {multiple_of}")
+    return h, w
