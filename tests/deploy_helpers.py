@@ -69,3 +69,13 @@ def scratch(name: str) -> Path:
     path = _ROOT / name
     path.mkdir(exist_ok=True)
     return path
+
+
+@functools.cache
+def exported_int8(flavour: str):  # -> (Path, ExportReport); flavour: onnxruntime | tensorrt
+    from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
+
+    cfg = ExportConfig(size=SIZE, parity_images=2, precision="int8", calib_dir=calib_dir(), calib_images=4,
+                       int8_for=flavour, slim=False)
+    out = _ROOT / f"int8_{flavour}.onnx"
+    return out, export_onnx(tiny_checkpoint(), out, cfg)

@@ -53,7 +53,11 @@ def export(
     preprocess: Annotated[bool, typer.Option("--preprocess", help="graph takes uint8 BGR HxWx3 frames and "
                                                                   "normalises itself")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 graph (LayerNorm/Softmax/reductions stay FP32)")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="INT8 QDQ graph for ONNX Runtime (needs --calib)")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 QDQ graph (needs --calib); for ONNX Runtime unless "
+                                                      "--int8-for tensorrt")] = False,
+    int8_for: Annotated[str | None, typer.Option(help="INT8 flavour: onnxruntime (uint8 activations) | tensorrt "
+                                                      "(symmetric int8, float biases; default for a TensorRT "
+                                                      "--target)")] = None,
     calib: Annotated[Path | None, typer.Option(help="folder of target-domain images: INT8 calibration and "
                                                     "parity-check images")] = None,
     calib_images: Annotated[int | None, ranged(help="calibration images used (spread evenly; "
@@ -76,6 +80,7 @@ def export(
     Examples:
       edgeseg export student.safetensors --out student.onnx --size 512x1024
       edgeseg export student.safetensors --out student_int8.onnx --int8 --calib data/synth/city/leftImg8bit/train
+      edgeseg export student.safetensors --out student_int8_trt.onnx --int8 --int8-for tensorrt --calib frames/
       edgeseg export student.safetensors --out dyn.onnx --dynamic --output logits --preprocess
     """
     from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
@@ -98,6 +103,7 @@ def export(
         size=_size(size) or (profile.input_size if profile else (512, 1024)), dynamic=dynamic, output=output,
         preprocess=preprocess, precision=precision, calib_dir=calib,
         calib_images=calib_images or (profile.calib_images if profile else 32), calib_method=calib_method,
+        int8_for=int8_for or ("tensorrt" if profile and profile.runtime == "tensorrt" else "onnxruntime"),
         opset=opset, batch=batch or (profile.batch if profile else 1), min_agreement=min_agreement,
         parity_images=parity_images, slim=slim)
     with _status(progress) as log:
@@ -112,7 +118,8 @@ def build_engine_cmd(
     onnx_file: Annotated[Path, typer.Argument(help="ONNX file from `edgeseg export`")],
     out: Annotated[Path, typer.Option("--out", "-o", help="engine file to write (+ OUT.json sidecar)")],
     fp16: Annotated[bool, typer.Option("--fp16", help="allow FP16 kernels")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="INT8 (calibrated with --calib, or the graph's own Q/DQ)")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8: from a TensorRT Q/DQ graph (`edgeseg export --int8 "
+                                                      "--int8-for tensorrt`), or calibrated with --calib (< 11)")] = False,
     calib: Annotated[Path | None, typer.Option(help="folder of target-domain calibration images")] = None,
     calib_images: Annotated[int | None, ranged(help="calibration images (default: the target's, else 256)", lo=1,
                                                hi=100000)] = None,

@@ -24,10 +24,15 @@ def append_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *,
                        static_size: tuple[int, int] | None, batch: int | None) -> onnx.ModelProto:
     """Replace the graph output `scores` (B,C,h,w logits) with `labels` (B,H,W) at the input resolution:
     Transpose to NHWC -> bilinear Resize (half-pixel, = torch align_corners=False) -> ArgMax over the
-    contiguous class axis -> Cast to uint8 (int32 above 256 classes).
+    contiguous class axis -> Cast to uint8 through float (int32 above 256 classes).
 
     Channels-last is deliberate: ArgMax over the innermost axis reads each pixel's scores contiguously,
     and ONNX Runtime's NHWC bilinear kernel is faster than its NCHW one (measured ~35% on this step).
+
+    Written for every TensorRT edgeseg supports (see trt_support.py): TensorRT converts to UINT8 only from
+    FLOAT/HALF (NvInfer.h, 8.6 and 10.x), so the int64 argmax goes through a FLOAT Cast first (exact for
+    class ids < 2^24); the dynamic sizes use Shape + Slice, because TensorRT 8.6's parser ignores Shape's
+    start/end attributes (honoured from 10.0 on).
     """
     graph = model.graph
     if [o.name for o in graph.output] != [scores]:
@@ -42,26 +47,42 @@ def append_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *,
     else:
         in_name = graph.input[0].name
         hw = (1, 3) if nhwc_input else (2, 4)
+        for name, values in (("hw_start", [hw[0]]), ("hw_end", [hw[1]]), ("b_start", [0]), ("b_end", [1]),
+                             ("c_start", [3]), ("c_end", [4]), ("axes", [0])):
+            graph.initializer.append(helper.make_tensor(f"labels_head/{name}", TensorProto.INT64, [1], values))
         nodes += [
-            helper.make_node("Shape", [in_name], ["labels_head/hw"], start=hw[0], end=hw[1]),
-            helper.make_node("Shape", ["labels_head/nhwc"], ["labels_head/b"], start=0, end=1),
-            helper.make_node("Shape", ["labels_head/nhwc"], ["labels_head/c"], start=3, end=4),
+            helper.make_node("Shape", [in_name], ["labels_head/in_shape"]),
+            helper.make_node("Shape", ["labels_head/nhwc"], ["labels_head/nhwc_shape"]),
+            _slice("labels_head/in_shape", "labels_head/hw", "hw"),
+            _slice("labels_head/nhwc_shape", "labels_head/b", "b"),
+            _slice("labels_head/nhwc_shape", "labels_head/c", "c"),
             helper.make_node("Concat", ["labels_head/b", "labels_head/hw", "labels_head/c"],
                              ["labels_head/sizes"], axis=0),
         ]
-    label_type = TensorProto.UINT8 if num_classes <= 256 else TensorProto.INT32
     nodes += [
         helper.make_node("Resize", ["labels_head/nhwc", "", "", "labels_head/sizes"], ["labels_head/up"],
                          mode="linear", coordinate_transformation_mode="half_pixel"),
         helper.make_node("ArgMax", ["labels_head/up"], ["labels_head/argmax"], axis=3, keepdims=0),
-        helper.make_node("Cast", ["labels_head/argmax"], ["labels"], to=label_type),
     ]
+    if num_classes <= 256:
+        label_type = TensorProto.UINT8
+        nodes += [helper.make_node("Cast", ["labels_head/argmax"], ["labels_head/argmax_f"], to=TensorProto.FLOAT),
+                  helper.make_node("Cast", ["labels_head/argmax_f"], ["labels"], to=label_type)]
+    else:
+        label_type = TensorProto.INT32
+        nodes.append(helper.make_node("Cast", ["labels_head/argmax"], ["labels"], to=label_type))
     graph.node.extend(nodes)
     dims: list[Any] = [batch if batch else "batch",
                        static_size[0] if static_size else "height", static_size[1] if static_size else "width"]
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("labels", label_type, dims))
     return model
+
+
+def _slice(data: str, out: str, part: str) -> onnx.NodeProto:
+    """Slice along axis 0 with initializer starts/ends/axes (TensorRT needs constant axes)."""
+    return helper.make_node("Slice", [data, f"labels_head/{part}_start", f"labels_head/{part}_end", "labels_head/axes"],
+                            [out])
 
 
 def set_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> None:

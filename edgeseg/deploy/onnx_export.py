@@ -41,6 +41,7 @@ class ExportConfig:
     calib_dir: Path | None = None
     calib_images: int = 32
     calib_method: str = "minmax"
+    int8_for: str = "onnxruntime"  # INT8 flavour: onnxruntime (uint8 activations) | tensorrt (symmetric int8)
     opset: int = 17
     batch: int = 1
     min_agreement: float | None = None
@@ -52,6 +53,10 @@ class ExportConfig:
             raise ConfigError(f"--output must be one of {', '.join(OUTPUT_KINDS)}, not '{self.output}'")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
+        from edgeseg.deploy.quantize import FLAVOURS
+
+        if self.int8_for not in FLAVOURS:
+            raise ConfigError(f"--int8-for must be one of {', '.join(FLAVOURS)}, not '{self.int8_for}'")
         if self.precision == "int8" and self.calib_dir is None:
             raise ConfigError("--int8 needs --calib DIR: target-domain images to calibrate the int8 ranges on")
         if self.opset < 17:
@@ -186,10 +191,10 @@ def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
         from edgeseg.deploy.quantize import quantize_int8
 
         files = list_images(cfg.calib_dir, cfg.calib_images)
-        log(f"INT8 calibration on {len(files)} images from {cfg.calib_dir} ({cfg.calib_method})")
+        log(f"INT8 for {cfg.int8_for}: calibration on {len(files)} images from {cfg.calib_dir} ({cfg.calib_method})")
         batcher = CalibrationBatcher(files, cfg.batch, _prepare_fn(meta, cfg.size, cfg.preprocess))
         scores = onnx.load_from_string(quantize_int8(scores.SerializeToString(), iter(batcher), "input",
-                                                     method=cfg.calib_method))
+                                                     method=cfg.calib_method, flavour=cfg.int8_for))
         scores.ir_version = min(scores.ir_version, graph_edit.MAX_IR_VERSION)
     final = _finish(scores, cfg, meta)
     nodes["final"] = graph_edit.count_ops(final)

@@ -1,9 +1,13 @@
-"""INT8 for ONNX Runtime CPU: static QDQ quantisation calibrated on target-domain images.
+"""INT8: static QDQ quantisation calibrated on target-domain images, in two flavours.
 
-Weights int8 per output channel, activations uint8 (the U8S8 layout ONNX Runtime's x86 kernels run
-fastest: VNNI / AMX where present). Only Conv / MatMul / Gemm are quantised; LayerNorm, Softmax, GELU,
-Resize and ArgMax stay float, since they are cheap and are where int8 error would hurt accuracy most.
-Torch-free (onnx + onnxruntime.quantization).
+- "onnxruntime" (ONNX Runtime CPU): weights int8 per output channel, activations uint8 with zero points
+  (the U8S8 layout ONNX Runtime's x86 kernels run fastest: VNNI / AMX where present), biases int32.
+- "tensorrt": what TensorRT's explicit quantisation accepts (see trt_support.qdq_problems): symmetric int8
+  activations and weights (zero points 0), biases left float (TensorRT fuses them itself). TensorRT reads the
+  scales from these Q/DQ nodes; no calibrator runs on the device.
+
+Only Conv / MatMul / Gemm are quantised; LayerNorm, Softmax, GELU, Resize and ArgMax stay float, since they
+are cheap and are where int8 error would hurt accuracy most. Torch-free (onnx + onnxruntime.quantization).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 from edgeseg.errors import ExportError
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+FLAVOURS = ("onnxruntime", "tensorrt")
 
 
 def activation_matmuls(model: bytes) -> list[str]:
@@ -52,8 +57,10 @@ def depthwise_convs(model: bytes) -> list[str]:
 
 def quantize_int8(fp32_model: bytes, batches: Iterable[np.ndarray], input_name: str,
                   method: str = "percentile", op_types: tuple[str, ...] = QUANTIZED_OPS,
-                  exclude_depthwise: bool = True, exclude_nodes: tuple[str, ...] = ()) -> bytes:
-    """QDQ-quantise an FP32 ONNX model (bytes) calibrated on `batches` (model-ready inputs)."""
+                  exclude_depthwise: bool = True, exclude_nodes: tuple[str, ...] = (),
+                  flavour: str = "onnxruntime") -> bytes:
+    """QDQ-quantise an FP32 ONNX model (bytes) calibrated on `batches` (model-ready inputs), for the
+    runtime `flavour` names (see the module docstring)."""
     try:
         from onnxruntime.quantization import (
             CalibrationDataReader,
@@ -67,6 +74,8 @@ def quantize_int8(fp32_model: bytes, batches: Iterable[np.ndarray], input_name: 
         raise ExportError("INT8 export needs onnxruntime (pip install 'edgeseg[cpu]')") from None
     if method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown calibration method '{method}'; choose {', '.join(CALIBRATION_METHODS)}")
+    if flavour not in FLAVOURS:
+        raise ExportError(f"unknown INT8 flavour '{flavour}'; choose {', '.join(FLAVOURS)}")
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -83,6 +92,9 @@ def quantize_int8(fp32_model: bytes, batches: Iterable[np.ndarray], input_name: 
     extra: dict[str, object] = {"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
+    tensorrt = flavour == "tensorrt"
+    if tensorrt:  # zero points 0 everywhere, float biases
+        extra.update({"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
     with tempfile.TemporaryDirectory(prefix="edgeseg-int8-") as tmp:
         src, pre, dst = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32_model)
@@ -97,7 +109,8 @@ def quantize_int8(fp32_model: bytes, batches: Iterable[np.ndarray], input_name: 
             quantize_static(
                 str(pre), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(op_types), nodes_to_exclude=excluded, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=calib,
+                activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=calib,
                 extra_options=extra,
             )
         except StopIteration:
