@@ -18,8 +18,9 @@ from edgeseg.deploy.engine_meta import (
     sidecar_path,
 )
 from edgeseg.deploy.targets import list_targets, load_target, parse_target
-from edgeseg.deploy.tensorrt import fp32_layer_indices, precision_plan, profile_shapes
-from edgeseg.errors import ConfigError, DatasetError, RuntimeBackendError
+from edgeseg.deploy.tensorrt import profile_shapes
+from edgeseg.deploy.trt_plan import TensorRTFeatures, build_plan, check_dla
+from edgeseg.errors import ConfigError, DatasetError, ExportError, RuntimeBackendError
 
 ORIN = DeviceFacts("8.6.2.3", "Orin", "8.7")
 
@@ -57,22 +58,59 @@ def test_dynamic_graph_profile_min_opt_max() -> None:
 
 # -- precision rules -----------------------------------------------------------------------------------
 
-def test_layernorm_pinned_to_fp32_only_before_tensorrt_10() -> None:
-    types = ["CONVOLUTION", "NORMALIZATION", "MATRIX_MULTIPLY", "SOFTMAX", "NORMALIZATION"]
-    assert fp32_layer_indices("8.6.1", fp16=True, layer_types=types) == [1, 4]
-    assert fp32_layer_indices("8.6.1", fp16=False, layer_types=types) == []
-    assert fp32_layer_indices("10.3.0", fp16=True, layer_types=types) == []
+TRT86 = TensorRTFeatures("8.6.2.3", fp16_flag=True, calibrator=True, explicit_batch_flag=True)
+TRT10 = TensorRTFeatures("10.3.0.26", fp16_flag=True, calibrator=True, explicit_batch_flag=True)
+TRT11 = TensorRTFeatures("11.4.0.106", fp16_flag=False, calibrator=False, explicit_batch_flag=False)
 
 
-def test_precision_plan() -> None:
-    assert precision_plan("fp16", "fp32", None) == {"fp16": True, "int8": False, "calibrate": False}
-    assert precision_plan("int8", "fp32", Path("calib")) == {"fp16": True, "int8": True, "calibrate": True}
-    # a Q/DQ graph carries its own scales: INT8 without a calibrator
-    assert precision_plan("int8", "int8", None)["calibrate"] is False
-    with pytest.raises(ConfigError, match="--calib"):
-        precision_plan("int8", "fp32", None)
-    with pytest.raises(ConfigError, match="build it with --int8"):
-        precision_plan("fp16", "int8", None)
+def test_features_read_from_the_module() -> None:
+    from fake_tensorrt import make_tensorrt
+
+    assert TensorRTFeatures.of(make_tensorrt("8.6.1")) == TensorRTFeatures("8.6.1", True, True, True)
+    assert TensorRTFeatures.of(make_tensorrt("11.4.0")) == TensorRTFeatures("11.4.0", False, False, False)
+
+
+def test_build_plan_per_tensorrt_release() -> None:
+    plan = build_plan("fp16", "fp32", TRT86, calib_dir=None, qdq_problems=[])
+    assert plan.builder_flags == ("FP16",) and plan.network_flags == ("EXPLICIT_BATCH",) and not plan.strongly_typed
+    plan = build_plan("int8", "fp32", TRT10, calib_dir=Path("calib"), qdq_problems=[])
+    assert plan.builder_flags == ("FP16", "INT8") and plan.network_flags == () and plan.calibrate
+    # a TensorRT Q/DQ graph carries its scales: INT8 without a calibrator
+    assert not build_plan("int8", "int8", TRT10, calib_dir=None, qdq_problems=[]).calibrate
+    # TensorRT 11: strongly typed, no precision flags; the ONNX types decide
+    plan = build_plan("fp16", "fp16", TRT11, calib_dir=None, qdq_problems=[], dla_core=0)
+    assert plan.strongly_typed and plan.builder_flags == ("GPU_FALLBACK",) and plan.network_flags == ()
+    assert build_plan("int8", "int8", TRT11, calib_dir=None, qdq_problems=[]).strongly_typed
+    assert build_plan("fp32", "fp32", TRT11, calib_dir=None, qdq_problems=[]).builder_flags == ()
+
+
+@pytest.mark.parametrize(("args", "features", "match"), [
+    (("int8", "fp32"), TRT10, "--calib DIR"),
+    (("fp16", "int8"), TRT10, "build it with --int8"),
+    (("fp32", "fp16"), TRT10, "FP16 weights"),
+    (("fp16", "fp32"), TRT11, "no FP16 builder flag.*edgeseg export CKPT --out model_fp16.onnx --fp16"),
+    (("int8", "fp32"), TRT11, "no INT8 calibrator.*--int8-for tensorrt"),
+])
+def test_build_plan_refusals_say_what_to_run(args: tuple[str, str], features: TensorRTFeatures, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        build_plan(*args, features, calib_dir=None, qdq_problems=[])
+    assert "\n" not in str(info.value)
+
+
+def test_build_plan_refuses_onnxruntime_int8_and_fp32_dla() -> None:
+    with pytest.raises(ExportError, match="quantised for ONNX Runtime.*--int8-for tensorrt"):
+        build_plan("int8", "int8", TRT10, calib_dir=None, qdq_problems=["x: UINT8 zero point"])
+    with pytest.raises(ConfigError, match="DLA cores run FP16 or INT8"):
+        build_plan("fp32", "fp32", TRT10, calib_dir=None, qdq_problems=[], dla_core=0)
+
+
+def test_check_dla() -> None:
+    check_dla(None, 0)
+    check_dla(1, 2)
+    with pytest.raises(ConfigError, match="this device has no DLA cores"):
+        check_dla(0, 0)
+    with pytest.raises(ConfigError, match="2 DLA core.*--dla 2 does not exist"):
+        check_dla(2, 2)
 
 
 # -- calibration batches -------------------------------------------------------------------------------
@@ -136,7 +174,8 @@ def test_foreign_engine_is_refused_with_rebuild_advice(tmp_path: Path) -> None:
 # -- target profiles -----------------------------------------------------------------------------------
 
 def test_shipped_target_profiles_parse() -> None:
-    assert {"orin-nano", "orin-agx", "xavier-nx", "x86-cuda", "cpu"} <= set(list_targets())
+    assert {"orin-nano", "orin-agx", "x86-cuda", "cpu"} <= set(list_targets())
+    assert "xavier-nx" not in list_targets()  # JetPack 5 (Python 3.8, TensorRT 8.5) is not supported
     nano = load_target("orin-nano")
     assert nano.runtime == "tensorrt" and nano.precision == "fp16" and nano.dla_core is None
     cpu = load_target("cpu")
@@ -180,29 +219,32 @@ def test_build_engine_cli_without_tensorrt_is_one_line(tmp_path: Path, capsys: p
 
 @pytest.mark.gpu
 def test_build_and_run_engine_on_gpu(tmp_path: Path) -> None:  # pragma: no cover - needs an NVIDIA GPU
-    """On a machine with TensorRT: build FP32/FP16 engines from a tiny export and compare with ONNX Runtime."""
-    pytest.importorskip("tensorrt")
-    from deploy_helpers import exported
+    """On a machine with TensorRT (8.6 / 10.x / 11.x): build FP32 / FP16 / INT8 engines from tiny exports and
+    compare their labels with ONNX Runtime on the same graph."""
+    trt = pytest.importorskip("tensorrt")
+    from deploy_helpers import calib_dir, exported, exported_int8
 
     from edgeseg.deploy.runtimes import open_segmenter
     from edgeseg.deploy.tensorrt import EngineConfig, build_engine
 
-    onnx_path, _ = exported("labels")
     frames = synthetic_frames(2, (64, 128), seed=3)
-    ref = open_segmenter(onnx_path, backend="onnxruntime-cpu").predict(frames)
-    from deploy_helpers import calib_dir
-
-    for precision, bar in (("fp32", 0.999), ("fp16", 0.99), ("int8", 0.9)):
-        engine = tmp_path / f"m_{precision}.engine"
+    cases = [("labels", exported("labels")[0], "fp32", 0.999), ("fp16", exported("fp16")[0], "fp16", 0.99),
+             ("int8_trt", exported_int8("tensorrt")[0], "int8", 0.9)]
+    if TensorRTFeatures.of(trt).calibrator:
+        cases.append(("labels_calibrated", exported("labels")[0], "int8", 0.9))
+    for name, onnx_path, precision, bar in cases:
+        ref = open_segmenter(onnx_path, backend="onnxruntime-cpu").predict(frames)
+        engine = tmp_path / f"{name}.engine"
         report = build_engine(onnx_path, engine, EngineConfig(precision=precision, timing_cache=tmp_path / "t.cache",
                                                               calib_dir=calib_dir(), calib_images=4))
         assert sidecar_path(engine).exists() and report.engine_bytes > 0
         seg = open_segmenter(engine)
         assert seg.backend == "tensorrt"
         for a, b in zip(seg.predict(frames), ref, strict=True):
-            assert (a == b).mean() >= bar
+            assert (a == b).mean() >= bar, name
         seg.close()
-    assert (tmp_path / "m_int8.engine.calib").exists()  # calibration cache written for rebuilds
+    if TensorRTFeatures.of(trt).calibrator:
+        assert (tmp_path / "labels_calibrated.engine.calib").exists()  # calibration cache written for rebuilds
 
 
 def test_targets_env_var_adds_profile_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,3 +253,137 @@ def test_targets_env_var_adds_profile_folders(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("EDGESEG_TARGETS", str(tmp_path))
     assert "my-board" in list_targets()
     assert load_target("my-board").input_size == (256, 512)
+
+
+# -- build_engine against a faked TensorRT module (8.6 / 10.x / 11.x API surface) ---------------------------
+
+def _build_cli(onnx_path: Path, out: Path, *flags: str) -> list[str]:
+    from edgeseg.cli import main
+
+    code = main(["build-engine", str(onnx_path), "--out", str(out), "--no-progress", *flags])
+    return [str(code)]
+
+
+@pytest.mark.parametrize(("version", "flags", "network_flags"), [
+    ("8.6.2.3", ["FP16"], 1),  # EXPLICIT_BATCH = bit 0
+    ("10.3.0.26", ["FP16"], 0),
+])
+def test_fake_build_uses_flags_before_11_and_pins_no_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           version: str, flags: list[str], network_flags: int) -> None:
+    from deploy_helpers import exported
+    from fake_tensorrt import install, make_tensorrt
+
+    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+
+    trt = make_tensorrt(version)
+    install(monkeypatch, trt)
+    onnx_path, _ = exported("labels")
+    cache = tmp_path / "timing.cache"
+    report = build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(precision="fp16", timing_cache=cache))
+    assert trt.calls["flags"] == flags and trt.calls["network_flags"] == network_flags
+    assert trt.calls["layer_precision"] == 0  # the 8.6/10 parser already runs LayerNorm in FP32
+    assert report.plan["strongly_typed"] is False and cache.read_bytes() == b"timing"
+    side = read_sidecar(tmp_path / "m.engine")
+    assert side["build"]["builder_flags"] == flags and side["tensorrt_version"] == version
+
+
+def test_fake_tensorrt_11_builds_an_fp16_onnx_strongly_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy_helpers import exported
+    from fake_tensorrt import install, make_tensorrt
+
+    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+
+    trt = make_tensorrt("11.4.0.106")
+    install(monkeypatch, trt)
+    report = build_engine(exported("fp16")[0], tmp_path / "m.engine", EngineConfig(precision="fp16"))
+    assert report.plan["strongly_typed"] and trt.calls["flags"] == [] and trt.calls["network_flags"] == 0
+    int8_path, _ = exported_int8_tensorrt()
+    report = build_engine(int8_path, tmp_path / "q.engine", EngineConfig(precision="int8"))
+    assert report.plan == {"builder_flags": [], "network_flags": [], "calibrated": False, "strongly_typed": True}
+
+
+def exported_int8_tensorrt():  # noqa: ANN201 - (Path, ExportReport)
+    from deploy_helpers import exported_int8
+
+    return exported_int8("tensorrt")
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """stderr ends with exactly one `error:` line and carries no traceback (progress lines may precede it)."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0] and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_build_engine_cli_refuses_onnxruntime_int8_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy_helpers import exported_int8
+    from fake_tensorrt import install, make_tensorrt
+
+    install(monkeypatch, make_tensorrt("10.3.0"))
+    onnx_path, _ = exported_int8("onnxruntime")
+    assert _build_cli(onnx_path, tmp_path / "q.engine", "--int8") == ["2"]
+    line = _one_error_line(capsys)
+    assert "quantised for ONNX Runtime" in line and "edgeseg export" in line and "--int8-for tensorrt" in line
+    assert not (tmp_path / "q.engine").exists()
+
+
+def test_build_engine_cli_on_tensorrt_without_fp16_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy_helpers import exported
+    from fake_tensorrt import install, make_tensorrt
+
+    install(monkeypatch, make_tensorrt("11.4.0"))
+    assert _build_cli(exported("labels")[0], tmp_path / "m.engine", "--fp16") == ["2"]
+    line = _one_error_line(capsys)
+    assert "no FP16 builder flag" in line and "--fp16" in line and "edgeseg export" in line
+
+
+def test_build_engine_cli_dla_on_a_device_without_dla(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy_helpers import exported
+    from fake_tensorrt import install, make_tensorrt
+
+    install(monkeypatch, make_tensorrt("10.3.0", num_dla_cores=0))
+    assert _build_cli(exported("labels")[0], tmp_path / "m.engine", "--fp16", "--dla", "0") == ["2"]
+    assert "this device has no DLA cores" in _one_error_line(capsys)
+
+
+def test_build_engine_refuses_a_foreign_timing_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy_helpers import exported
+    from fake_tensorrt import install, make_tensorrt
+
+    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+
+    install(monkeypatch, make_tensorrt("10.3.0", timing_cache_fits=False))
+    cache = tmp_path / "other_gpu.cache"
+    cache.write_bytes(b"from another GPU")
+    with pytest.raises(ExportError, match="does not fit this GPU.*delete it"):
+        build_engine(exported("labels")[0], tmp_path / "m.engine", EngineConfig(precision="fp16", timing_cache=cache))
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_runtime_sets_the_dla_core_from_the_sidecar() -> None:
+    from fake_tensorrt import make_tensorrt
+
+    from edgeseg.deploy.trt_runtime import set_dla_core
+
+    runtime = make_tensorrt("10.3.0", num_dla_cores=2).Runtime(None)
+    set_dla_core(runtime, None, Path("m.engine"))
+    assert runtime.DLA_core == -1
+    set_dla_core(runtime, 1, Path("m.engine"))
+    assert runtime.DLA_core == 1
+    with pytest.raises(RuntimeBackendError, match="built for DLA core 1, this device has 0"):
+        set_dla_core(make_tensorrt("10.3.0", num_dla_cores=0).Runtime(None), 1, Path("m.engine"))
+
+
+def test_export_cli_int8_flavour_is_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy_helpers import tiny_checkpoint
+
+    from edgeseg.cli import main
+
+    code = main(["export", str(tiny_checkpoint()), "--out", str(tmp_path / "q.onnx"), "--int8", "--int8-for", "trt",
+                 "--calib", str(tmp_path), "--no-progress"])
+    assert code == 2 and "--int8-for must be one of onnxruntime, tensorrt" in _one_error_line(capsys)
+    assert not (tmp_path / "q.onnx").exists()

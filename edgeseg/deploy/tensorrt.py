@@ -1,12 +1,14 @@
-"""`edgeseg build-engine`: ONNX -> TensorRT engine (+ sidecar JSON), with the TensorRT Python API (8.6 / 10).
+"""`edgeseg build-engine`: ONNX -> TensorRT engine (+ sidecar JSON), with the TensorRT Python API (8.6 / 10.x / 11.x).
 
-Build: explicit-batch network from the ONNX parser; one optimisation profile (min/opt/max shapes, fixed
-for static graphs); FP16 and/or INT8 (entropy calibrator v2 fed from `--calib` images through the
-model's own preprocessing, with a calibration cache; graphs exported with `edgeseg export --int8` carry
-Q/DQ scales and need no calibrator); LayerNorm layers forced to FP32 under FP16 on TensorRT < 10; DLA
-with GPU fallback; a timing cache that makes rebuilds fast. Engine, sidecar and caches are written
-atomically. TensorRT and cuda-python are imported inside `build_engine` only; everything else here is
-pure logic, unit-tested without a GPU.
+Build: network from the ONNX parser (explicit batch); one optimisation profile (min/opt/max shapes, fixed for
+static graphs); precision as trt_plan.build_plan decides for the installed TensorRT: builder flags FP16/INT8
+on 8.6 / 10.x (INT8 from an entropy calibrator fed from `--calib` images through the model's own
+preprocessing, with a calibration cache, or from a TensorRT Q/DQ graph), a strongly typed network on 11.x
+(FP16 from an FP16 ONNX, INT8 from a TensorRT Q/DQ ONNX); DLA with GPU fallback after checking the device has
+the core; a timing cache that makes rebuilds fast. LayerNorm needs no pinning: the ONNX parser (8.6 and 10.x)
+already sets the normalisation layer's compute precision to FP32 (the ONNX stash_type). Engine, sidecar and
+caches are written atomically. TensorRT and cuda-python are imported inside `build_engine` only; everything
+else here and in trt_plan is pure logic, unit-tested without a GPU (tests fake the tensorrt module).
 """
 
 from __future__ import annotations
@@ -20,10 +22,6 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import ConfigError, ExportError
-
-# Layer types (TensorRT LayerType names) that run in FP32 under FP16 on TensorRT < 10: TensorRT 8.x
-# normalisation kernels accumulate mean/variance in half precision and overflow after attention blocks.
-FP32_LAYER_TYPES_BEFORE_10 = ("NORMALIZATION",)
 
 
 @dataclass(frozen=True)
@@ -83,31 +81,6 @@ def profile_shapes(input_shape: Sequence[int | str | None], nhwc: bool, batch: i
     return ProfileShapes(min=shape(b_min, lo_hw), opt=shape(b_opt, opt_hw), max=shape(b_opt, hi_hw))
 
 
-def fp32_layer_indices(trt_version: str, fp16: bool, layer_types: Sequence[str]) -> list[int]:
-    """Indices of layers to pin to FP32: normalisation layers under FP16 on TensorRT < 10."""
-    if not fp16 or int(trt_version.split(".")[0]) >= 10:
-        return []
-    return [i for i, t in enumerate(layer_types) if t in FP32_LAYER_TYPES_BEFORE_10]
-
-
-def precision_plan(precision: str, onnx_precision: str, calib_dir: Path | None) -> dict[str, Any]:
-    """Builder flags for a precision, and whether a calibrator is needed.
-
-    INT8 always allows FP16 too (layers without INT8 kernels then run in FP16, not FP32). A graph that is
-    already quantised (Q/DQ from `edgeseg export --int8`) runs INT8 from its own scales: no calibrator.
-    """
-    if precision not in ("fp32", "fp16", "int8"):
-        raise ConfigError(f"precision must be fp32, fp16 or int8, got '{precision}'")
-    if onnx_precision == "int8" and precision != "int8":
-        raise ConfigError("this ONNX graph is INT8 (Q/DQ): build it with --int8 (its scales are used, no --calib)")
-    if onnx_precision == "fp16" and precision == "fp32":
-        raise ConfigError("this ONNX graph has FP16 weights: build with --fp16, or export an FP32 graph")
-    calibrate = precision == "int8" and onnx_precision != "int8"
-    if calibrate and calib_dir is None:
-        raise ConfigError("--int8 on an FP32 graph needs --calib DIR (target-domain images) for calibration")
-    return {"fp16": precision in ("fp16", "int8"), "int8": precision == "int8", "calibrate": calibrate}
-
-
 @dataclass(frozen=True)
 class EngineConfig:
     precision: str = "fp16"
@@ -132,7 +105,7 @@ class EngineReport:
     device_name: str
     compute_capability: str
     profile: dict[str, list[int]]
-    fp32_layers: int
+    plan: dict[str, Any]
     dla_core: int | None
     build_seconds: float
     engine_bytes: int
@@ -181,11 +154,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
     """Build and write `out` + `out.json`. Raises ExportError / ConfigError with one-line messages."""
     from edgeseg import __version__
     from edgeseg.deploy import onnx_meta
-    from edgeseg.deploy.calibration import CalibrationBatcher, list_images
     from edgeseg.deploy.engine_meta import make_sidecar, sidecar_path
     from edgeseg.deploy.graph_edit import custom_domains
-    from edgeseg.deploy.preprocess import normalize_batch, uint8_batch
+    from edgeseg.deploy.trt_plan import TensorRTFeatures, build_plan, check_dla
     from edgeseg.deploy.trt_runtime import current_device_facts, import_cudart
+    from edgeseg.deploy.trt_support import qdq_problems
     from edgeseg.io_utils import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
 
     onnx_path, out = Path(onnx_path), Path(out)
@@ -194,26 +167,34 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
     meta = onnx_meta.read_onnx_file_meta(str(onnx_path))
     import onnx
 
-    domains = custom_domains(onnx.load(str(onnx_path), load_external_data=False))
+    graph = onnx.load(str(onnx_path), load_external_data=False)
+    domains = custom_domains(graph)
     if domains:
         raise ExportError(f"'{onnx_path.name}' uses non-standard ops ({', '.join(domains)}) that TensorRT's parser "
                           "does not know; export a plain graph with `edgeseg export`")
-    plan = precision_plan(cfg.precision, meta.get("precision", "fp32"), cfg.calib_dir)
+    onnx_precision = meta.get("precision", "fp32")
+    qdq = qdq_problems(graph) if onnx_precision == "int8" else []
+    del graph
     try:
         import tensorrt as trt
     except ImportError:
         raise ExportError("TensorRT is not installed here: build engines on the device (JetPack ships it) or "
                           "pip install tensorrt on an NVIDIA GPU machine") from None
+    features = TensorRTFeatures.of(trt)
+    plan = build_plan(cfg.precision, onnx_precision, features, calib_dir=cfg.calib_dir, qdq_problems=qdq,
+                      dla_core=cfg.dla_core, onnx_name=onnx_path.name)
     cudart = import_cudart()
     facts = current_device_facts(trt, cudart)
-    log(f"TensorRT {trt.__version__} on {facts.device_name} (sm_{facts.compute_capability.replace('.', '')})")
+    log(f"TensorRT {trt.__version__} on {facts.device_name} (sm_{facts.compute_capability.replace('.', '')})"
+        f"{', strongly typed' if plan.strongly_typed else ''}")
     start = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    major = int(trt.__version__.split(".")[0])
-    # explicit batch: the only mode in TensorRT 10 (flag deprecated there), required for ONNX in 8.x
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    check_dla(cfg.dla_core, int(builder.num_DLA_cores))
+    network_flags = 0
+    for name in plan.network_flags:
+        network_flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(network_flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -226,55 +207,36 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, shapes.min, shapes.opt, shapes.max)
     config.add_optimization_profile(profile)
-    if plan["fp16"]:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if plan["int8"]:
-        config.set_flag(trt.BuilderFlag.INT8)
-    layer_types = [network.get_layer(i).type.name for i in range(network.num_layers)]
-    pinned = fp32_layer_indices(trt.__version__, plan["fp16"], layer_types)
-    for i in pinned:
-        layer = network.get_layer(i)
-        layer.precision = trt.float32
-        for j in range(layer.num_outputs):
-            layer.set_output_type(j, trt.float32)
-    if pinned:
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        log(f"{len(pinned)} LayerNorm layers pinned to FP32 (TensorRT {trt.__version__} < 10)")
+    for name in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
     if cfg.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = cfg.dla_core
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
     timing_cache = None
     if cfg.timing_cache is not None:
         blob = cfg.timing_cache.read_bytes() if cfg.timing_cache.exists() else b""
         timing_cache = config.create_timing_cache(blob)
-        config.set_timing_cache(timing_cache, ignore_mismatch=False)
+        if timing_cache is None or not config.set_timing_cache(timing_cache, ignore_mismatch=False):
+            raise ExportError(f"timing cache '{cfg.timing_cache}' does not fit this GPU or TensorRT {trt.__version__} "
+                              "(made elsewhere?): delete it or give another --timing-cache")
     calibrator = None
-    if plan["calibrate"]:
-        files = list_images(cfg.calib_dir, cfg.calib_images)  # type: ignore[arg-type]
-        hw = shapes.opt[1:3] if nhwc else shapes.opt[2:4]
-        size = (int(hw[0]), int(hw[1]))
-        prepare = (lambda f: uint8_batch(f, size)) if nhwc else \
-            (lambda f: normalize_batch(f, size, meta["mean"], meta["std"]))
-        batcher = CalibrationBatcher(files, shapes.opt[0], prepare)
-        itemsize = 1 if nhwc else 4
-        cache = cfg.calib_cache or out.with_name(out.name + ".calib")
-        calibrator = _make_calibrator(trt, cudart, batcher, int(np.prod(shapes.opt)) * itemsize, shapes.opt[0], cache)
-        config.int8_calibrator = calibrator
-        if not shapes.static:
-            config.set_calibration_profile(profile)
-        log(f"INT8 calibration on {len(batcher) * batcher.batch_size} images from {cfg.calib_dir} (cache {cache.name})")
+    if plan.calibrate:
+        calibrator = _attach_calibrator(trt, cudart, config, profile, shapes, nhwc, meta, cfg, out, log)
     log("building the engine (minutes on a Jetson)")
-    serialized = builder.build_serialized_network(network, config)
-    if calibrator is not None:
-        calibrator.free()
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
     if serialized is None:
         raise ExportError("TensorRT failed to build the engine (see its messages above); try a larger --workspace "
                           "or another precision")
     with atomic_path(out) as tmp:
         tmp.write_bytes(bytes(serialized))
     if timing_cache is not None:
-        write_bytes_atomic(cfg.timing_cache, bytes(config.get_timing_cache().serialize()))  # type: ignore[arg-type]
+        updated = config.get_timing_cache()
+        if updated is not None:
+            write_bytes_atomic(cfg.timing_cache, bytes(updated.serialize()))  # type: ignore[arg-type]
     output = network.get_output(0)
     sidecar = make_sidecar(
         facts, precision=cfg.precision,
@@ -284,12 +246,34 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
         model_meta={**meta, "input_size": None if not shapes.static else meta.get("input_size")},
         onnx_path=str(onnx_path), onnx_sha256=sha256_file(onnx_path), dla_core=cfg.dla_core,
         edgeseg_version=__version__,
-        build={"workspace_mb": cfg.workspace_mb, "fp32_layers": len(pinned),
-               "calibrated": plan["calibrate"], "timing_cache": str(cfg.timing_cache) if cfg.timing_cache else None})
+        build={"workspace_mb": cfg.workspace_mb, **plan.to_json(),
+               "timing_cache": str(cfg.timing_cache) if cfg.timing_cache else None})
     write_json_atomic(sidecar_path(out), sidecar)
     return EngineReport(engine=str(out), sidecar=str(sidecar_path(out)), precision=cfg.precision,
                         tensorrt_version=facts.tensorrt_version, device_name=facts.device_name,
                         compute_capability=facts.compute_capability,
                         profile={"min": list(shapes.min), "opt": list(shapes.opt), "max": list(shapes.max)},
-                        fp32_layers=len(pinned), dla_core=cfg.dla_core,
+                        plan=plan.to_json(), dla_core=cfg.dla_core,
                         build_seconds=round(time.perf_counter() - start, 1), engine_bytes=out.stat().st_size)
+
+
+def _attach_calibrator(trt: Any, cudart: Any, config: Any, profile: Any, shapes: ProfileShapes, nhwc: bool,
+                       meta: dict[str, Any], cfg: EngineConfig, out: Path, log: Callable[[str], None]) -> Any:
+    """TensorRT 8.6 / 10.x implicit INT8: an entropy calibrator over --calib images (cache next to the engine)."""
+    from edgeseg.deploy.calibration import CalibrationBatcher, list_images
+    from edgeseg.deploy.preprocess import normalize_batch, uint8_batch
+
+    files = list_images(cfg.calib_dir, cfg.calib_images)  # type: ignore[arg-type]
+    hw = shapes.opt[1:3] if nhwc else shapes.opt[2:4]
+    size = (int(hw[0]), int(hw[1]))
+    prepare = (lambda f: uint8_batch(f, size)) if nhwc else \
+        (lambda f: normalize_batch(f, size, meta["mean"], meta["std"]))
+    batcher = CalibrationBatcher(files, shapes.opt[0], prepare)
+    itemsize = 1 if nhwc else 4
+    cache = cfg.calib_cache or out.with_name(out.name + ".calib")
+    calibrator = _make_calibrator(trt, cudart, batcher, int(np.prod(shapes.opt)) * itemsize, shapes.opt[0], cache)
+    config.int8_calibrator = calibrator
+    if not shapes.static:
+        config.set_calibration_profile(profile)
+    log(f"INT8 calibration on {len(batcher) * batcher.batch_size} images from {cfg.calib_dir} (cache {cache.name})")
+    return calibrator

@@ -1,8 +1,9 @@
-"""Native TensorRT backend: runs `edgeseg build-engine` engine files (TensorRT >= 8.6 tensor API).
+"""Native TensorRT backend: runs `edgeseg build-engine` engine files (TensorRT 8.6 / 10.x / 11.x tensor API).
 
 TensorRT and cuda-python are imported lazily inside the constructor. Before the engine is deserialized,
 its sidecar JSON is compared with this machine (TensorRT version, GPU compute capability): an engine built
-elsewhere is refused with one line telling the user to rebuild it on the device.
+elsewhere is refused with one line telling the user to rebuild it on the device. A DLA engine is loaded
+on the DLA core the sidecar records.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def current_device_facts(trt: Any, cudart: Any) -> DeviceFacts:
     return DeviceFacts(trt.__version__, name.strip("\x00 "), f"{props.major}.{props.minor}")
 
 
+def set_dla_core(runtime: Any, dla_core: int | None, path: Path) -> None:
+    """An engine built for DLA core N must be deserialized with runtime.DLA_core = N (AGX Orin has 0 and 1)."""
+    if dla_core is None:
+        return
+    cores = int(runtime.num_DLA_cores)
+    if not 0 <= int(dla_core) < cores:
+        raise RuntimeBackendError(f"engine '{path}' was built for DLA core {dla_core}, this device has {cores} DLA "
+                                  "core(s); rebuild it here with `edgeseg build-engine` (without --dla if none)")
+    runtime.DLA_core = int(dla_core)
+
+
 class TensorRTSegmenter(Segmenter):
     backend = "tensorrt"
 
@@ -64,6 +76,7 @@ class TensorRTSegmenter(Segmenter):
         require_compatible(path, sidecar, current_device_facts(trt, cudart))
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        set_dla_core(self._runtime, sidecar.get("dla_core"), path)
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise RuntimeBackendError(f"TensorRT could not deserialize '{path}' (truncated or corrupt file?); "
