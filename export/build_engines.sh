@@ -3,7 +3,7 @@
 #
 #   export/build_engines.sh DEPLOY_DIR TARGET [CALIB_DIR]
 #     DEPLOY_DIR  the --out folder of `edgeseg merge-export` (holds merged*.onnx)
-#     TARGET      a profile in export/targets/ (orin-nano, orin-agx, xavier-nx, x86-cuda) or a .toml path
+#     TARGET      a profile in export/targets/ (orin-nano, orin-agx, x86-cuda) or a .toml path
 #     CALIB_DIR   target-domain images for INT8 profiles (optional otherwise)
 #
 # Engines go next to their ONNX file as NAME.<target>.engine with a sidecar NAME.<target>.engine.json that
@@ -33,7 +33,9 @@ fi
 
 for onnx in "${onnx_files[@]}"; do
     case "$onnx" in
-        *_int8.onnx) continue ;;  # TensorRT builds INT8 from the FP32 graph with its own calibrator
+        # ONNX Runtime's INT8 graph (uint8 zero points, int32 biases) is not TensorRT Q/DQ: INT8 engines come
+        # from the FP32 graph with CALIB_DIR (TensorRT < 11) or from `edgeseg export --int8 --int8-for tensorrt`
+        *_int8.onnx) continue ;;
     esac
     engine="${onnx%.onnx}.${target##*/}.engine"
     args=(build-engine "$onnx" --out "$engine" --target "$target" --timing-cache "$deploy_dir/timing.${target##*/}.cache")

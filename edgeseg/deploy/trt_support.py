@@ -8,8 +8,8 @@ The tables are written from onnx-tensorrt's `docs/operators.md` (operator, suppo
 
 Only operators an edgeseg export can contain (plus a few neighbours) are listed: an operator missing from
 the table is reported, not assumed fine. Rules that are not in the type column come from the sources named
-next to them. TensorRT 11 is not in the table: its parser is a superset for these ops, and NVIDIA does not
-ship it for Jetson. `edgeseg build-engine` uses `qdq_problems` to refuse INT8 graphs TensorRT cannot build;
+next to them. TensorRT 11 has no column: its parser was not checked op by op (it is not what JetPack 6 runs;
+`export/device_check.sh` parses every variant with the installed TensorRT's own parser). `edgeseg build-engine` uses `qdq_problems` to refuse INT8 graphs TensorRT cannot build;
 the tests and `export/device_check.sh` use `graph_problems` on every exported variant.
 """
 
