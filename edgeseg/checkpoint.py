@@ -186,6 +186,9 @@ def check_weights(state: dict[str, Any], source: str) -> None:
     import torch
 
     for key, value in state.items():
+        if key.endswith((".weight", ".bias", ".running_mean", ".running_var")) and not torch.is_floating_point(value):
+            raise CheckpointError(f"'{source}': tensor '{key}' is {str(value.dtype).replace('torch.', '')}, not a "
+                                  "floating-point type; the file is corrupt or not a model")
         if torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"'{source}': tensor '{key}' contains NaN or Inf values; the model diverged or "
                                   "the file is corrupt - use an earlier checkpoint")

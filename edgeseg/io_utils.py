@@ -155,6 +155,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         try:
             _fsync_path(tmp_path)
+            os.chmod(tmp_path, 0o666 & ~_current_umask())  # again: some writers (safetensors) recreate the file
             os.replace(tmp_path, target)
         except OSError as exc:
             raise OutputPathError(describe_os_error(exc, target)) from exc

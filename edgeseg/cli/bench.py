@@ -25,7 +25,7 @@ def bench(
     warmup: Annotated[int | None, ranged(help="warm-up iterations per case (default 5)", lo=0, hi=100000)] = None,
     warmup_s: Annotated[float | None, ranged("--warmup-s", help="warm up for S seconds instead", lo=0,
                                              hi=3600)] = None,
-    iters: Annotated[int | None, ranged(help="measured iterations per case (default 50)", lo=1, hi=1000000)] = None,
+    iters: Annotated[int | None, ranged(help="measured iterations per case (default 50)", lo=2, hi=1000000)] = None,
     duration_s: Annotated[float | None, ranged("--duration-s", help="measure for S seconds instead "
                                                                     "(shared by all cases)", lo=0, hi=86400,
                                                lo_open=True)] = None,

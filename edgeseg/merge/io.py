@@ -215,6 +215,9 @@ class TensorReader:
             raise CheckpointError(f"cannot read tensor '{key}' from '{self._paths[index]}' ({exc}); "
                                   "the file may be truncated") from None
         self._read_bytes[index] += tensor.numel() * tensor.element_size()
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):  # NaN in, NaN merged: refuse
+            raise CheckpointError(f"'{self._paths[index]}': tensor '{key}' contains NaN or Inf values; the model "
+                                  "diverged or the file is corrupt - merge an earlier checkpoint")
         return tensor
 
     def read_all(self, key: str, indices: Sequence[int] | None = None) -> list[Any]:

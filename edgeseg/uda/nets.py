@@ -68,6 +68,9 @@ def _check_file(path: str, what: str, arch: str | None, num_classes: int) -> dic
         raise InputPathError(f"{what} '{path}' does not exist; give an edgeseg .safetensors checkpoint "
                              "(`edgeseg convert` imports foreign weights)")
     meta = read_checkpoint_meta(p)
+    from edgeseg.checkpoint import check_weights
+
+    check_weights(load_state(p)[0], str(path))  # NaN/Inf or integer weights: refused before any training
     if meta["kind"] == "segmentor" and int(meta["num_classes"]) != num_classes:
         raise ModelMismatchError(f"{what} '{path}' predicts {meta['num_classes']} classes but the run trains "
                                  f"{num_classes} (models.num_classes); use a {num_classes}-class checkpoint")
