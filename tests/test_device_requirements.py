@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
