@@ -387,3 +387,12 @@ def test_export_cli_int8_flavour_is_validated(tmp_path: Path, capsys: pytest.Cap
                  "--calib", str(tmp_path), "--no-progress"])
     assert code == 2 and "--int8-for must be one of onnxruntime, tensorrt" in _one_error_line(capsys)
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_gpu_detection_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; sys.path.insert(0, 'tests'); import conftest; conftest._has_gpu(); assert 'torch' not in sys.modules"
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, timeout=120).returncode == 0
