@@ -145,7 +145,12 @@ def _distill_parallel(jobs: dict[str, tuple[Any, Path]], workers: int, log: Call
                 progress(steps, total, f"DUDA x{len(jobs)}")
     finally:  # an error or Ctrl-C stops the other runs too (each resumes from its checkpoint next time)
         for _, proc, _, _ in running:
-            proc.kill()
+            proc.terminate()  # SIGTERM first: the child removes its temp files on the way out
+        for _, proc, _, _ in running:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return {name: done[name] for name in jobs}
 
 

@@ -19,7 +19,7 @@ MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
 
 
 def _fmt(v: float) -> str:
-    return f"{v:g}"
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
 def range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
@@ -53,8 +53,8 @@ def _checker(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -
         for v in value if isinstance(value, list | tuple) else [value]:
             try:
                 check_number(v, name, lo, hi, lo_open, hi_open)
-            except ConfigError as exc:
-                raise typer.BadParameter(str(exc).replace(f"{name} must", "must"), ctx=ctx, param=param) from None
+            except ConfigError as exc:  # one line through the CLI's error path, with where to look
+                raise ConfigError(f"{exc} (see '{ctx.command_path} --help')") from None
         return value
 
     return callback
