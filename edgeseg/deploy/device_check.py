@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="trained .safetensors to export (needs torch)")
     parser.add_argument("--onnx-dir", type=Path, help="folder with labels/logits/dynamic/fp16/int8_trt .onnx "
                                                       "exported elsewhere (Jetson)")
-    parser.add_argument("--calib", type=Path, help="target-domain images (INT8 calibration, comparison frames)")
+    parser.add_argument("--calib", type=Path, help="target-domain images: INT8 calibration (the int8_trt export needs "
+                        "them) and comparison frames (synthetic frames without)")
     parser.add_argument("--size", default="512x1024", help="export / engine HxW (the second size is half of it)")
     parser.add_argument("--work-dir", type=Path, default=Path("device_check_work"))
     parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
