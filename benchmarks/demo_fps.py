@@ -44,7 +44,7 @@ _TORCH_EXPORT = """
 import sys, onnx, torch
 from edgeseg.checkpoint import save_model
 from edgeseg.data.labels import CLASSES, IMAGENET_MEAN, IMAGENET_STD, PALETTE
-from edgeseg.deploy import onnx_meta
+from edgeseg.deploy.runtime import onnx_meta
 from edgeseg.models.registry import create_model
 arch, h, w, ckpt, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 torch.manual_seed(0)
@@ -181,7 +181,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.size or ["256x512", "512x1024"]]
     command = "python benchmarks/demo_fps.py " + " ".join(sys.argv[1:])
-    from edgeseg.deploy.runtimes import open_segmenter
+    from edgeseg.deploy.runtime.segmenter import open_segmenter
 
     load_before = os.getloadavg()
     results = []

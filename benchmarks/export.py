@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeseg.checkpoint import load_model, save_model  # noqa: E402
-from edgeseg.deploy.onnx_export import ExportConfig, export_onnx  # noqa: E402
-from edgeseg.deploy.preprocess import normalize_batch  # noqa: E402
+from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx  # noqa: E402
+from edgeseg.deploy.runtime.preprocess import normalize_batch  # noqa: E402
 from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou  # noqa: E402
 from edgeseg.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
 

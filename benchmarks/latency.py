@@ -114,8 +114,8 @@ def export_onnx(arch: str, size: tuple[int, int], ckpt: Path, out: Path, use_cli
     import torch
 
     from edgeseg.checkpoint import load_model
-    from edgeseg.deploy import onnx_meta
-    from edgeseg.deploy.export_model import ExportSegmentor
+    from edgeseg.deploy.export.export_model import ExportSegmentor
+    from edgeseg.deploy.runtime import onnx_meta
     from edgeseg.io_utils import atomic_path
 
     model = load_model(ckpt)

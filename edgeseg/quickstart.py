@@ -222,7 +222,7 @@ def prediction_grid(onnx_path: Path, data_root: Path, domains: Sequence[str], ou
 
     from edgeseg.data.datasets import load_dataset
     from edgeseg.data.labels import colorize
-    from edgeseg.deploy.runtimes import open_segmenter
+    from edgeseg.deploy.runtime.segmenter import open_segmenter
     from edgeseg.io_utils import atomic_path
 
     seg = open_segmenter(onnx_path, backend="onnxruntime-cpu")
@@ -287,7 +287,7 @@ def _run_quickstart(cfg: QuickstartConfig, out: Path, log: Callable[[str], None]
     from edgeseg.bench.core import BenchConfig, run_benchmark
     from edgeseg.bench.runner import RunPlan
     from edgeseg.demo.app import DemoConfig, run_demo
-    from edgeseg.deploy.merge_export import MergeExportConfig, merge_and_export
+    from edgeseg.deploy.export.merge_export import MergeExportConfig, merge_and_export
     from edgeseg.io_utils import write_json_atomic, write_text_atomic
     from edgeseg.merge.evaluation import domain_datasets, evaluate_checkpoints
     from edgeseg.uda.data_setup import ensure_synthetic

@@ -13,9 +13,9 @@
 # FP32 / FP16 / INT8 engines, compares their labels with ONNX Runtime CPU at two frame sizes (FP32/FP16 must
 # agree on >= 99.9% of pixels), runs `edgeseg bench` on engine vs ONNX, and writes
 # benchmarks/results/device_check_<host>_trt<version>.{json,md}. Exit 0: all passed, 1: a check failed,
-# 2: could not run (no TensorRT, bad arguments). The logic lives in edgeseg/deploy/device_check.py.
+# 2: could not run (no TensorRT, bad arguments). The logic lives in edgeseg/deploy/trt/device_check.py.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # the source tree first (an installed edgeseg of another version must not answer), results into its benchmarks/
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m edgeseg.deploy.device_check \
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m edgeseg.deploy.trt.device_check \
     --results-dir "$root/benchmarks/results" "$@"

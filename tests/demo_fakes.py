@@ -126,7 +126,7 @@ def export_tiny_onnx(path: Path, h: int, w: int) -> Path:
 
     from edgeseg.data.labels import CLASSES as CITYSCAPES
     from edgeseg.data.labels import IMAGENET_MEAN, IMAGENET_STD, PALETTE
-    from edgeseg.deploy import onnx_meta
+    from edgeseg.deploy.runtime import onnx_meta
     from edgeseg.models.registry import create_model
 
     torch.manual_seed(0)

@@ -45,7 +45,7 @@ def tiny_checkpoint() -> Path:
 
 @functools.cache
 def exported(name: str):  # -> (Path, ExportReport)
-    from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
+    from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
 
     cfg = ExportConfig(size=SIZE, parity_images=2, **VARIANTS[name])  # type: ignore[arg-type]
     out = _ROOT / f"{name}.onnx"
@@ -56,7 +56,7 @@ def exported(name: str):  # -> (Path, ExportReport)
 def calib_dir(n: int = 6) -> Path:
     import cv2
 
-    from edgeseg.deploy.calibration import synthetic_frames
+    from edgeseg.deploy.runtime.calibration import synthetic_frames
 
     folder = _ROOT / "calib"
     folder.mkdir(exist_ok=True)
@@ -73,7 +73,7 @@ def scratch(name: str) -> Path:
 
 @functools.cache
 def exported_int8(flavour: str):  # -> (Path, ExportReport); flavour: onnxruntime | tensorrt
-    from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
+    from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
 
     cfg = ExportConfig(size=SIZE, parity_images=2, precision="int8", calib_dir=calib_dir(), calib_images=4,
                        int8_for=flavour, slim=False)

@@ -146,8 +146,8 @@ def install(monkeypatch: Any, trt: types.ModuleType, compute_capability: str = "
     """Put `trt` in sys.modules and fake the CUDA side (no cuda-python, no GPU)."""
     import sys
 
-    from edgeseg.deploy import trt_runtime
-    from edgeseg.deploy.engine_meta import DeviceFacts
+    from edgeseg.deploy.runtime import tensorrt_backend as trt_runtime
+    from edgeseg.deploy.trt.engine_meta import DeviceFacts
 
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(trt_runtime, "import_cudart", lambda: object())

@@ -23,7 +23,7 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import onnx
     import torch
 
-    from edgeseg.deploy import onnx_meta
+    from edgeseg.deploy.runtime import onnx_meta
     from edgeseg.models.registry import create_model
 
     path = tmp_path_factory.mktemp("bench") / "tiny.onnx"

@@ -1,4 +1,4 @@
-"""export/device_check.sh's logic (edgeseg/deploy/device_check.py) with TensorRT and the GPU faked."""
+"""export/device_check.sh's logic (edgeseg/deploy/trt/device_check.py) with TensorRT and the GPU faked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edgeseg.deploy.device_check import (
+from edgeseg.deploy.trt.device_check import (
     VARIANTS,
     CheckConfig,
     Tools,
@@ -139,6 +139,6 @@ def test_device_modules_import_without_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import edgeseg.deploy.device_check, edgeseg.deploy.trt_plan, edgeseg.deploy.trt_support, "
-            "edgeseg.deploy.tensorrt, edgeseg.deploy.trt_runtime; assert 'torch' not in sys.modules")
+    code = ("import sys; import edgeseg.deploy.trt.device_check, edgeseg.deploy.trt.plan, edgeseg.deploy.trt.support, "
+            "edgeseg.deploy.trt.build, edgeseg.deploy.runtime.tensorrt_backend; assert 'torch' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0

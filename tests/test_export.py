@@ -13,11 +13,11 @@ from deploy_helpers import SIZE, calib_dir, exported, scratch, tiny_checkpoint
 
 from edgeseg.checkpoint import load_model
 from edgeseg.cli import main
-from edgeseg.deploy.calibration import synthetic_frames
-from edgeseg.deploy.export_model import ExportSegmentor, reference_output
-from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
-from edgeseg.deploy.onnx_meta import read_onnx_file_meta
-from edgeseg.deploy.preprocess import normalize_batch, uint8_batch
+from edgeseg.deploy.export.export_model import ExportSegmentor, reference_output
+from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
+from edgeseg.deploy.runtime.calibration import synthetic_frames
+from edgeseg.deploy.runtime.onnx_meta import read_onnx_file_meta
+from edgeseg.deploy.runtime.preprocess import normalize_batch, uint8_batch
 from edgeseg.errors import ConfigError, ExportError
 
 pytestmark = pytest.mark.slow

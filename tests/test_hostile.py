@@ -482,7 +482,7 @@ def test_merge_export_failing_late_leaves_nothing_or_the_old_run(pre_existing: b
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The merge and the ONNX export succeed, then the evaluation fails: no new folder, or the earlier run's
     files untouched - never a new checkpoint beside the old run's ONNX files and report."""
-    import edgeseg.deploy.merge_export as me
+    import edgeseg.deploy.export.merge_export as me
     from edgeseg.errors import DatasetError
 
     seen: list[str] = []

@@ -13,9 +13,14 @@ import onnx
 import pytest
 from deploy_helpers import SIZE, exported, scratch, tiny_checkpoint
 
-from edgeseg.deploy.calibration import synthetic_frames
-from edgeseg.deploy.preprocess import normalize_batch, resize_labels, scores_to_labels
-from edgeseg.deploy.runtimes import available_backends, backend_for, open_segmenter, segmenter_predictor
+from edgeseg.deploy.runtime.calibration import synthetic_frames
+from edgeseg.deploy.runtime.preprocess import normalize_batch, resize_labels, scores_to_labels
+from edgeseg.deploy.runtime.segmenter import (
+    available_backends,
+    backend_for,
+    open_segmenter,
+    segmenter_predictor,
+)
 from edgeseg.errors import InputPathError, RuntimeBackendError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,9 +185,9 @@ def test_runtimes_import_and_run_without_torch() -> None:
     dyn, _ = exported("dynamic")
     script = _TORCH_BLOCKER + f"""
 import json, numpy as np
-import edgeseg.cli, edgeseg.deploy.runtimes as rt, edgeseg.deploy.trt_runtime, edgeseg.deploy.tensorrt
-import edgeseg.deploy.engine_meta, edgeseg.deploy.targets, edgeseg.deploy.calibration, edgeseg.deploy.quantize
-from edgeseg.deploy.calibration import synthetic_frames
+import edgeseg.cli, edgeseg.deploy.runtime.segmenter as rt, edgeseg.deploy.runtime.tensorrt_backend, edgeseg.deploy.trt.build
+import edgeseg.deploy.trt.engine_meta, edgeseg.deploy.targets, edgeseg.deploy.runtime.calibration, edgeseg.deploy.export.quantize
+from edgeseg.deploy.runtime.calibration import synthetic_frames
 out = {{}}
 for p in [{str(path)!r}, {str(dyn)!r}]:
     seg = rt.open_segmenter(p)

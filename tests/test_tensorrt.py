@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.deploy.calibration import CalibrationBatcher, list_images, synthetic_frames
-from edgeseg.deploy.engine_meta import (
+from edgeseg.deploy.runtime.calibration import CalibrationBatcher, list_images, synthetic_frames
+from edgeseg.deploy.targets import list_targets, load_target, parse_target
+from edgeseg.deploy.trt.build import profile_shapes
+from edgeseg.deploy.trt.engine_meta import (
     DeviceFacts,
     compatibility_problems,
     make_sidecar,
@@ -17,9 +19,7 @@ from edgeseg.deploy.engine_meta import (
     require_compatible,
     sidecar_path,
 )
-from edgeseg.deploy.targets import list_targets, load_target, parse_target
-from edgeseg.deploy.tensorrt import profile_shapes
-from edgeseg.deploy.trt_plan import TensorRTFeatures, build_plan, check_dla
+from edgeseg.deploy.trt.plan import TensorRTFeatures, build_plan, check_dla
 from edgeseg.errors import ConfigError, DatasetError, ExportError, RuntimeBackendError
 
 ORIN = DeviceFacts("8.6.2.3", "Orin", "8.7")
@@ -224,8 +224,8 @@ def test_build_and_run_engine_on_gpu(tmp_path: Path) -> None:  # pragma: no cove
     trt = pytest.importorskip("tensorrt")
     from deploy_helpers import calib_dir, exported, exported_int8
 
-    from edgeseg.deploy.runtimes import open_segmenter
-    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+    from edgeseg.deploy.runtime.segmenter import open_segmenter
+    from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
     frames = synthetic_frames(2, (64, 128), seed=3)
     cases = [("labels", exported("labels")[0], "fp32", 0.999), ("fp16", exported("fp16")[0], "fp16", 0.99),
@@ -273,7 +273,7 @@ def test_fake_build_uses_flags_before_11_and_pins_no_layer(tmp_path: Path, monke
     from deploy_helpers import exported
     from fake_tensorrt import install, make_tensorrt
 
-    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+    from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
     trt = make_tensorrt(version)
     install(monkeypatch, trt)
@@ -291,7 +291,7 @@ def test_fake_tensorrt_11_builds_an_fp16_onnx_strongly_typed(tmp_path: Path, mon
     from deploy_helpers import exported
     from fake_tensorrt import install, make_tensorrt
 
-    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+    from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
     trt = make_tensorrt("11.4.0.106")
     install(monkeypatch, trt)
@@ -354,7 +354,7 @@ def test_build_engine_refuses_a_foreign_timing_cache(tmp_path: Path, monkeypatch
     from deploy_helpers import exported
     from fake_tensorrt import install, make_tensorrt
 
-    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+    from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
     install(monkeypatch, make_tensorrt("10.3.0", timing_cache_fits=False))
     cache = tmp_path / "other_gpu.cache"
@@ -367,7 +367,7 @@ def test_build_engine_refuses_a_foreign_timing_cache(tmp_path: Path, monkeypatch
 def test_runtime_sets_the_dla_core_from_the_sidecar() -> None:
     from fake_tensorrt import make_tensorrt
 
-    from edgeseg.deploy.trt_runtime import set_dla_core
+    from edgeseg.deploy.runtime.tensorrt_backend import set_dla_core
 
     runtime = make_tensorrt("10.3.0", num_dla_cores=2).Runtime(None)
     set_dla_core(runtime, None, Path("m.engine"))

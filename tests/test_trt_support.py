@@ -1,4 +1,4 @@
-"""Exported graphs against what TensorRT 8.6 / 10.x parse (edgeseg/deploy/trt_support.py), and the changed
+"""Exported graphs against what TensorRT 8.6 / 10.x parse (edgeseg/deploy/trt/support.py), and the changed
 labels head (float hop before UINT8, Shape + Slice) giving the same labels as before in ONNX Runtime."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edgeseg.deploy.trt_support import RELEASES, SUPPORTED_OPS, graph_problems, qdq_problems
+from edgeseg.deploy.trt.support import RELEASES, SUPPORTED_OPS, graph_problems, qdq_problems
 
 VARIANTS = ("labels", "logits", "probs", "preprocess", "dynamic", "fp16")
 

@@ -1,4 +1,4 @@
-"""Opening a model file for benchmarking, through `edgeseg.deploy.runtimes.open_segmenter`.
+"""Opening a model file for benchmarking, through `edgeseg.deploy.runtime.segmenter.open_segmenter`.
 
 The bench only talks to the Segmenter interface (preprocess / infer / postprocess / synchronize), so
 every backend the runtimes module supports is benchmarked the same way.
@@ -25,7 +25,7 @@ def check_model_path(path: str | os.PathLike[str]) -> Path:
 def open_model(path: str | os.PathLike[str], backend: str = "auto", size: tuple[int, int] | None = None,
                threads: int | None = None) -> Any:
     """A Segmenter for `path`; any failure to load becomes one RuntimeBackendError line."""
-    from edgeseg.deploy.runtimes import open_segmenter
+    from edgeseg.deploy.runtime.segmenter import open_segmenter
 
     p = check_model_path(path)
     options = {"threads": threads} if threads else {}

@@ -157,7 +157,7 @@ def evaluate_cmd(
         if mode != "whole":
             raise ConfigError(f"--mode slide needs a .safetensors checkpoint; '{model.name}' is an exported "
                               "model with a fixed inference size, evaluate it with --mode whole")
-        from edgeseg.deploy.runtimes import segmenter_predictor
+        from edgeseg.deploy.runtime.segmenter import segmenter_predictor
         from edgeseg.evaluate import check_model_classes
 
         predictor, meta = segmenter_predictor(model)

@@ -83,7 +83,7 @@ def export(
       edgeseg export student.safetensors --out student_int8_trt.onnx --int8 --int8-for tensorrt --calib frames/
       edgeseg export student.safetensors --out dyn.onnx --dynamic --output logits --preprocess
     """
-    from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
+    from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
     from edgeseg.preflight import check_outputs
 
     if fp16 and int8:
@@ -144,8 +144,8 @@ def build_engine_cmd(
       edgeseg build-engine student.onnx --out student.engine --fp16 --timing-cache trt.cache
       edgeseg build-engine student.onnx --out student_int8.engine --int8 --calib frames/ --target orin-agx
     """
-    from edgeseg.deploy.onnx_meta import read_onnx_file_meta
-    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+    from edgeseg.deploy.runtime.onnx_meta import read_onnx_file_meta
+    from edgeseg.deploy.trt.build import EngineConfig, build_engine
     from edgeseg.preflight import check_outputs
 
     if fp16 and int8:
@@ -207,7 +207,7 @@ def merge_export(
     """
     from edgeseg.cli.merge import _floats
     from edgeseg.cli.models import parse_size
-    from edgeseg.deploy.merge_export import MergeExportConfig, merge_and_export
+    from edgeseg.deploy.export.merge_export import MergeExportConfig, merge_and_export
     from edgeseg.merge.evaluation import parse_domains
     from edgeseg.preflight import check_output_dir
 

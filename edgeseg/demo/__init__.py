@@ -1,6 +1,6 @@
 """Live segmentation demo: camera / file / folder / RTSP / CSI source -> Segmenter -> overlay -> window, video.
 
-Torch-free: OpenCV, numpy and a runtime from edgeseg.deploy.runtimes.
+Torch-free: OpenCV, numpy and a runtime from edgeseg.deploy.runtime.segmenter.
 """
 
 from edgeseg.demo.app import DemoConfig, run_demo

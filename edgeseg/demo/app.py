@@ -57,11 +57,11 @@ class DemoConfig:
 def load_segmenter(model: str, backend: str, size: tuple[int, int] | None) -> SegmenterLike:
     """open_segmenter from the runtimes module, imported only now (it pulls in onnxruntime/TensorRT)."""
     try:
-        from edgeseg.deploy.runtimes import open_segmenter
+        from edgeseg.deploy.runtime.segmenter import open_segmenter
     except ModuleNotFoundError as exc:
-        if exc.name != "edgeseg.deploy.runtimes":
+        if exc.name != "edgeseg.deploy.runtime.segmenter":
             raise
-        raise RuntimeBackendError("this edgeseg has no runtimes module (edgeseg/deploy/runtimes.py); "
+        raise RuntimeBackendError("this edgeseg has no runtimes module (edgeseg/deploy/runtime/segmenter.py); "
                                   "reinstall edgeseg") from None
     return open_segmenter(model, backend, size)
 

@@ -35,7 +35,7 @@ from edgeseg.errors import SourceError
 
 
 class SegmenterLike(Protocol):
-    """The part of edgeseg.deploy.runtimes.Segmenter the demo uses."""
+    """The part of edgeseg.deploy.runtime.segmenter.Segmenter the demo uses."""
 
     backend: str
     meta: dict

@@ -116,7 +116,7 @@ class EngineReport:
 
 def _make_calibrator(trt: Any, cudart: Any, batches: Any, nbytes: int, batch_size: int, cache: Path) -> Any:
     """An IInt8EntropyCalibrator2 pulling preprocessed batches; the cache file skips recalibration."""
-    from edgeseg.deploy.trt_runtime import cuda_call
+    from edgeseg.deploy.runtime.tensorrt_backend import cuda_call
     from edgeseg.io_utils import write_bytes_atomic
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -153,12 +153,12 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
                  log: Callable[[str], None] = lambda _m: None) -> EngineReport:
     """Build and write `out` + `out.json`. Raises ExportError / ConfigError with one-line messages."""
     from edgeseg import __version__
-    from edgeseg.deploy import onnx_meta
-    from edgeseg.deploy.engine_meta import make_sidecar, sidecar_path
-    from edgeseg.deploy.graph_edit import custom_domains
-    from edgeseg.deploy.trt_plan import TensorRTFeatures, build_plan, check_dla
-    from edgeseg.deploy.trt_runtime import current_device_facts, import_cudart
-    from edgeseg.deploy.trt_support import qdq_problems
+    from edgeseg.deploy.export.graph_edit import custom_domains
+    from edgeseg.deploy.runtime import onnx_meta
+    from edgeseg.deploy.runtime.tensorrt_backend import current_device_facts, import_cudart
+    from edgeseg.deploy.trt.engine_meta import make_sidecar, sidecar_path
+    from edgeseg.deploy.trt.plan import TensorRTFeatures, build_plan, check_dla
+    from edgeseg.deploy.trt.support import qdq_problems
     from edgeseg.io_utils import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
 
     onnx_path, out = Path(onnx_path), Path(out)
@@ -260,8 +260,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
 def _attach_calibrator(trt: Any, cudart: Any, config: Any, profile: Any, shapes: ProfileShapes, nhwc: bool,
                        meta: dict[str, Any], cfg: EngineConfig, out: Path, log: Callable[[str], None]) -> Any:
     """TensorRT 8.6 / 10.x implicit INT8: an entropy calibrator over --calib images (cache next to the engine)."""
-    from edgeseg.deploy.calibration import CalibrationBatcher, list_images
-    from edgeseg.deploy.preprocess import normalize_batch, uint8_batch
+    from edgeseg.deploy.runtime.calibration import CalibrationBatcher, list_images
+    from edgeseg.deploy.runtime.preprocess import normalize_batch, uint8_batch
 
     files = list_images(cfg.calib_dir, cfg.calib_images)  # type: ignore[arg-type]
     hw = shapes.opt[1:3] if nhwc else shapes.opt[2:4]

@@ -53,7 +53,7 @@ class MergeExportConfig:
 def _segmenter_scores(paths: Sequence[Path], datasets: dict[str, Any], domain_of: dict[Path, str] | None,
                       name: str) -> dict[str, Any]:
     """mIoU per domain (and H-mean) of exported models run through the runtime interface."""
-    from edgeseg.deploy.runtimes import open_segmenter
+    from edgeseg.deploy.runtime.segmenter import open_segmenter
     from edgeseg.evaluate import evaluate_dataset, harmonic_mean
 
     segs = {p: open_segmenter(p, backend="onnxruntime-cpu") for p in paths}
@@ -105,7 +105,7 @@ def _rebase(obj: Any, old: str, new: str) -> Any:
 
 def _merge_and_export_into(out_dir: Path, inputs: Sequence[str | Path], cfg: MergeExportConfig,
                            log: Callable[[str], None], start: float) -> dict[str, Any]:
-    from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
+    from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
     from edgeseg.merge.api import MergeOptions, merge_checkpoints
 
     merged = out_dir / "merged.safetensors"
@@ -156,7 +156,7 @@ def _build_engines(onnx_files: Sequence[Path], report: dict[str, Any], log: Call
         report["notes"].append(note)
         log(note)
         return []
-    from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+    from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
     engines = []
     for onnx_file in onnx_files:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.deploy.engine_meta import DeviceFacts, read_sidecar, require_compatible
-from edgeseg.deploy.runtimes import Segmenter, check_batch
+from edgeseg.deploy.runtime.segmenter import Segmenter, check_batch
+from edgeseg.deploy.trt.engine_meta import DeviceFacts, read_sidecar, require_compatible
 from edgeseg.errors import RuntimeBackendError
 
 

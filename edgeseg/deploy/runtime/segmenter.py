@@ -8,7 +8,7 @@ Backends: "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt" (ONNX Runtime
 The backend follows from the file type unless `backend=` names one. Torch-free at import time: only the
 "torch" backend imports torch, inside its constructor. Model facts (classes, palette, mean/std, output
 kind, input size) come from the file itself: ONNX metadata_props, the engine's sidecar JSON, or the
-checkpoint header. Pre/post-processing conventions are documented in `edgeseg.deploy.preprocess`.
+checkpoint header. Pre/post-processing conventions are documented in `edgeseg.deploy.runtime.preprocess`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.deploy import onnx_meta
-from edgeseg.deploy.preprocess import (
+from edgeseg.deploy.runtime import onnx_meta
+from edgeseg.deploy.runtime.preprocess import (
     check_frames,
     label_dtype,
     normalize_batch,
@@ -314,7 +314,7 @@ def open_segmenter(path: str | os.PathLike[str], backend: str = "auto",
     if chosen.startswith("onnxruntime"):
         return OnnxRuntimeSegmenter(path, chosen, size=size, threads=options.get("threads"))
     if chosen == "tensorrt":
-        from edgeseg.deploy.trt_runtime import TensorRTSegmenter
+        from edgeseg.deploy.runtime.tensorrt_backend import TensorRTSegmenter
 
         return TensorRTSegmenter(path, size=size)
     return TorchSegmenter(path, size=size, device=options.get("device"))

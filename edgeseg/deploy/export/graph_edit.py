@@ -10,7 +10,7 @@ from typing import Any
 import onnx
 from onnx import TensorProto, helper
 
-from edgeseg.deploy import onnx_meta
+from edgeseg.deploy.runtime import onnx_meta
 from edgeseg.errors import ExportError
 
 # Kept in FP32 by --fp16: normalisation statistics and exponentials overflow or lose precision in half.

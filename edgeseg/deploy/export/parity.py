@@ -1,6 +1,6 @@
 """Parity of an exported graph with the PyTorch model it came from (run after every export).
 
-Both sides get the same frames through the runtime's own preprocessing (`edgeseg.deploy.preprocess`).
+Both sides get the same frames through the runtime's own preprocessing (`edgeseg.deploy.runtime.preprocess`).
 The reference is the PyTorch model's labels: argmax of its logits bilinearly upsampled to the input size.
 Reported: the max absolute difference of the raw scores (logits, or probabilities for `probs` graphs) and
 the fraction of pixels whose label agrees.
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeseg.deploy.preprocess import normalize_batch, uint8_batch
+from edgeseg.deploy.runtime.preprocess import normalize_batch, uint8_batch
 
 
 @dataclass
@@ -46,7 +46,7 @@ class ParityResult:
 def _session(model: bytes | str, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
-    from edgeseg.deploy.onnx_meta import one_line
+    from edgeseg.deploy.runtime.onnx_meta import one_line
     from edgeseg.errors import ExportError
 
     options = ort.SessionOptions()

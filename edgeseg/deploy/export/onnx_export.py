@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeseg.deploy import graph_edit
-from edgeseg.deploy.calibration import CalibrationBatcher, list_images, load_frames
-from edgeseg.deploy.onnx_meta import FORMAT, FORMAT_VERSION, OUTPUT_KINDS, PRECISIONS
-from edgeseg.deploy.preprocess import resize_frame
+from edgeseg.deploy.export import graph_edit
+from edgeseg.deploy.runtime.calibration import CalibrationBatcher, list_images, load_frames
+from edgeseg.deploy.runtime.onnx_meta import FORMAT, FORMAT_VERSION, OUTPUT_KINDS, PRECISIONS
+from edgeseg.deploy.runtime.preprocess import resize_frame
 from edgeseg.errors import ConfigError, ExportError
 
 # Label agreement with PyTorch below which an export fails, per precision (override: min_agreement).
@@ -53,7 +53,7 @@ class ExportConfig:
             raise ConfigError(f"--output must be one of {', '.join(OUTPUT_KINDS)}, not '{self.output}'")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
-        from edgeseg.deploy.quantize import FLAVOURS
+        from edgeseg.deploy.export.quantize import FLAVOURS
 
         if self.int8_for not in FLAVOURS:
             raise ConfigError(f"--int8-for must be one of {', '.join(FLAVOURS)}, not '{self.int8_for}'")
@@ -130,7 +130,7 @@ def _onnx_meta(model: Any, ckpt: Path, cfg: ExportConfig, precision: str) -> dic
 
 
 def _prepare_fn(meta: dict[str, Any], size: tuple[int, int], preprocess: bool) -> Callable[[list[np.ndarray]], np.ndarray]:
-    from edgeseg.deploy.preprocess import normalize_batch, uint8_batch
+    from edgeseg.deploy.runtime.preprocess import normalize_batch, uint8_batch
 
     if preprocess:
         return lambda frames: uint8_batch(frames, size)
@@ -163,8 +163,8 @@ def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
     import torch
 
     from edgeseg.checkpoint import load_model
-    from edgeseg.deploy.export_model import ExportSegmentor
-    from edgeseg.deploy.parity import check_parity
+    from edgeseg.deploy.export.export_model import ExportSegmentor
+    from edgeseg.deploy.export.parity import check_parity
     from edgeseg.io_utils import atomic_path
 
     start = time.perf_counter()
@@ -188,7 +188,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
         log("converting to FP16 (LayerNorm / Softmax / reductions stay FP32)")
         scores = graph_edit.to_fp16(scores)
     elif cfg.precision == "int8":
-        from edgeseg.deploy.quantize import quantize_int8
+        from edgeseg.deploy.export.quantize import quantize_int8
 
         files = list_images(cfg.calib_dir, cfg.calib_images)
         log(f"INT8 for {cfg.int8_for}: calibration on {len(files)} images from {cfg.calib_dir} ({cfg.calib_method})")
@@ -230,8 +230,8 @@ def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
 def compare_int8(fp32: bytes, int8: str, frame_sets: list[list[np.ndarray]], batch: int | None,
                  output: str, num_classes: int, repeats: int = 3) -> dict[str, Any]:
     """Speed (ONNX Runtime CPU, best of `repeats`) and label agreement / mIoU of INT8 against FP32."""
-    from edgeseg.deploy.parity import _session, run_graph, scores_to_label_tensor
-    from edgeseg.deploy.runtimes import OnnxRuntimeSegmenter
+    from edgeseg.deploy.export.parity import _session, run_graph, scores_to_label_tensor
+    from edgeseg.deploy.runtime.segmenter import OnnxRuntimeSegmenter
     from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou
 
     seg = OnnxRuntimeSegmenter(int8)  # its preprocessing, so both see exactly what a deployment feeds

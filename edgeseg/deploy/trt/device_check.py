@@ -1,7 +1,7 @@
 """`export/device_check.sh`: one command that checks the TensorRT path on a machine with an NVIDIA GPU.
 
-    python -m edgeseg.deploy.device_check --checkpoint student.safetensors     # a workstation with torch
-    python -m edgeseg.deploy.device_check --onnx-dir exported/                 # a Jetson: ONNX made elsewhere
+    python -m edgeseg.deploy.trt.device_check --checkpoint student.safetensors     # a workstation with torch
+    python -m edgeseg.deploy.trt.device_check --onnx-dir exported/                 # a Jetson: ONNX made elsewhere
 
 Steps: versions (TensorRT, CUDA driver, cuda-python, numpy, cv2, ONNX Runtime); export every variant of a
 B0 (labels, logits, dynamic, FP16, INT8 for TensorRT), or take them from --onnx-dir; check each against the
@@ -179,7 +179,7 @@ def write_report(report: dict[str, Any], cfg: CheckConfig) -> tuple[Path, Path]:
 
 def markdown(report: dict[str, Any]) -> str:
     v = report["versions"]
-    lines = ["# TensorRT device check", "", "Written by `export/device_check.sh` (edgeseg/deploy/device_check.py).", "",
+    lines = ["# TensorRT device check", "", "Written by `export/device_check.sh` (edgeseg/deploy/trt/device_check.py).", "",
              "| component | version |", "|---|---|", *[f"| {k} | {val} |" for k, val in v.items()], "",
              "## ONNX variants", "", "| variant | result | TensorRT table problems | parser errors |", "|---|---|---|---|"]
     for name, e in report["onnx"].items():
@@ -221,7 +221,7 @@ def versions() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             out[dist] = None
     try:
-        from edgeseg.deploy.trt_runtime import cuda_call, import_cudart
+        from edgeseg.deploy.runtime.tensorrt_backend import cuda_call, import_cudart
 
         driver = int(cuda_call(import_cudart().cudaDriverGetVersion()))
         out["cuda_driver"] = f"{driver // 1000}.{driver % 1000 // 10}"
@@ -248,11 +248,11 @@ def real_tools(cfg: CheckConfig) -> Tools:
     import onnx
     import tensorrt as trt
 
-    from edgeseg.deploy.trt_plan import TensorRTFeatures
-    from edgeseg.deploy.trt_support import RELEASES, graph_problems
+    from edgeseg.deploy.trt.plan import TensorRTFeatures
+    from edgeseg.deploy.trt.support import RELEASES, graph_problems
 
     def export(name: str, kwargs: dict[str, Any], out: Path) -> Path:
-        from edgeseg.deploy.onnx_export import ExportConfig, export_onnx
+        from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
 
         if cfg.checkpoint is None:
             raise EdgesegError("give --checkpoint (a trained .safetensors) or --onnx-dir")
@@ -260,7 +260,7 @@ def real_tools(cfg: CheckConfig) -> Tools:
         return out
 
     def build(onnx_path: Path, precision: str, out: Path, size: tuple[int, int]) -> dict[str, Any]:
-        from edgeseg.deploy.tensorrt import EngineConfig, build_engine
+        from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
         small = (size[0] // 2, size[1] // 2)
         dynamic = "dynamic" in onnx_path.stem
@@ -270,8 +270,8 @@ def real_tools(cfg: CheckConfig) -> Tools:
         return build_engine(onnx_path, out, engine_cfg).to_json()
 
     def agreement(engine: Path, onnx_path: Path, size: tuple[int, int]) -> float:
-        from edgeseg.deploy.calibration import load_frames
-        from edgeseg.deploy.runtimes import open_segmenter
+        from edgeseg.deploy.runtime.calibration import load_frames
+        from edgeseg.deploy.runtime.segmenter import open_segmenter
 
         frames = load_frames(cfg.calib_dir, 4, size, seed=5)
         ref = open_segmenter(onnx_path, backend="onnxruntime-cpu").predict(frames)
