@@ -248,6 +248,8 @@ opt("pretrain:lr-zero", lambda t: ["pretrain", "--out", str(t / "p"), "--lr", "0
 opt("pretrain:iters-zero", lambda t: ["pretrain", "--out", str(t / "p"), "--iters", "0"], out="p")
 opt("pretrain:batch-negative", lambda t: ["pretrain", "--out", str(t / "p"), "--batch-size", "-2"], out="p")
 opt("pretrain:seed-negative", lambda t: ["pretrain", "--out", str(t / "p"), "--seed", "-5"], out="p")
+opt("pretrain:unknown-arch", lambda t: ["pretrain", "--out", str(t / "p"), "--arch", "nope", "--iters", "1"],
+    "unknown", out="p")
 opt("pretrain:size-absurd", lambda t: ["pretrain", "--out", str(t / "p"), "--size", "100000x100000"], out="p")
 opt("distill:lr-nan", lambda t: ["distill", "--out", str(t / "d"), "--set", "optim.lr=nan"], "finite", out="d")
 opt("distill:lr-inf", lambda t: ["distill", "--out", str(t / "d"), "--set", "optim.lr=inf"], "finite", out="d")
@@ -482,7 +484,10 @@ def test_merge_export_failing_late_leaves_nothing_or_the_old_run(pre_existing: b
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The merge and the ONNX export succeed, then the evaluation fails: no new folder, or the earlier run's
     files untouched - never a new checkpoint beside the old run's ONNX files and report."""
-    import edgeseg.deploy.export.merge_export as me
+    try:  # the deploy package is being reorganised; the module lives in one of the two places
+        import edgeseg.deploy.export.merge_export as me
+    except ImportError:
+        import edgeseg.deploy.merge_export as me
     from edgeseg.errors import DatasetError
 
     seen: list[str] = []

@@ -40,8 +40,9 @@ def pretrain(
     """
     from edgeseg.cli.progress import progress_bar
     from edgeseg.data.synthetic import parse_size
+    from edgeseg.io_utils import removed_on_failure
     from edgeseg.preflight import check_output_dir
-    from edgeseg.pretrain import PretrainConfig, run_pretrain
+    from edgeseg.pretrain import CHECKPOINT, PretrainConfig, run_pretrain
 
     check_output_dir(out)
     cfg = PretrainConfig(arch=arch, iters=iters, batch_size=batch_size, size=parse_size(size), lr=lr, seed=seed,
@@ -50,7 +51,9 @@ def pretrain(
     command = "edgeseg " + shlex.join(["pretrain", "--arch", arch, "--iters", str(iters), "--batch-size",
                                        str(batch_size), "--size", size, "--lr", f"{lr:g}", "--seed", str(seed),
                                        *(["--augment", augment] if augment != "none" else []), "--out", str(out)])
-    with progress_bar(f"pretrain {arch}") as update:
+    # a run that fails before its first checkpoint leaves no folder behind; one with a checkpoint is kept (--resume)
+    with removed_on_failure(out, keep=lambda p: (p / CHECKPOINT).is_file()), \
+            progress_bar(f"pretrain {arch}") as update:
         result = run_pretrain(cfg, out, resume=resume, command=command, log=lambda m: typer.echo(m, err=True),
                               progress=update)
     if json_out:
