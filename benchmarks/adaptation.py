@@ -93,6 +93,13 @@ def config_matches(saved: dict, want: dict, defaults: dict) -> bool:
     return True
 
 
+def portable(config: dict) -> dict:
+    """A run config without the rendered data's location (a checkout-specific path; the content is fixed by the
+    `synthetic` section), so pieces made in another checkout or machine still match."""
+    data = {k: v for k, v in config.get("data", {}).items() if k not in ("source_root", "target_root")}
+    return {**config, "data": data}
+
+
 def piece_path(args: argparse.Namespace, target: str, row: str, seed: int) -> Path:
     suffix = "" if args.split == "test" else f"_{args.split}"
     return args.results / f"adaptation_runs{suffix}" / f"{target}_{row}_seed{seed}.json"
@@ -134,7 +141,7 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
     piece = piece_path(args, target, row, seed)
     if piece.is_file():  # a committed piece of exactly this configuration: reuse it
         done = json.loads(piece.read_text())
-        if config_matches(done.get("config", {}), want, defaults):
+        if config_matches(portable(done.get("config", {})), portable(want), defaults):
             return done
         print(f"  {piece.name}: configuration changed, re-running", flush=True)
     if report.is_file():  # reuse a finished run, but only one made with exactly this configuration
@@ -177,13 +184,12 @@ def summarise(values: list[float]) -> dict:
             "n": len(pct), "values": [round(v, 2) for v in pct]}
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def collect(args: argparse.Namespace) -> dict[tuple[str, str, int], dict]:
+    """Run (or reuse the committed pieces of) every (target, row, seed) that `args` asks for."""
     targets = [t for t in args.targets.split(",") if t]
     seeds = [int(s) for s in args.seeds.split(",")]
     ab_seeds = [int(s) for s in (args.ablation_seeds or args.seeds).split(",")]
     rows = [r for r in args.rows.split(",") if r]
-    t0 = time.time()
     data = ensure_data(args, targets)
     # fixed_teacher needs the DUDA teacher of the same seed: schedule it after every other run
     jobs = [(t, r, s) for t in targets for r in rows if r != "fixed_teacher"
@@ -194,6 +200,15 @@ def main(argv: list[str] | None = None) -> None:
         for batch in (jobs, late):
             for key, rep in zip(batch, pool.map(lambda j: run_one(args, data, *j), batch), strict=True):
                 results[key] = rep
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    ab_seeds = [int(s) for s in (args.ablation_seeds or args.seeds).split(",")]
+    t0 = time.time()
+    results = collect(args)
     table: dict[str, dict[str, dict]] = {}
     for (target, row, _), rep in sorted(results.items()):
         table.setdefault(target, {}).setdefault(row, {"student": [], "teacher": [], "wall": []})

@@ -2,7 +2,7 @@
 
 Every reader yields `(image BGR uint8 HxWx3, label uint8 HxW in trainIds, 255 = ignore)`. A missing
 folder, an image without its label, an unreadable file or an out-of-range label id is an error that
-names the path - never a silent skip. Torch-free; `edgeseg.data.torch_dataset` wraps this for training.
+names the path - never a silent skip. Torch-free; `edgeseg.uda.batches` builds training batches from it.
 
     ds = load_dataset("cityscapes", "/data/cityscapes", "val")
     ds = load_dataset("synthetic", "data/synth", "val", domain="fog")
