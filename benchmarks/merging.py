@@ -117,14 +117,16 @@ def merged_models(work: Path, init: Path, students: dict[str, Path], domains: tu
     plans: list[tuple[str, MergeOptions]] = [
         ("linear", MergeOptions(method="linear")),
         ("linear + BN stats", MergeOptions(method="bn")),
-        *[(f"layer-wise (anchor {d})", MergeOptions(method="layerwise", anchor=i)) for i, d in enumerate(domains)],
-        ("backbone-only + separate heads", MergeOptions(method="backbone", domains=domains)),
+        *[(f"layer-wise (anchor {d})", MergeOptions(method="layerwise", params={"anchor": str(i)}))
+          for i, d in enumerate(domains)],
+        ("backbone-only + separate heads", MergeOptions(method="backbone", params={"heads": domains})),
         ("task arithmetic (base = init)", MergeOptions(method="task-arithmetic", base=init)),
         ("TIES (base = init, density 0.2)", MergeOptions(method="ties", base=init)),
     ]
     out = []
     for label, options in plans:
-        path = folder / f"{options.method}{'_' + str(options.anchor) if options.anchor is not None else ''}.safetensors"
+        anchor = dict(options.params).get("anchor")
+        path = folder / f"{options.method}{'_' + anchor if anchor is not None else ''}.safetensors"
         merge_checkpoints(inputs, path, options)
         out.append((label, path))
     return out

@@ -247,14 +247,14 @@ def check_quickstart(cfg: QuickstartConfig) -> None:
     """Everything that can be wrong with the options, checked before minutes of training: the output folder,
     the domains, the merge method and every distill config the run will use (including --set overrides)."""
     from edgeseg.data.synthetic import get_style
-    from edgeseg.merge.api import METHODS
+    from edgeseg.merge.methods import REGISTRY
     from edgeseg.preflight import check_output_dir
     from edgeseg.uda.config import validate
 
     check_output_dir(cfg.out)
     for domain in cfg.domains:
         get_style(domain)
-    usable = [m for m in METHODS if m not in ("task-arithmetic", "ties")]  # those need a --base the run lacks
+    usable = [name for name, m in REGISTRY.items() if not m.needs_base]  # the run has no --base to give
     if cfg.merge_method not in usable:
         raise ConfigError(f"--method '{cfg.merge_method}': quickstart merges with one of {', '.join(usable)}")
     data_root = Path(cfg.out) / "synthetic"

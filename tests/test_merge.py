@@ -111,8 +111,8 @@ def test_merging_identical_models_is_the_identity(tmp_path, method):
         paths.append(tmp_path / f"same{i}.safetensors")
         save_model(model, paths[-1])
     base = _save(tmp_path, "init", 99)
-    extra = {"task-arithmetic": {"base": base}, "ties": {"base": base, "density": 1.0},
-             "backbone": {"domains": ["a", "b", "c"]}}.get(method, {})
+    extra = {"task-arithmetic": {"base": base}, "ties": {"base": base, "params": {"density": 1.0}},
+             "backbone": {"params": {"heads": ["a", "b", "c"]}}}.get(method, {})
     options = MergeOptions(method=method, weights=[0.5, 0.3, 0.2], **extra)
     merged = _state(Path(merge_checkpoints(paths, tmp_path / "m.safetensors", options).out))
     original = model.state_dict()
@@ -190,9 +190,8 @@ def test_layerwise_weights_match_the_schedule_at_first_middle_last_layer(tmp_pat
                 p.fill_(v)
         paths.append(tmp_path / f"c{i}.safetensors")
         save_model(model, paths[-1])
-    schedule = LayerwiseSchedule(start=0.25, shape="linear", final=0.9)
-    report = merge_checkpoints(paths, tmp_path / "lw.safetensors",
-                               MergeOptions(method="layerwise", anchor=str(paths[2]), schedule=schedule))
+    params = {"anchor": str(paths[2]), "ramp_start": 0.25, "ramp_shape": "linear", "anchor_final": 0.9}
+    report = merge_checkpoints(paths, tmp_path / "lw.safetensors", MergeOptions(method="layerwise", params=params))
     state = _state(Path(report.out))
 
     def anchor_weight(key: str) -> float:  # others share the rest equally: m = a*100 + (1-a)*(1+10)/2
@@ -213,7 +212,7 @@ def test_layerwise_across_architectures_merges_the_shared_backbone_only(tmp_path
     seg = _save(tmp_path, "seg", 1, arch="segformer_tiny")
     daf = _save(tmp_path, "daf", 2, arch="daformer_tiny")
     report = merge_checkpoints([seg, daf], tmp_path / "x.safetensors",
-                               MergeOptions(method="layerwise", anchor="daf.safetensors"))
+                               MergeOptions(method="layerwise", params={"anchor": "daf.safetensors"}))
     assert any("architectures differ" in m for m in report.messages)
     merged, meta = load_state(report.out)
     s_seg, s_daf = _state(seg), _state(daf)
@@ -292,7 +291,8 @@ def test_backbone_merge_writes_a_multihead_checkpoint(tmp_path):
         singles = split_multihead(report.out, tmp_path / "split")
         torch.testing.assert_close(load_model(singles[0])(x), outs[0])
     with pytest.raises(ConfigError, match="cannot name a head"):
-        merge_checkpoints(paths, tmp_path / "bad.safetensors", MergeOptions(method="backbone", domains=["a.b", "c"]))
+        merge_checkpoints(paths, tmp_path / "bad.safetensors",
+                          MergeOptions(method="backbone", params={"heads": "a.b,c"}))
 
 
 # ---------------------------------------------------------------- validation before writing
@@ -347,11 +347,15 @@ def test_integer_buffers_must_be_equal_and_are_copied(tmp_path):
 
 def test_options_the_method_would_ignore_are_errors(tmp_path):
     paths = [_save(tmp_path, f"m{i}", i) for i in range(2)]
-    for options, flag in ((MergeOptions(method="bn", anchor=1), "--anchor"),
-                          (MergeOptions(method="linear", base=paths[0]), "--base"),
-                          (MergeOptions(method="task-arithmetic", base=paths[0], density=0.5), "--density"),
-                          (MergeOptions(method="bn", schedule=LayerwiseSchedule(start=0.1)), "--ramp-start"),
-                          (MergeOptions(method="layerwise", domains=["a", "b"]), "--heads")):
+    for options, flag in ((MergeOptions(method="bn", params={"anchor": "1"}), "'anchor' for merge method 'bn'"),
+                          (MergeOptions(method="linear", base=paths[0]), "--base does not apply"),
+                          (MergeOptions(method="task-arithmetic", base=paths[0], params={"density": 0.5}),
+                           r"'density' for merge method 'task-arithmetic' \(valid: scale\)"),
+                          (MergeOptions(method="bn", params={"ramp_start": 0.1}), "ramp_start"),
+                          (MergeOptions(method="layerwise", params={"heads": "a,b"}), "heads"),
+                          (MergeOptions(method="ties", base=paths[0], params={"density": 0}), "density.*> 0"),
+                          (MergeOptions(method="layerwise", params={"ramp_shape": "exp"}), "one of linear"),
+                          (MergeOptions(method="task-arithmetic", base=paths[0], params={"scale": "nan"}), "scale")):
         with pytest.raises(ConfigError, match=flag):
             merge_checkpoints(paths, tmp_path / "o.safetensors", options)
     assert not (tmp_path / "o.safetensors").exists()

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgeseg.cli import merge as merge_cli
 from edgeseg.cli.validate import ranged
 from edgeseg.errors import ConfigError
 
@@ -182,10 +183,10 @@ def build_engine_cmd(
 def merge_export(
     inputs: Annotated[list[Path], typer.Argument(help="domain-adapted checkpoints (.safetensors), 2 or more")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    method: Annotated[str, typer.Option(help="linear | bn | layerwise | backbone | task-arithmetic | ties")] = "bn",
+    method: Annotated[str, typer.Option(help=merge_cli.METHOD_HELP)] = "bn",
     weights: Annotated[str | None, typer.Option(help="one weight per input, e.g. 0.5,0.5 (default equal)")] = None,
-    anchor: Annotated[str | None, typer.Option(help="layerwise: the input the deep layers follow")] = None,
-    base: Annotated[Path | None, typer.Option(help="task-arithmetic/ties: the shared initial checkpoint")] = None,
+    base: Annotated[Path | None, typer.Option(help=merge_cli.BASE_HELP)] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help=merge_cli.PARAM_HELP)] = None,
     size: Annotated[str, typer.Option(help="ONNX input HxW")] = "512x1024",
     eval_data: Annotated[Path | None, typer.Option(help="labelled data root to evaluate on (val split)")] = None,
     domains: Annotated[str | None, typer.Option(help="comma-separated domains to evaluate, e.g. city,night")] = None,
@@ -205,14 +206,14 @@ def merge_export(
       edgeseg merge-export city.safetensors night.safetensors fog.safetensors --method bn --out deploy/ \\
           --size 512x1024 --eval-data data/synth --domains city,night,fog --int8 --calib frames/
     """
-    from edgeseg.cli.merge import _floats
     from edgeseg.cli.models import parse_size
     from edgeseg.deploy.export.merge_export import MergeExportConfig, merge_and_export
     from edgeseg.merge.evaluation import parse_domains
     from edgeseg.preflight import check_output_dir
 
     check_output_dir(out, inputs=[*inputs, base])
-    cfg = MergeExportConfig(method=method, weights=_floats(weights, "--weights"), anchor=anchor, base=base,
+    options = merge_cli.merge_options(method, weights, base, param)
+    cfg = MergeExportConfig(method=method, weights=options.weights, base=base, params=options.params,
                             size=parse_size(size), eval_data=eval_data, domains=parse_domains(domains),
                             dataset=dataset, eval_limit=eval_limit, int8=int8, calib_dir=calib, engine=engine,
                             parity_images=parity_images, slim=slim)
@@ -230,4 +231,4 @@ def merge_export(
 def register(app: typer.Typer) -> None:
     app.command("export")(export)
     app.command("build-engine")(build_engine_cmd)
-    app.command("merge-export")(merge_export)
+    app.command("merge-export", epilog=merge_cli.methods_epilog())(merge_export)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -18,6 +18,11 @@ from typer.core import TyperGroup
 from edgeseg.cli.progress import progress_bar
 from edgeseg.cli.validate import ranged
 from edgeseg.errors import ConfigError
+from edgeseg.merge.methods import REGISTRY, methods_help
+from edgeseg.merge.methods.params import parse_assignments
+
+if TYPE_CHECKING:
+    from edgeseg.merge.api import MergeOptions
 
 _DEFAULT = "models"
 
@@ -48,25 +53,36 @@ def _floats(text: str | None, what: str) -> list[float] | None:
     return values
 
 
+METHOD_HELP = f"{' | '.join(REGISTRY)} (their parameters: see below)"
+BASE_HELP = ("the inputs' shared initial checkpoint, for "
+             f"{', '.join(name for name, m in REGISTRY.items() if m.needs_base)}")
+PARAM_HELP = ("a parameter of the chosen --method as NAME=VALUE, repeatable, e.g. -p density=0.3 -p scale=1.2; "
+              "each method's parameters and defaults are listed below")
+
+
+def merge_options(method: str, weights: str | None, base: Path | None, params: list[str] | None) -> MergeOptions:
+    """The CLI's merge flags -> checked MergeOptions (unknown method or parameter: one-line error, before work)."""
+    from edgeseg.merge.api import MergeOptions, resolve_method
+
+    options = MergeOptions(method=method, weights=_floats(weights, "--weights"), base=base,
+                           params=parse_assignments(params))
+    resolve_method(options)
+    return options
+
+
+def methods_epilog() -> str:
+    """The per-method parameter list shown at the end of `--help` (generated from the registry)."""
+    return "Methods and their --param NAME=VALUE (defaults shown):\n\n" + methods_help()
+
+
 def merge_models(
     inputs: Annotated[list[Path], typer.Argument(help="domain-adapted checkpoints (.safetensors), 2 or more")],
     out: Annotated[Path, typer.Option("--out", "-o", help="merged checkpoint to write")],
-    method: Annotated[str, typer.Option(help="linear | bn | layerwise | backbone | task-arithmetic | ties")] = "bn",
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "bn",
     weights: Annotated[str | None, typer.Option(help="one weight per input, e.g. 0.7,0.3 (normalised to "
                                                      "sum 1; default equal)")] = None,
-    anchor: Annotated[str | None, typer.Option(help="layerwise: the input the deep layers follow "
-                                                    "(path, file name or 0-based index; default first)")] = None,
-    ramp_start: Annotated[float, ranged(help="layerwise: depth where the anchor's weight starts to grow",
-                                        lo=0, hi=1)] = 0.5,
-    ramp_shape: Annotated[str, typer.Option(help="layerwise: linear | cosine | step")] = "linear",
-    anchor_final: Annotated[float, ranged(help="layerwise: the anchor's weight at the last layer", lo=0, hi=1)] = 1.0,
-    base: Annotated[Path | None, typer.Option(help="task-arithmetic/ties: shared initial checkpoint")] = None,
-    density: Annotated[float, ranged(help="ties: fraction of each task vector kept", lo=0, hi=1, lo_open=True)] = 0.2,
-    scale: Annotated[float, ranged(help="task-arithmetic/ties: scale of the merged task vector", lo=-10,
-                                   hi=10)] = 1.0,
-    heads: Annotated[str | None, typer.Option(help="backbone: head names, one per input (default: "
-                                                   "--domains when it has one per input, else metadata "
-                                                   "or file names)")] = None,
+    base: Annotated[Path | None, typer.Option(help=BASE_HELP)] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help=PARAM_HELP)] = None,
     eval_data: Annotated[Path | None, typer.Option(help="dataset root: evaluate inputs and result")] = None,
     domains: Annotated[str | None, typer.Option(help="domains to evaluate, e.g. city,night")] = None,
     dataset: Annotated[str, typer.Option(help="dataset under --eval-data (synthetic, acdc, ...)")] = "synthetic",
@@ -80,9 +96,9 @@ def merge_models(
     Examples:
       edgeseg merge city.safetensors night.safetensors --out merged.safetensors
       edgeseg merge a.safetensors b.safetensors c.safetensors --out m.safetensors --method linear --weights 2,1,1
-      edgeseg merge city.safetensors fog.safetensors --out m.safetensors --method layerwise --anchor city.safetensors
-      edgeseg merge city.safetensors night.safetensors --out mh.safetensors --method backbone --heads city,night
-      edgeseg merge a.safetensors b.safetensors --out m.safetensors --method ties --base init.safetensors
+      edgeseg merge city.safetensors fog.safetensors --out m.safetensors --method layerwise -p anchor=city.safetensors
+      edgeseg merge city.safetensors night.safetensors --out mh.safetensors --method backbone -p heads=city,night
+      edgeseg merge a.safetensors b.safetensors --out m.safetensors --method ties --base init.safetensors -p density=0.3
       edgeseg merge city.safetensors night.safetensors --out m.safetensors --eval-data data/synth --domains city,night
 
     See also `edgeseg merge scan --help` (linear-mode-connectivity curve between two models).
@@ -90,21 +106,15 @@ def merge_models(
     from rich.console import Console
 
     from edgeseg.io_utils import write_json_atomic
-    from edgeseg.merge.api import MergeOptions, merge_checkpoints
+    from edgeseg.merge.api import merge_checkpoints
     from edgeseg.merge.evaluation import domain_datasets, evaluate_checkpoints, parse_domains, scores_table
-    from edgeseg.merge.layerwise import LayerwiseSchedule
     from edgeseg.preflight import check_outputs
 
     check_outputs(files=[out, json_out], inputs=[*inputs, base])
+    options = merge_options(method, weights, base, param)
     eval_domains = parse_domains(domains)
     if eval_data is not None and not eval_domains:
         raise ConfigError("--eval-data needs --domains, e.g. --domains city,night")
-    head_names = parse_domains(heads) or None
-    if method == "backbone" and head_names is None and len(eval_domains) == len(inputs):
-        head_names = eval_domains
-    options = MergeOptions(method=method, weights=_floats(weights, "--weights"), anchor=anchor, base=base,
-                           schedule=LayerwiseSchedule(ramp_start, ramp_shape, anchor_final), density=density,
-                           scale=scale, domains=head_names)
     datasets = domain_datasets(eval_data, eval_domains, dataset, split, limit) if eval_data else None
 
     with progress_bar("merging", progress) as update:
@@ -206,7 +216,7 @@ def register(app: typer.Typer) -> None:
     merge_app = typer.Typer(cls=_DefaultCommandGroup, no_args_is_help=True, add_completion=False,
                             help="Merge domain-adapted models (training-free); `merge scan` for the "
                                  "linear-mode-connectivity curve. Run `edgeseg merge --help` for options.")
-    merge_app.command(_DEFAULT, hidden=True)(merge_models)
+    merge_app.command(_DEFAULT, hidden=True, epilog=methods_epilog())(merge_models)
     merge_app.command("scan")(scan)
     merge_app.command("split")(split)
     app.add_typer(merge_app, name="merge")

@@ -40,13 +40,6 @@ def trim_threshold(tau: torch.Tensor, density: float) -> float:
     return float(torch.kthvalue(tau.abs().reshape(-1), tau.numel() - k + 1).values)
 
 
-def trim_to_density(tau: torch.Tensor, density: float) -> torch.Tensor:
-    """Zero, in place, all but the ceil(density * numel) largest-magnitude entries (ties at the cut are
-    kept); returns `tau`."""
-    threshold = trim_threshold(tau, density)
-    return tau.masked_fill_(tau.abs() < threshold, 0.0) if threshold > 0 else tau
-
-
 def ties_merge(base: torch.Tensor, tensors: Sequence[torch.Tensor], weights: Sequence[float],
                density: float = 0.2, scale: float = 1.0) -> torch.Tensor:
     """TIES for one tensor. Task vectors are recomputed in each pass rather than kept, so memory is a few

@@ -26,7 +26,3 @@ def weighted_mean(tensors: Sequence[torch.Tensor], weights: Sequence[float]) -> 
             acc.add_(t.to(torch.float64), alpha=float(w))
     return acc.to(dtype)
 
-
-def interpolate(a: torch.Tensor, b: torch.Tensor, lam: float) -> torch.Tensor:
-    """The linear path of the mode-connectivity scan: lam * a + (1 - lam) * b (paper Eq. 2)."""
-    return weighted_mean([a, b], [lam, 1.0 - lam])
