@@ -181,7 +181,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.size or ["256x512", "512x1024"]]
     command = "python benchmarks/demo_fps.py " + " ".join(sys.argv[1:])
-    from edgeseg.deploy.runtime.segmenter import open_segmenter
+    from edgeseg.deploy.runtime.backends import open_segmenter
 
     load_before = os.getloadavg()
     results = []
@@ -194,10 +194,10 @@ def main() -> None:
                 model_path, made_by = export_model(args.arch, (h, w), workdir)
             clip = workdir / f"clip_{h}x{w}.mp4"
             frames = write_clip(clip, args.frames, h, w)
-            segmenter = open_segmenter(model_path, args.backend, (h, w))
-            for frame in frames[:5]:  # warm-up: first runs allocate
-                segmenter.predict([frame])
-            runs = measure(segmenter, model_path, clip, frames, args.repeats, workdir)
+            with open_segmenter(model_path, args.backend, (h, w)) as segmenter:
+                for frame in frames[:5]:  # warm-up: first runs allocate
+                    segmenter.predict([frame])
+                runs = measure(segmenter, model_path, clip, frames, args.repeats, workdir)
             results.append({"model": {"arch": args.arch if args.onnx is None else None, "file": model_path.name,
                                       "made_by": made_by, "backend": segmenter.backend},
                             "size_hw": [h, w], "clip_frames": args.frames, "median": summarise(runs),

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -307,3 +308,28 @@ def checkpoint_predictor(path: str | Path, mode: str = "whole", crop: tuple[int,
     std = meta.get("std", IMAGENET_STD)
     return make_predictor(torch_logits_fn(model, device), mean, std, mode, crop, stride), meta
 
+
+
+@contextmanager
+def open_predictor(model: str | Path, backend: str = "auto", mode: str = "whole",
+                   crop: tuple[int, int] = (512, 1024), stride: tuple[int, int] | None = None,
+                   device: str = "cpu") -> Iterator[Predictor]:
+    """A predictor for any model file the runtime backend table runs, chosen by its suffix (or `backend`),
+    closed at exit. A PyTorch checkpoint (a row that needs torch) runs whole or sliding-window on `device`;
+    an exported model (.onnx, engines) runs whole images through its `Segmenter`."""
+    from edgeseg.deploy.runtime.backends import backend_for, get_backend, segmenter_predictor
+    from edgeseg.errors import ConfigError
+
+    spec = get_backend(backend_for(Path(model), backend))
+    if spec.needs_torch:
+        from edgeseg.devices import check_device
+
+        predictor, _ = checkpoint_predictor(model, mode, crop, stride, check_device(device))
+        yield predictor
+        return
+    if mode != "whole":
+        raise ConfigError(f"--mode slide needs a .safetensors checkpoint; '{Path(model).name}' is an exported "
+                          "model with a fixed inference size, evaluate it with --mode whole")
+    with segmenter_predictor(model, backend=spec.name) as (predictor, meta):
+        check_model_classes(meta, str(model))
+        yield predictor

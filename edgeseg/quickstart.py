@@ -222,19 +222,19 @@ def prediction_grid(onnx_path: Path, data_root: Path, domains: Sequence[str], ou
 
     from edgeseg.data.datasets import load_dataset
     from edgeseg.data.labels import colorize
-    from edgeseg.deploy.runtime.segmenter import open_segmenter
+    from edgeseg.deploy.runtime.backends import open_segmenter
     from edgeseg.io_utils import atomic_path
 
-    seg = open_segmenter(onnx_path, backend="onnxruntime-cpu")
     rows = []
-    for domain in domains:
-        ds = load_dataset("synthetic", data_root, "val", domain=domain)
-        for i in range(min(per_domain, len(ds))):
-            bgr, gt = ds[i]
-            pred = seg.predict([bgr])[0]
-            row = np.concatenate([bgr, colorize(pred), colorize(gt)], axis=1)
-            cv2.putText(row, domain, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-            rows.append(row)
+    with open_segmenter(onnx_path, backend="onnxruntime-cpu") as seg:
+        for domain in domains:
+            ds = load_dataset("synthetic", data_root, "val", domain=domain)
+            for i in range(min(per_domain, len(ds))):
+                bgr, gt = ds[i]
+                pred = seg.predict([bgr])[0]
+                row = np.concatenate([bgr, colorize(pred), colorize(gt)], axis=1)
+                cv2.putText(row, domain, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+                rows.append(row)
     with atomic_path(out) as tmp:
         ok, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
         if not ok:

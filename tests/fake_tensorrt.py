@@ -146,10 +146,10 @@ def install(monkeypatch: Any, trt: types.ModuleType, compute_capability: str = "
     """Put `trt` in sys.modules and fake the CUDA side (no cuda-python, no GPU)."""
     import sys
 
-    from edgeseg.deploy.runtime import tensorrt_backend as trt_runtime
+    from edgeseg.deploy.trt import cuda_helpers
     from edgeseg.deploy.trt.engine_meta import DeviceFacts
 
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(trt_runtime, "import_cudart", lambda: object())
-    monkeypatch.setattr(trt_runtime, "current_device_facts",
+    monkeypatch.setattr(cuda_helpers, "import_cudart", lambda: object())
+    monkeypatch.setattr(cuda_helpers, "current_device_facts",
                         lambda t, c: DeviceFacts(t.__version__, "Fake Orin", compute_capability))

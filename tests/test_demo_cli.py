@@ -183,12 +183,12 @@ print('ok')
 
 
 def test_demo_with_a_real_onnx_model(tmp_path: Path) -> None:
-    """No fakes: an exported ONNX model through edgeseg.deploy.runtime.segmenter, a clip through the CLI."""
+    """No fakes: an exported ONNX model through edgeseg.deploy.runtime.backends, a clip through the CLI."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("torch")
     from demo_fakes import export_tiny_onnx
 
-    from edgeseg.deploy.runtime.segmenter import open_segmenter
+    from edgeseg.deploy.runtime.backends import open_segmenter
 
     model = export_tiny_onnx(tmp_path / "tiny.onnx", 128, 256)
     clip = write_clip(tmp_path / "clip.mp4", frames=12, h=128, w=256)

@@ -45,7 +45,7 @@ def test_device_commands_in_a_venv_without_torch(tmp_path: Path) -> None:
     install = run("-m", "pip", "install", "-q", "--no-deps", str(ROOT))
     assert install.returncode == 0, install.stderr[-2000:]
     assert run("-c", "import torch").returncode != 0, "torch must not be installed in the device venv"
-    check = run("-c", "import sys, edgeseg.cli, edgeseg.deploy.runtime.segmenter, edgeseg.bench, edgeseg.demo;"
+    check = run("-c", "import sys, edgeseg.cli, edgeseg.deploy.runtime.backends, edgeseg.bench, edgeseg.demo;"
                       "assert 'torch' not in sys.modules; print('ok')")
     assert check.returncode == 0 and "ok" in check.stdout, check.stderr[-2000:]
     for command in (["bench", "--help"], ["demo", "--help"]):

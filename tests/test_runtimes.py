@@ -13,14 +13,14 @@ import onnx
 import pytest
 from deploy_helpers import SIZE, exported, scratch, tiny_checkpoint
 
-from edgeseg.deploy.runtime.calibration import synthetic_frames
-from edgeseg.deploy.runtime.preprocess import normalize_batch, resize_labels, scores_to_labels
-from edgeseg.deploy.runtime.segmenter import (
+from edgeseg.deploy.runtime.backends import (
     available_backends,
     backend_for,
     open_segmenter,
     segmenter_predictor,
 )
+from edgeseg.deploy.runtime.calibration import synthetic_frames
+from edgeseg.deploy.runtime.preprocess import normalize_batch, resize_labels, scores_to_labels
 from edgeseg.errors import InputPathError, RuntimeBackendError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,8 +95,8 @@ def test_segmenter_pipeline_pieces_compose() -> None:
     seg.synchronize()
     # batch-1 model, 3 frames: predict runs them in chunks
     assert [x.shape for x in seg.predict(frames)] == [(70, 100)] * 3
-    predictor, meta = segmenter_predictor(exported("labels")[0])  # what evaluation code plugs in
-    assert (predictor(frames[0]) == lab).all() and meta["output"] == "labels"
+    with segmenter_predictor(exported("labels")[0]) as (predictor, meta):  # what evaluation code plugs in
+        assert (predictor(frames[0]) == lab).all() and meta["output"] == "labels"
 
 
 @pytest.mark.slow
@@ -185,7 +185,7 @@ def test_runtimes_import_and_run_without_torch() -> None:
     dyn, _ = exported("dynamic")
     script = _TORCH_BLOCKER + f"""
 import json, numpy as np
-import edgeseg.cli, edgeseg.deploy.runtime.segmenter as rt, edgeseg.deploy.runtime.tensorrt_backend, edgeseg.deploy.trt.build
+import edgeseg.cli, edgeseg.deploy.runtime.backends as rt, edgeseg.deploy.runtime.tensorrt_backend, edgeseg.deploy.trt.build
 import edgeseg.deploy.trt.engine_meta, edgeseg.deploy.targets, edgeseg.deploy.runtime.calibration, edgeseg.deploy.export.quantize
 from edgeseg.deploy.runtime.calibration import synthetic_frames
 out = {{}}

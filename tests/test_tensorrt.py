@@ -224,7 +224,7 @@ def test_build_and_run_engine_on_gpu(tmp_path: Path) -> None:  # pragma: no cove
     trt = pytest.importorskip("tensorrt")
     from deploy_helpers import calib_dir, exported, exported_int8
 
-    from edgeseg.deploy.runtime.segmenter import open_segmenter
+    from edgeseg.deploy.runtime.backends import open_segmenter
     from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
     frames = synthetic_frames(2, (64, 128), seed=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -88,10 +89,18 @@ def file_size_mb(path: Path) -> float:
     return round(total / 2**20, 3)
 
 
+def _close(segmenter: Any) -> None:
+    close = getattr(segmenter, "close", None)
+    if callable(close):
+        close()
+
+
 def prepare_cases(config: BenchConfig, opener: Opener = open_model,
                   mem_run: Callable[[list[str]], str | None] | None = run_command,
-                  on_round: RoundCallback | None = None) -> list[tuple[CaseRun, str]]:
-    """Open every model x backend x size once; record memory growth, file size and graph MACs per case."""
+                  on_round: RoundCallback | None = None,
+                  opened: contextlib.ExitStack | None = None) -> list[tuple[CaseRun, str]]:
+    """Open every model x backend x size once; record memory growth, file size and graph MACs per case.
+    Each segmenter opened is registered with `opened` (closed when it exits, also after an error)."""
     paths = [check_model_path(m) for m in config.models]  # fail on a typo before loading anything
     cases: list[tuple[CaseRun, str]] = []
     for path in paths:
@@ -99,6 +108,8 @@ def prepare_cases(config: BenchConfig, opener: Opener = open_model,
             for size in config.sizes or [None]:
                 before = memory.snapshot(mem_run)
                 seg = opener(path, backend, size, threads=config.threads)
+                if opened is not None:
+                    opened.callback(_close, seg)
                 h, w = size or getattr(seg, "input_size", None) or DEFAULT_SIZE
                 frames = synthetic_frames(h, w, config.batch)
                 model_input = seg.preprocess(frames)
@@ -150,18 +161,15 @@ def run_benchmark(config: BenchConfig, opener: Opener = open_model, on_round: Ro
         sampler = sampler_factory() if sampler_factory else TegrastatsSampler()
     device = read_device_facts(device_root)
     load_before = _load_average()
-    cases = prepare_cases(config, opener, on_round=on_round)
-    runs = [c for c, _ in cases]
-    run_interleaved(runs, config.plan, on_round=on_round)
-    power_idle = None
-    if sampler is not None:
-        with sampler:
-            power_idle = measure_power(runs, config.plan.mode, config.power_s, config.idle_s, sampler)
-    results = [build_result(c, config.plan.mode, backend) for c, backend in cases]
-    for case in runs:  # release sessions / device buffers now, not at interpreter exit
-        close = getattr(case.segmenter, "close", None)
-        if callable(close):
-            close()
+    with contextlib.ExitStack() as opened:  # sessions / device buffers released now, also after an error
+        cases = prepare_cases(config, opener, on_round=on_round, opened=opened)
+        runs = [c for c, _ in cases]
+        run_interleaved(runs, config.plan, on_round=on_round)
+        power_idle = None
+        if sampler is not None:
+            with sampler:
+                power_idle = measure_power(runs, config.plan.mode, config.power_s, config.idle_s, sampler)
+        results = [build_result(c, config.plan.mode, backend) for c, backend in cases]
     settings = {**config.plan.describe(), "batch": config.batch, "threads": config.threads, "power": config.power,
                 "power_seconds_per_case": config.power_s if config.power else None,
                 "input": "synthetic BGR uint8 frames at the input size (content does not change dense-model cost)"}

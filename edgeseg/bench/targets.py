@@ -1,7 +1,7 @@
-"""Opening a model file for benchmarking, through `edgeseg.deploy.runtime.segmenter.open_segmenter`.
+"""Opening a model file for benchmarking, through `edgeseg.deploy.runtime.backends.open_segmenter`.
 
 The bench only talks to the Segmenter interface (preprocess / infer / postprocess / synchronize), so
-every backend the runtimes module supports is benchmarked the same way.
+every backend of the runtime table (`edgeseg.deploy.runtime.backends.BACKENDS`) is benchmarked the same way.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from edgeseg.deploy.runtime.backends import model_suffixes
 from edgeseg.errors import EdgesegError, InputPathError, RuntimeBackendError
 
 
 def check_model_path(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.exists():
-        raise InputPathError(f"model file not found: {p} (give an .onnx, .engine or .safetensors file)")
+        raise InputPathError(f"model file not found: {p} (give a model file: {', '.join(model_suffixes())})")
     if not p.is_file():
         raise InputPathError(f"model path is not a file: {p}")
     return p
@@ -25,7 +26,7 @@ def check_model_path(path: str | os.PathLike[str]) -> Path:
 def open_model(path: str | os.PathLike[str], backend: str = "auto", size: tuple[int, int] | None = None,
                threads: int | None = None) -> Any:
     """A Segmenter for `path`; any failure to load becomes one RuntimeBackendError line."""
-    from edgeseg.deploy.runtime.segmenter import open_segmenter
+    from edgeseg.deploy.runtime.backends import open_segmenter
 
     p = check_model_path(path)
     options = {"threads": threads} if threads else {}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from edgeseg.cli.validate import ranged
+from edgeseg.deploy.runtime.backends import backend_help, model_suffixes
 from edgeseg.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -15,10 +16,8 @@ if TYPE_CHECKING:
 
 
 def bench(
-    models: Annotated[list[Path], typer.Argument(help="model files (.onnx, .engine, .safetensors)")],
-    backend: Annotated[list[str] | None, typer.Option(help="runtime backend, repeatable (default auto): "
-                                                            "onnxruntime-cpu, onnxruntime-cuda, onnxruntime-trt, "
-                                                            "tensorrt, torch")] = None,
+    models: Annotated[list[Path], typer.Argument(help=f"model files ({', '.join(model_suffixes())})")],
+    backend: Annotated[list[str] | None, typer.Option(help=f"repeatable; {backend_help()}")] = None,
     size: Annotated[list[str] | None, typer.Option(help="input HxW, repeatable (default: the model's fixed "
                                                         "size, else 512x1024)")] = None,
     batch: Annotated[int, ranged(help="frames per inference call", lo=1, hi=256)] = 1,

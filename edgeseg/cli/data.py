@@ -10,6 +10,7 @@ import typer
 
 from edgeseg.cli.progress import progress_bar
 from edgeseg.cli.validate import ranged, seed_option
+from edgeseg.deploy.runtime.backends import backend_help, model_suffixes
 from edgeseg.errors import ConfigError
 
 data_app = typer.Typer(help="Datasets: render the synthetic benchmark, list readers, class statistics.",
@@ -115,7 +116,8 @@ def _result_table(title: str, results: dict[str, Any]) -> Any:
 
 
 def evaluate_cmd(
-    model: Annotated[Path | None, typer.Argument(help="edgeseg .safetensors checkpoint, or an exported .onnx / .engine")] = None,
+    model: Annotated[Path | None, typer.Argument(help="edgeseg .safetensors checkpoint, or an exported model "
+                                                     f"({', '.join(model_suffixes())})")] = None,
     data: Annotated[Path, typer.Option("--data", help="dataset root")] = Path("data/synth"),
     dataset: Annotated[str, typer.Option(help="dataset name (see `edgeseg data list`)")] = "synthetic",
     split: Annotated[str, typer.Option(help="split to evaluate")] = "val",
@@ -127,6 +129,7 @@ def evaluate_cmd(
     stride: Annotated[str | None, typer.Option(help="sliding-window stride HxW (default 2/3 crop)")] = None,
     save_pred: Annotated[Path | None, typer.Option(help="save trainId and colour predictions here")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:N")] = "cpu",
+    backend: Annotated[str, typer.Option(help=backend_help())] = "auto",
 ) -> None:
     """Evaluate a model (or saved predictions) with Cityscapes-exact IoU / mIoU.
 
@@ -134,13 +137,14 @@ def evaluate_cmd(
       edgeseg eval model.safetensors --data data/synth --dataset synthetic --domain city,night,fog,rain
       edgeseg eval model.safetensors --data /data/cityscapes --dataset cityscapes --mode slide --json r.json
       edgeseg eval student.onnx --data data/synth --dataset synthetic --domain fog
+      edgeseg eval student.engine --data data/synth --dataset synthetic --domain fog --backend tensorrt
       edgeseg eval --predictions results/ --data /data/cityscapes --dataset cityscapes
     """
     from rich.console import Console
 
     from edgeseg.cli.models import parse_size
     from edgeseg.data.datasets import load_dataset
-    from edgeseg.evaluate import evaluate_dataset, evaluate_prediction_dir, harmonic_mean
+    from edgeseg.evaluate import evaluate_dataset, evaluate_prediction_dir, harmonic_mean, open_predictor
     from edgeseg.io_utils import staged_dir, write_json_atomic
     from edgeseg.preflight import check_outputs
 
@@ -152,23 +156,11 @@ def evaluate_cmd(
     check_outputs(files=[json_out], dirs=[save_pred], inputs=[model, predictions, data])
     domains: list[str | None] = [d.strip() for d in domain.split(",")] if domain else [None]
     datasets = [load_dataset(dataset, data, split, d, with_labels=True) for d in domains]
-    predictor = None
-    if model is not None and model.suffix.lower() in (".onnx", ".engine", ".plan"):
-        if mode != "whole":
-            raise ConfigError(f"--mode slide needs a .safetensors checkpoint; '{model.name}' is an exported "
-                              "model with a fixed inference size, evaluate it with --mode whole")
-        from edgeseg.deploy.runtime.segmenter import segmenter_predictor
-        from edgeseg.evaluate import check_model_classes
-
-        predictor, meta = segmenter_predictor(model)
-        check_model_classes(meta, str(model))
-    elif model is not None:
-        from edgeseg.devices import check_device
-        from edgeseg.evaluate import checkpoint_predictor
-
-        predictor, _ = checkpoint_predictor(model, mode, crop_hw, stride_hw, check_device(device))
     results: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:  # predictions are staged: a failed run leaves no half-filled folder
+        predictor = None
+        if model is not None:  # the backend table picks the runtime; the model is closed at exit
+            predictor = stack.enter_context(open_predictor(model, backend, mode, crop_hw, stride_hw, device))
         pred_dir = stack.enter_context(staged_dir(save_pred)) if save_pred is not None else None
         for ds in datasets:
             with progress_bar(f"eval {ds.name}") as update:

@@ -10,13 +10,15 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.validate import ranged
+from edgeseg.deploy.runtime.backends import backend_help, model_suffixes
 
 
 def demo(
-    model: Annotated[str, typer.Option("--model", "-m", help="ONNX model or TensorRT engine exported by edgeseg")],
+    model: Annotated[str, typer.Option("--model", "-m", help="model file exported by edgeseg "
+                                                             f"({', '.join(model_suffixes())})")],
     source: Annotated[str, typer.Option("--source", "-s", help="0 | /dev/video0 | clip.mp4 | frames/ | "
                                                                 "rtsp://... | http(s)://... | csi://0")],
-    backend: Annotated[str, typer.Option(help="runtime backend (auto picks the fastest available)")] = "auto",
+    backend: Annotated[str, typer.Option(help=backend_help())] = "auto",
     size: Annotated[str | None, typer.Option(help="model input HxW for dynamic-shape models, e.g. 512x1024")] = None,
     alpha: Annotated[float, ranged(help="overlay opacity: 0 = frame only, 1 = mask only", lo=0, hi=1)] = 0.5,
     view: Annotated[str, typer.Option(help="overlay | mask | side-by-side (key v cycles)")] = "overlay",

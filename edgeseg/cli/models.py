@@ -50,6 +50,8 @@ def info(
     size: Annotated[str, typer.Option(help="input HxW for the operation count")] = "512x1024",
     arch: Annotated[str | None, typer.Option(help="describe a registry architecture instead of a file")] = None,
     list_archs: Annotated[bool, typer.Option("--list", help="list registered architectures")] = False,
+    backends: Annotated[bool, typer.Option("--backends", help="list the runtime backends, the model files each "
+                                                              "runs and whether it is installed here")] = False,
 ) -> None:
     """Print a model's architecture, classes, parameter count, GMACs/GFLOPs and provenance.
 
@@ -57,7 +59,13 @@ def info(
       edgeseg info student.safetensors --size 512x1024
       edgeseg info --arch segformer_b0
       edgeseg info --list
+      edgeseg info --backends
     """
+    if backends:  # torch-free: works on a device image
+        from edgeseg.deploy.runtime.backends import format_backends
+
+        typer.echo(format_backends())
+        return
     from edgeseg.models.info import describe_arch, describe_checkpoint, format_description
     from edgeseg.models.registry import list_models
 

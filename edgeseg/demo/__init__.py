@@ -1,6 +1,6 @@
 """Live segmentation demo: camera / file / folder / RTSP / CSI source -> Segmenter -> overlay -> window, video.
 
-Torch-free: OpenCV, numpy and a runtime from edgeseg.deploy.runtime.segmenter.
+Torch-free: OpenCV, numpy and a runtime opened by edgeseg.deploy.runtime.backends.
 """
 
 from edgeseg.demo.app import DemoConfig, run_demo

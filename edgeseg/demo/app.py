@@ -55,14 +55,9 @@ class DemoConfig:
 
 
 def load_segmenter(model: str, backend: str, size: tuple[int, int] | None) -> SegmenterLike:
-    """open_segmenter from the runtimes module, imported only now (it pulls in onnxruntime/TensorRT)."""
-    try:
-        from edgeseg.deploy.runtime.segmenter import open_segmenter
-    except ModuleNotFoundError as exc:
-        if exc.name != "edgeseg.deploy.runtime.segmenter":
-            raise
-        raise RuntimeBackendError("this edgeseg has no runtimes module (edgeseg/deploy/runtime/segmenter.py); "
-                                  "reinstall edgeseg") from None
+    """open_segmenter from the runtime backend table, imported only now (it pulls in onnxruntime/TensorRT)."""
+    from edgeseg.deploy.runtime.backends import open_segmenter
+
     return open_segmenter(model, backend, size)
 
 

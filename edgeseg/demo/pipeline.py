@@ -35,7 +35,7 @@ from edgeseg.errors import SourceError
 
 
 class SegmenterLike(Protocol):
-    """The part of edgeseg.deploy.runtime.segmenter.Segmenter the demo uses."""
+    """The part of edgeseg.deploy.runtime.segmenter.Segmenter the demo uses (the demo closes what it opens)."""
 
     backend: str
     meta: dict

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from edgeseg.deploy.runtime.backends import BACKENDS
 from edgeseg.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -20,7 +21,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-RUNTIMES = ("tensorrt", "onnxruntime-cpu", "onnxruntime-cuda")
+# the runtime a profile targets: a backend of the table that runs exported files (not the torch one)
+RUNTIMES = tuple(spec.name for spec in BACKENDS if not spec.needs_torch)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 

@@ -117,8 +117,3 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def count_ops(model: onnx.ModelProto) -> int:
     return len(model.graph.node)
-
-
-def custom_domains(model: onnx.ModelProto) -> list[str]:
-    """Non-standard op domains (TensorRT's parser only knows the default one)."""
-    return sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})

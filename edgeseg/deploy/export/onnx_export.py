@@ -231,24 +231,24 @@ def compare_int8(fp32: bytes, int8: str, frame_sets: list[list[np.ndarray]], bat
                  output: str, num_classes: int, repeats: int = 3) -> dict[str, Any]:
     """Speed (ONNX Runtime CPU, best of `repeats`) and label agreement / mIoU of INT8 against FP32."""
     from edgeseg.deploy.export.parity import _session, run_graph, scores_to_label_tensor
-    from edgeseg.deploy.runtime.segmenter import OnnxRuntimeSegmenter
+    from edgeseg.deploy.runtime.onnxruntime_backend import OnnxRuntimeSegmenter
     from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou
 
-    seg = OnnxRuntimeSegmenter(int8)  # its preprocessing, so both see exactly what a deployment feeds
     sessions = {"fp32": _session(fp32), "int8": _session(int8)}
     times: dict[str, float] = {}
     labels: dict[str, list[np.ndarray]] = {"fp32": [], "int8": []}
-    for frames in frame_sets:
-        size = tuple(frames[0].shape[:2])
-        feed = seg.preprocess(frames)
-        for name, sess in sessions.items():
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                out = run_graph(sess, feed, batch)
-                best = min(best, time.perf_counter() - t0)
-            times[name] = times.get(name, 0.0) + best / len(frames)
-            labels[name].append(out if output == "labels" else scores_to_label_tensor(out, size))
+    with OnnxRuntimeSegmenter(int8) as seg:  # its preprocessing, so both see exactly what a deployment feeds
+        for frames in frame_sets:
+            size = tuple(frames[0].shape[:2])
+            feed = seg.preprocess(frames)
+            for name, sess in sessions.items():
+                best = float("inf")
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    out = run_graph(sess, feed, batch)
+                    best = min(best, time.perf_counter() - t0)
+                times[name] = times.get(name, 0.0) + best / len(frames)
+                labels[name].append(out if output == "labels" else scores_to_label_tensor(out, size))
     matrix = ConfusionMatrix(num_classes)
     agree = total = 0
     for ref, q in zip(labels["fp32"], labels["int8"], strict=True):

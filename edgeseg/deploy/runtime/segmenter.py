@@ -1,14 +1,15 @@
-"""One small runtime interface over every way edgeseg runs a model.
+"""The `Segmenter` interface every runtime backend implements (one module per backend, one row in
+`edgeseg.deploy.runtime.backends.BACKENDS`).
 
-    seg = open_segmenter("model.onnx")            # or model.engine, or student.safetensors
-    labels = seg.predict([frame_bgr])[0]           # uint8 (H, W) class ids at the frame's size
+    with open_segmenter("model.onnx") as seg:       # or model.engine, or student.safetensors
+        labels = seg.predict([frame_bgr])[0]         # uint8 (H, W) class ids at the frame's size
 
-Backends: "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt" (ONNX Runtime execution providers),
-"tensorrt" (native engine files from `edgeseg build-engine`), "torch" (edgeseg .safetensors checkpoints).
-The backend follows from the file type unless `backend=` names one. Torch-free at import time: only the
-"torch" backend imports torch, inside its constructor. Model facts (classes, palette, mean/std, output
-kind, input size) come from the file itself: ONNX metadata_props, the engine's sidecar JSON, or the
-checkpoint header. Pre/post-processing conventions are documented in `edgeseg.deploy.runtime.preprocess`.
+A backend subclasses `Segmenter`, implements `infer` (and `synchronize` / `close` where it holds device
+state), and takes `(path, backend=NAME, size=None, **its_options)` in its constructor: the options it
+honours are the ones its table row lists. Model facts (classes, palette, mean/std, output kind, input
+size) come from the file itself: ONNX metadata_props, the engine's sidecar JSON, or the checkpoint
+header. Pre/post-processing conventions are documented in `edgeseg.deploy.runtime.preprocess`.
+Torch-free.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeseg.deploy.runtime import onnx_meta
 from edgeseg.deploy.runtime.preprocess import (
     check_frames,
     label_dtype,
@@ -30,21 +31,18 @@ from edgeseg.deploy.runtime.preprocess import (
     scores_to_labels,
     uint8_batch,
 )
-from edgeseg.errors import InputPathError, RuntimeBackendError
+from edgeseg.errors import RuntimeBackendError
 
-BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt", "torch")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-_ORT_PROVIDERS = {
-    "onnxruntime-cpu": "CPUExecutionProvider",
-    "onnxruntime-cuda": "CUDAExecutionProvider",
-    "onnxruntime-trt": "TensorrtExecutionProvider",
-}
+if TYPE_CHECKING:
+    from edgeseg.deploy.runtime.backends import BackendSpec
 
 
 MIN_INPUT_SIDE = 32  # MiT: stride 32, and stage 1 (1/4) must cover an 8x8 spatial-reduction kernel
 
+
 class Segmenter:
-    """Base class: backends implement `infer` (and `synchronize` when asynchronous).
+    """Base class: backends implement `infer` (and `synchronize` when asynchronous, `close` when they hold
+    a session or device memory). A context manager: `with open_segmenter(p) as seg:` closes it.
 
     `meta` holds classes, palette, mean, std, output ("labels"|"logits"|"probs"), preprocess (bool) and
     whatever else the model file recorded. `input_size` is the fixed (h, w) of the model input, or None
@@ -136,7 +134,28 @@ class Segmenter:
         """Wait for queued device work (GPU backends); a no-op on the CPU."""
 
     def close(self) -> None:
-        """Release the session / engine / device buffers."""
+        """Release the session / engine / device buffers. Safe to call twice."""
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @classmethod
+    def is_available(cls, spec: BackendSpec) -> bool:
+        """Whether `spec` can run here, from import checks only (nothing heavy is imported). Backends
+        that also need a provider or device (ONNX Runtime's execution providers) refine this."""
+        return installed(spec.module)
+
+
+def installed(module: str) -> bool:
+    """`module` is importable (found, not imported); a broken or deliberately blocked install counts as absent."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_batch(batch: np.ndarray, expected_shape: Sequence[int | None], expected_dtype: np.dtype,
@@ -152,177 +171,3 @@ def check_batch(batch: np.ndarray, expected_shape: Sequence[int | None], expecte
                                   "model for this size with `edgeseg export --size HxW` / `--dynamic`")
 
 
-def _peek_precision(path: str | os.PathLike[str]) -> str:
-    """The precision recorded in an ONNX file's metadata (read without building a session)."""
-    try:
-        return str(onnx_meta.read_onnx_file_meta(str(path)).get("precision", "fp32"))
-    except (ImportError, RuntimeBackendError):
-        return "fp32"
-
-
-def _static_dim(d: Any) -> int | None:
-    return d if isinstance(d, int) and d > 0 else None
-
-
-class OnnxRuntimeSegmenter(Segmenter):
-    """ONNX Runtime with the CPU, CUDA or TensorRT execution provider."""
-
-    def __init__(self, path: str | os.PathLike[str], backend: str = "onnxruntime-cpu",
-                 size: tuple[int, int] | None = None, threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise RuntimeBackendError("onnxruntime is not installed: pip install 'edgeseg[cpu]' "
-                                      "(or onnxruntime-gpu)") from None
-        provider = _ORT_PROVIDERS[backend]
-        if provider not in ort.get_available_providers():
-            raise RuntimeBackendError(f"backend {backend} needs ONNX Runtime's {provider}, which this "
-                                      f"onnxruntime build lacks (has {ort.get_available_providers()}); "
-                                      f"install onnxruntime-gpu or pick one of {available_backends()}")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        providers: list[Any] = [provider]
-        if backend == "onnxruntime-trt":
-            # engines cached next to the model (the first session builds them: minutes on a Jetson); FP16
-            # kernels only for graphs exported --fp16, so the precision is what the file says
-            cache = str(Path(path).with_suffix("")) + ".ort-trt-cache"
-            fp16 = _peek_precision(path) == "fp16"
-            providers = [(provider, {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
-                                     "trt_fp16_enable": fp16}), "CUDAExecutionProvider"]
-        if backend != "onnxruntime-cpu":
-            providers.append("CPUExecutionProvider")  # for the few ops a GPU provider lacks
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # ORT raises Fail / InvalidProtobuf / InvalidGraph, all multi-line
-            raise RuntimeBackendError(f"cannot load '{path}' with ONNX Runtime ({onnx_meta.one_line(exc)}); "
-                                      "the file may be truncated or not an ONNX model: export it again") from None
-        if provider not in self._session.get_providers():  # ORT falls back silently; we do not
-            raise RuntimeBackendError(f"ONNX Runtime could not start {provider} for '{path}' "
-                                      f"(running providers: {self._session.get_providers()}); check the CUDA "
-                                      "/ TensorRT installation or use --backend onnxruntime-cpu")
-        self.backend = backend
-        meta = onnx_meta.decode(self._session.get_modelmeta().custom_metadata_map, str(path))
-        inp = self._session.get_inputs()[0]
-        self._input_name = inp.name
-        self._output_name = self._session.get_outputs()[0].name
-        self._input_shape = [_static_dim(d) for d in inp.shape]
-        self._input_dtype = np.dtype(np.uint8 if meta.get("preprocess") else np.float32)
-        hw = self._input_shape[1:3] if meta.get("preprocess") else self._input_shape[2:4]
-        input_size = (hw[0], hw[1]) if None not in hw else None
-        super().__init__(path, meta, input_size, self._input_shape[0], size)
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        check_batch(batch, self._input_shape, self._input_dtype, self.path.name)
-        try:
-            return self._session.run([self._output_name], {self._input_name: batch})[0]
-        except Exception as exc:
-            raise RuntimeBackendError(f"ONNX Runtime failed on '{self.path.name}': {onnx_meta.one_line(exc)}") from None
-
-    def close(self) -> None:
-        self._session = None
-
-
-class TorchSegmenter(Segmenter):
-    """An edgeseg .safetensors checkpoint run by PyTorch (CUDA when available). Output: logits."""
-
-    backend = "torch"
-
-    def __init__(self, path: str | os.PathLike[str], size: tuple[int, int] | None = None,
-                 device: str | None = None) -> None:
-        try:
-            import torch
-        except ImportError:
-            raise RuntimeBackendError("the torch backend needs PyTorch; on a device without it, export the "
-                                      "checkpoint (`edgeseg export`) and run the ONNX file") from None
-        from edgeseg.checkpoint import load_model
-
-        self._torch = torch
-        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._model = load_model(path).to(self._device)
-        meta = dict(self._model.meta)
-        meta.update(num_classes=self._model.num_classes, arch=self._model.arch, output="logits",
-                    preprocess=False, input_size=None)
-        super().__init__(path, meta, None, None, size)
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        check_batch(batch, [None, 3, None, None], np.dtype(np.float32), self.path.name)
-        with self._torch.inference_mode():
-            return self._model(self._torch.from_numpy(batch).to(self._device)).float().cpu().numpy()
-
-    def synchronize(self) -> None:
-        if self._device.type == "cuda":
-            self._torch.cuda.synchronize(self._device)
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a broken or deliberately blocked install counts as absent
-        return False
-
-
-def available_backends() -> list[str]:
-    """Backends usable here (import checks only: neither torch nor tensorrt is imported)."""
-    found = []
-    if _installed("onnxruntime"):
-        import onnxruntime as ort
-
-        providers = ort.get_available_providers()
-        found += [name for name, p in _ORT_PROVIDERS.items() if p in providers]
-    if _installed("tensorrt"):
-        found.append("tensorrt")
-    if _installed("torch"):
-        found.append("torch")
-    return found
-
-
-def backend_for(path: Path, backend: str = "auto") -> str:
-    """The backend a file runs with: `backend` if it fits the file type, else the default for it."""
-    suffix = path.suffix.lower()
-    kind = "onnx" if suffix == ".onnx" else "engine" if suffix in ENGINE_SUFFIXES else \
-        "checkpoint" if suffix == ".safetensors" else None
-    if kind is None:
-        raise RuntimeBackendError(f"cannot tell the model type of '{path.name}': expected .onnx, an engine "
-                                  f"({'/'.join(ENGINE_SUFFIXES)}) or an edgeseg .safetensors checkpoint")
-    if backend == "auto":
-        if kind == "engine":
-            return "tensorrt"
-        if kind == "checkpoint":
-            return "torch"
-        return "onnxruntime-cuda" if "onnxruntime-cuda" in available_backends() else "onnxruntime-cpu"
-    if backend not in BACKENDS:
-        raise RuntimeBackendError(f"unknown backend '{backend}'; choose auto or one of {', '.join(BACKENDS)}")
-    fits = {"onnx": backend.startswith("onnxruntime"), "engine": backend == "tensorrt",
-            "checkpoint": backend == "torch"}[kind]
-    if not fits:
-        hint = {"tensorrt": "build an engine first: edgeseg build-engine model.onnx --out model.engine",
-                "torch": "the torch backend runs edgeseg .safetensors checkpoints"}.get(
-            backend, "ONNX Runtime backends run .onnx files; export one with `edgeseg export`")
-        raise RuntimeBackendError(f"backend {backend} cannot run '{path.name}'; {hint}")
-    return backend
-
-
-def open_segmenter(path: str | os.PathLike[str], backend: str = "auto",
-                   size: tuple[int, int] | None = None, **options: Any) -> Segmenter:
-    """Open a model file with the right backend. `size` = inference (h, w) for dynamic-size models (must
-    match a fixed-size model's own size). `options`: threads= (ONNX Runtime CPU), device= (torch)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputPathError(f"model file '{path}' does not exist; check the path")
-    chosen = backend_for(path, backend)
-    if chosen.startswith("onnxruntime"):
-        return OnnxRuntimeSegmenter(path, chosen, size=size, threads=options.get("threads"))
-    if chosen == "tensorrt":
-        from edgeseg.deploy.runtime.tensorrt_backend import TensorRTSegmenter
-
-        return TensorRTSegmenter(path, size=size)
-    return TorchSegmenter(path, size=size, device=options.get("device"))
-
-
-def segmenter_predictor(path: str | os.PathLike[str], backend: str = "auto", size: tuple[int, int] | None = None,
-                        **options: Any) -> tuple[Any, dict[str, Any]]:
-    """(predictor, meta) for evaluation code: predictor(bgr uint8 HxWx3) -> uint8 HxW labels, through any
-    backend (`edgeseg eval` on .onnx / .engine / .safetensors)."""
-    seg = open_segmenter(path, backend=backend, size=size, **options)
-    return (lambda bgr: seg.predict([bgr])[0]), dict(seg.meta)

@@ -1,6 +1,6 @@
 """Native TensorRT backend: runs `edgeseg build-engine` engine files (TensorRT 8.6 / 10.x / 11.x tensor API).
 
-TensorRT and cuda-python are imported lazily inside the constructor. Before the engine is deserialized,
+TensorRT and cuda-python are imported lazily inside the constructor (CUDA helpers: `edgeseg.deploy.trt.cuda_helpers`). Before the engine is deserialized,
 its sidecar JSON is compared with this machine (TensorRT version, GPU compute capability): an engine built
 elsewhere is refused with one line telling the user to rebuild it on the device. A DLA engine is loaded
 on the DLA core the sidecar records.
@@ -14,39 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.deploy.runtime.backends import get_backend
 from edgeseg.deploy.runtime.segmenter import Segmenter, check_batch
-from edgeseg.deploy.trt.engine_meta import DeviceFacts, read_sidecar, require_compatible
+from edgeseg.deploy.trt import cuda_helpers as trt_cuda
+from edgeseg.deploy.trt.cuda_helpers import cuda_call
+from edgeseg.deploy.trt.engine_meta import read_sidecar, require_compatible
 from edgeseg.errors import RuntimeBackendError
-
-
-def import_cudart() -> Any:
-    """cuda-python's runtime module (its import path moved in cuda-python 12.6)."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart  # type: ignore[no-redef]
-        except ImportError:
-            raise RuntimeBackendError("the tensorrt backend needs cuda-python for device memory: "
-                                      "pip install cuda-python (JetPack: the matching cuda-python wheel)") from None
-    return cudart
-
-
-def cuda_call(result: Any) -> Any:
-    """cuda-python returns (error, *values): raise on error, return the value(s)."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise RuntimeBackendError(f"CUDA call failed with error {err}; is the GPU available?")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def current_device_facts(trt: Any, cudart: Any) -> DeviceFacts:
-    device = cuda_call(cudart.cudaGetDevice())
-    props = cuda_call(cudart.cudaGetDeviceProperties(device))
-    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return DeviceFacts(trt.__version__, name.strip("\x00 "), f"{props.major}.{props.minor}")
 
 
 def set_dla_core(runtime: Any, dla_core: int | None, path: Path) -> None:
@@ -63,17 +36,18 @@ def set_dla_core(runtime: Any, dla_core: int | None, path: Path) -> None:
 class TensorRTSegmenter(Segmenter):
     backend = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], backend: str = "tensorrt",
+                 size: tuple[int, int] | None = None) -> None:
         try:
             import tensorrt as trt
         except ImportError:
-            raise RuntimeBackendError("TensorRT is not installed here (pip install tensorrt, or use the "
-                                      "JetPack one); run the .onnx file with onnxruntime instead") from None
-        cudart = import_cudart()
+            raise RuntimeBackendError(f"TensorRT is not installed here ({get_backend(backend).install}); run "
+                                      "the .onnx file with onnxruntime instead") from None
+        cudart = trt_cuda.import_cudart()
         self._trt, self._cudart = trt, cudart
         path = Path(path)
         sidecar = read_sidecar(path)
-        require_compatible(path, sidecar, current_device_facts(trt, cudart))
+        require_compatible(path, sidecar, trt_cuda.current_device_facts(trt, cudart))
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         set_dla_core(self._runtime, sidecar.get("dla_core"), path)

@@ -116,7 +116,7 @@ class EngineReport:
 
 def _make_calibrator(trt: Any, cudart: Any, batches: Any, nbytes: int, batch_size: int, cache: Path) -> Any:
     """An IInt8EntropyCalibrator2 pulling preprocessed batches; the cache file skips recalibration."""
-    from edgeseg.deploy.runtime.tensorrt_backend import cuda_call
+    from edgeseg.deploy.trt.cuda_helpers import cuda_call
     from edgeseg.io_utils import write_bytes_atomic
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -153,12 +153,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
                  log: Callable[[str], None] = lambda _m: None) -> EngineReport:
     """Build and write `out` + `out.json`. Raises ExportError / ConfigError with one-line messages."""
     from edgeseg import __version__
-    from edgeseg.deploy.export.graph_edit import custom_domains
     from edgeseg.deploy.runtime import onnx_meta
-    from edgeseg.deploy.runtime.tensorrt_backend import current_device_facts, import_cudart
+    from edgeseg.deploy.trt import cuda_helpers
     from edgeseg.deploy.trt.engine_meta import make_sidecar, sidecar_path
     from edgeseg.deploy.trt.plan import TensorRTFeatures, build_plan, check_dla
-    from edgeseg.deploy.trt.support import qdq_problems
+    from edgeseg.deploy.trt.support import custom_domains, qdq_problems
     from edgeseg.io_utils import atomic_path, sha256_file, write_bytes_atomic, write_json_atomic
 
     onnx_path, out = Path(onnx_path), Path(out)
@@ -183,8 +182,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
     features = TensorRTFeatures.of(trt)
     plan = build_plan(cfg.precision, onnx_precision, features, calib_dir=cfg.calib_dir, qdq_problems=qdq,
                       dla_core=cfg.dla_core, onnx_name=onnx_path.name)
-    cudart = import_cudart()
-    facts = current_device_facts(trt, cudart)
+    cudart = cuda_helpers.import_cudart()
+    facts = cuda_helpers.current_device_facts(trt, cudart)
     log(f"TensorRT {trt.__version__} on {facts.device_name} (sm_{facts.compute_capability.replace('.', '')})"
         f"{', strongly typed' if plan.strongly_typed else ''}")
     start = time.perf_counter()

@@ -221,7 +221,7 @@ def versions() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             out[dist] = None
     try:
-        from edgeseg.deploy.runtime.tensorrt_backend import cuda_call, import_cudart
+        from edgeseg.deploy.trt.cuda_helpers import cuda_call, import_cudart
 
         driver = int(cuda_call(import_cudart().cudaDriverGetVersion()))
         out["cuda_driver"] = f"{driver // 1000}.{driver % 1000 // 10}"
@@ -270,16 +270,14 @@ def real_tools(cfg: CheckConfig) -> Tools:
         return build_engine(onnx_path, out, engine_cfg).to_json()
 
     def agreement(engine: Path, onnx_path: Path, size: tuple[int, int]) -> float:
+        from edgeseg.deploy.runtime.backends import open_segmenter
         from edgeseg.deploy.runtime.calibration import load_frames
-        from edgeseg.deploy.runtime.segmenter import open_segmenter
 
         frames = load_frames(cfg.calib_dir, 4, size, seed=5)
-        ref = open_segmenter(onnx_path, backend="onnxruntime-cpu").predict(frames)
-        seg = open_segmenter(engine)
-        try:
+        with open_segmenter(onnx_path, backend="onnxruntime-cpu") as onnx_seg:
+            ref = onnx_seg.predict(frames)
+        with open_segmenter(engine) as seg:
             got = seg.predict(frames)
-        finally:
-            seg.close()
         same = sum(int((a == b).sum()) for a, b in zip(got, ref, strict=True))
         return same / sum(a.size for a in ref)
 

@@ -182,3 +182,8 @@ def _node_rules(node: onnx.NodeProto, where: str, release: str, types: dict[str,
     elif op == "LayerNormalization" and len([o for o in node.output if o]) > 1:
         problems.append(f"{where}: only the first output Y is supported")  # 10.1 operators.md
     return problems
+
+
+def custom_domains(model: onnx.ModelProto) -> list[str]:
+    """Non-standard op domains (TensorRT's parser only knows the default one)."""
+    return sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
