@@ -61,6 +61,14 @@ def _owned_name(target: Path, tag: str, suffix: str = "") -> Path:
     return target.parent / f".{target.name}{tag}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
 
 
+def temp_path_for(target: str | os.PathLike[str]) -> Path:
+    """A fresh temp name beside `target` in the recognisable pattern (keeps the suffix), for writers that cannot
+    use `atomic_path` (a video writer that renames on close); stale ones of this folder are cleaned first."""
+    target = Path(target)
+    clean_stale_temps_once(target.parent)
+    return _owned_name(target, TMP_TAG, target.suffix)
+
+
 def describe_os_error(exc: OSError, path: str | os.PathLike[str] | None = None) -> str:
     """One line for an OS error on `path`, with what to do about it."""
     where = exc.filename if exc.filename is not None else path

@@ -747,3 +747,14 @@ def test_file_source_that_yields_no_frames_is_an_error(tmp_path: Path) -> None:
     config = DemoConfig(model="m.onnx", source=str(clip), headless=True)
     with pytest.raises(SourceError, match="no frames"):
         run_demo(config, segmenter=ColourSegmenter(), opener=lambda spec: ScriptedCapture(0))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a 0555 folder; the /sys cases cover root")
+def test_read_only_folder_is_refused_before_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert_refused(["export", ck(), "--out", str(folder / "m.onnx")], capsys, [folder / "m.onnx"], "permission")
+    finally:
+        folder.chmod(0o755)

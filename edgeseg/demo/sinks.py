@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -28,9 +27,9 @@ class VideoRecorder:
     """Writes the rendered stream with cv2.VideoWriter, atomically.
 
     Frames go to a hidden temp file next to the target and are renamed onto it in `close()`, so a killed
-    run never leaves a truncated video under the final name. (We cannot use io_utils.atomic_path here:
-    its temp name ends in '.tmp', and OpenCV picks the container from the file extension, so the temp
-    file must keep the target's suffix.) The writer opens on the first frame, when the size is known; a
+    run never leaves a truncated video under the final name. (The file is renamed in `close()`, not at the end
+    of a `with` block, so io_utils.atomic_path does not fit; the temp name is the same pattern, keeping the
+    target's suffix because OpenCV picks the container from it.) The writer opens on the first frame, when the size is known; a
     frame of another size (the view was switched) is resized to the recording's size.
     """
 
@@ -49,10 +48,9 @@ class VideoRecorder:
 
     def _open(self, w: int, h: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        from edgeseg.io_utils import temp_path_for
+
+        self._tmp = temp_path_for(self.path)  # edgeseg's temp pattern: a SIGKILL'ed recording is cleaned later
         writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
         if not writer.isOpened():
             self._tmp.unlink(missing_ok=True)
