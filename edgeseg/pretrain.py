@@ -109,9 +109,11 @@ def evaluate_corpus(model: Any, cfg: PretrainConfig) -> dict[str, float]:
 
 
 def _param_groups(model: Any, cfg: PretrainConfig) -> list[dict[str, Any]]:
+    from edgeseg.models.layout import param_kind
+
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or "norm" in name else decay).append(p)
+        (no_decay if p.ndim <= 1 or param_kind(name) == "norm" else decay).append(p)
     return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

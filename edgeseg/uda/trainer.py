@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.models.layout import param_kind
 from edgeseg.uda.batches import to_tensors
 from edgeseg.uda.config import DistillConfig, config_to_dict
 from edgeseg.uda.data_setup import RunData
@@ -99,7 +100,8 @@ def barrier(info: DistInfo) -> None:
 
 
 def param_groups(models: list[tuple[str, nn.Module]], cfg: DistillConfig) -> list[dict[str, Any]]:
-    """mmcv's paramwise rules as DAFormer uses them: 'head' -> lr x head_lr_mult; other '*norm*' -> no decay."""
+    """mmcv's paramwise rules as DAFormer uses them (models.layout.param_kind): the head at lr x head_lr_mult,
+    norms without weight decay."""
     o = cfg.optim
     groups: list[dict[str, Any]] = []
     for prefix, model in models:
@@ -107,9 +109,10 @@ def param_groups(models: list[tuple[str, nn.Module]], cfg: DistillConfig) -> lis
         for name, p in model.named_parameters():
             if not p.requires_grad:
                 continue
-            if name.startswith("head.") or ".head." in name:
+            kind = param_kind(name)
+            if kind == "head":
                 key = (o.lr * o.head_lr_mult, o.weight_decay)
-            elif "norm" in name:
+            elif kind == "norm":
                 key = (o.lr, 0.0)
             else:
                 key = (o.lr, o.weight_decay)
