@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -88,9 +89,16 @@ def _spec(field: dataclasses.Field, hint: Any) -> ParamSpec:
                      meta.get("lo"), meta.get("hi"), meta.get("lo_open", False), meta.get("hi_open", False))
 
 
+def _field_type(cls: type, field: dataclasses.Field) -> Any:
+    """The field's annotation, evaluated (modules use `from __future__ import annotations`)."""
+    if not isinstance(field.type, str):
+        return field.type
+    namespace = {"Literal": Literal, **vars(sys.modules[cls.__module__])}
+    return eval(field.type, namespace)  # noqa: S307 - our own source's annotations, not user input
+
+
 def param_specs(cls: type[MergeParams]) -> list[ParamSpec]:
-    hints = typing.get_type_hints(cls)
-    return [_spec(f, hints[f.name]) for f in dataclasses.fields(cls)]
+    return [_spec(f, _field_type(cls, f)) for f in dataclasses.fields(cls)]
 
 
 def _convert(spec: ParamSpec, value: Any, owner: str) -> Any:
