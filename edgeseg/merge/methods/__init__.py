@@ -7,7 +7,7 @@ A new method is one module in this folder and one row below; the CLI (`edgeseg m
 from __future__ import annotations
 
 from edgeseg.errors import ConfigError
-from edgeseg.merge.methods import backbone, bn, layerwise, linear, task_arithmetic, ties
+from edgeseg.merge.methods import backbone, bn, dare, layerwise, linear, task_arithmetic, ties
 from edgeseg.merge.methods.base import MergeMethod
 
 REGISTRY: dict[str, MergeMethod] = {
@@ -19,6 +19,7 @@ REGISTRY: dict[str, MergeMethod] = {
         backbone.METHOD,
         task_arithmetic.METHOD,
         ties.METHOD,
+        dare.METHOD,
     )
 }
 
