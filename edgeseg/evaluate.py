@@ -131,13 +131,6 @@ def _nan_to_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def evaluate_pairs(pairs: Iterable[tuple[np.ndarray, np.ndarray]], num_classes: int = len(CLASSES)) -> EvalResult:
-    cm = ConfusionMatrix(num_classes)
-    for pred, gt in pairs:
-        cm.update(pred, gt)
-    return EvalResult(cm.matrix)
-
-
 def _frame_pattern(frame_ids: Iterable[str]) -> re.Pattern[str]:
     # Longest ids first so that e.g. "x_000001_000019" is preferred over a shorter id it contains.
     ids = sorted(set(frame_ids), key=len, reverse=True)

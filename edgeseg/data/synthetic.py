@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edgeseg.data.image_io import write_png
@@ -172,11 +171,3 @@ def ensure_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, nu
                 and old.get("splits") == dict(splits) and set(domains) <= set(old.get("domains", []))):
             return old
     return render_dataset(out, domains, num, size, seed, splits, progress)
-
-
-def preview_grid(images: Sequence[np.ndarray], cols: int) -> np.ndarray:
-    """Tile equally sized BGR images into one (for docs / quick looks)."""
-    rows = [np.hstack(images[i:i + cols]) for i in range(0, len(images), cols)]
-    width = max(r.shape[1] for r in rows)
-    rows = [cv2.copyMakeBorder(r, 0, 0, 0, width - r.shape[1], cv2.BORDER_CONSTANT) for r in rows]
-    return np.vstack(rows)

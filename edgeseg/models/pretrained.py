@@ -95,7 +95,6 @@ _HF_RULES: list[tuple[str, str]] = [
     (r"^decode_head\.classifier\.(weight|bias)$", "head.classifier.{0}"),
 ]
 _HF_QKV = {"query": "q", "key": "k", "value": "v"}
-_CLASSIFIER_KEYS = ("head.classifier.weight", "head.classifier.bias")
 
 
 @dataclass

@@ -124,11 +124,3 @@ def teacher_targets(logits: Sequence[torch.Tensor], size: tuple[int, int], tempe
     fused = fuse(probs, weights)
     soft = fused if temperature == 1.0 else fuse([torch.softmax(z / temperature, dim=1) for z in up], weights)
     return fused, soft, agree
-
-
-def pseudo_label_quality(labels: torch.Tensor, truth: torch.Tensor, ignore_index: int = 255) -> float:
-    """Pixel accuracy of pseudo-labels where ground truth exists (diagnostics on synthetic data only)."""
-    valid = truth != ignore_index
-    if not bool(valid.any()):
-        return float("nan")
-    return float((labels[valid] == truth[valid]).float().mean())
