@@ -283,11 +283,17 @@ opt("merge:weights-nan", lambda t: ["merge", ck(), str(H.second_checkpoint()), "
 opt("merge:weights-negative", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
                                          "--weights", "1,-1"], out="m")
 opt("merge:density-zero", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                     "--density", "0"], out="m")
+                                     "--method", "ties", "--base", ck(), "-p", "density=0"], "density", out="m")
 opt("merge:ramp-start-inf", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                       "--ramp-start", "inf"], out="m")
+                                       "--method", "layerwise", "-p", "ramp_start=inf"], "ramp_start", out="m")
 opt("merge:scale-nan", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                  "--scale", "nan"], out="m")
+                                  "--method", "task-arithmetic", "--base", ck(), "-p", "scale=nan"], "scale",
+    out="m")
+opt("merge:param-unknown", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
+                                      "-p", "density=0.5"], "unknown parameter 'density'", out="m")
+opt("merge-export:param-unknown", lambda t: ["merge-export", ck(), str(H.second_checkpoint()), "--out",
+                                             str(t / "d"), "--method", "ties", "--base", ck(), "-p", "drop=0.5"],
+    "valid: scale, density", out="d")
 opt("merge:limit-zero", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
                                    "--limit", "0"], out="m")
 opt("merge:method-unknown", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
