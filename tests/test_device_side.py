@@ -55,3 +55,47 @@ def test_device_commands_in_a_venv_without_torch(tmp_path: Path) -> None:
     # the torch-needing commands say so in one line instead of a traceback
     result = run("-m", "edgeseg", "info", "--arch", "segformer_b0")
     assert result.returncode != 0 and "torch" in result.stderr and "Traceback" not in result.stderr
+
+
+_TORCH_HIDDEN = """
+import importlib, importlib.abc, json, pkgutil, sys
+class _NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is hidden in this test")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+import edgeseg.bench, edgeseg.demo, edgeseg.deploy.runtime, edgeseg.deploy.trt
+names = ["edgeseg.cli", "edgeseg.deploy.targets", "edgeseg.evaluate"]
+for pkg in (edgeseg.deploy.runtime, edgeseg.deploy.trt, edgeseg.bench, edgeseg.demo):
+    names += [pkg.__name__] + [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+failed = {}
+for name in names:
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        failed[name] = str(exc)
+from edgeseg.cli import main
+codes = {" ".join(a): main(a) for a in (["bench", "--help"], ["demo", "--help"], ["eval", "--help"],
+                                          ["info", "--backends"])}
+print(json.dumps({"modules": names, "failed": failed, "codes": codes,
+                  "torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))}))
+"""
+
+
+def test_device_side_modules_import_and_list_backends_with_torch_hidden() -> None:
+    """Every module of deploy/runtime, deploy/trt, bench and demo (and the CLI's device commands) with torch
+    absent - fast, no venv: the table, each backend module and the engine build never need torch."""
+    import json
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _TORCH_HIDDEN], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not out["failed"] and out["torch"] == [], out
+    assert set(out["codes"].values()) == {0}, out["codes"]
+    for name in ("edgeseg.deploy.runtime.backends", "edgeseg.deploy.runtime.onnxruntime_backend",
+                 "edgeseg.deploy.runtime.tensorrt_backend", "edgeseg.deploy.runtime.torch_backend",
+                 "edgeseg.deploy.trt.build", "edgeseg.bench.core", "edgeseg.demo.app"):
+        assert name in out["modules"]

@@ -93,14 +93,16 @@ BACKENDS: tuple[BackendSpec, ...] = (
                 summary="edgeseg checkpoints in PyTorch (CUDA when available)"),
 )
 
-BACKEND_NAMES: tuple[str, ...] = tuple(spec.name for spec in BACKENDS)
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(spec.name for spec in BACKENDS)
 
 
 def get_backend(name: str) -> BackendSpec:
     for spec in BACKENDS:
         if spec.name == name:
             return spec
-    raise RuntimeBackendError(f"unknown backend '{name}'; choose auto or one of {', '.join(BACKEND_NAMES)}")
+    raise RuntimeBackendError(f"unknown backend '{name}'; choose auto or one of {', '.join(backend_names())}")
 
 
 def model_suffixes() -> tuple[str, ...]:
@@ -119,7 +121,7 @@ def backend_for(path: Path, backend: str = "auto") -> str:
     runs = [spec for spec in BACKENDS if suffix in spec.suffixes]
     if not runs:
         raise RuntimeBackendError(f"cannot tell the model type of '{Path(path).name}': expected one of "
-                                  f"{', '.join(model_suffixes())} (backends: {', '.join(BACKEND_NAMES)})")
+                                  f"{', '.join(model_suffixes())} (backends: {', '.join(backend_names())})")
     if backend == "auto":
         ranked = sorted((s for s in runs if s.auto_rank is not None), key=lambda s: s.auto_rank or 0)
         chosen = next((s for s in ranked[:-1] if s.available()), ranked[-1])  # the last one says what to install
