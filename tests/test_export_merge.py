@@ -71,9 +71,10 @@ def test_merge_export_backbone_exports_one_graph_per_head() -> None:
     out = scratch("merge-export-backbone")
     a, b = _students()
     assert main(["merge-export", str(a), str(b), "--method", "backbone", "--out", str(out), "--size", "64x128",
-                 "--parity-images", "1", "--no-slim", "--no-progress"]) == 0
-    report = json.loads((out / "report.json").read_text())
-    assert sorted(Path(p).name for p in report["artifacts"]["onnx"]) == ["merged_city.onnx", "merged_night.onnx"]
+                 "--param", "heads=day,dark", "--parity-images", "1", "--no-slim", "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())  # the method parameter reached the merge
+    assert report["merge"]["params"] == {"heads": ["day", "dark"]}
+    assert sorted(Path(p).name for p in report["artifacts"]["onnx"]) == ["merged_dark.onnx", "merged_day.onnx"]
     assert all(e["parity"]["passed"] for e in report["exports"].values())
 
 

@@ -160,6 +160,21 @@ def test_param_syntax_errors_through_the_cli(students, tmp_path, capsys):
     assert not (tmp_path / "m.st").exists()
 
 
+def test_cli_params_reach_the_merge(students, tmp_path, capsys):
+    paths, base = students
+    out = tmp_path / "t.safetensors"
+    assert main(["merge", *map(str, paths), "--out", str(out), "--method", "ties", "--base", str(base),
+                 "-p", "density=0.5", "--param", "scale=0.8", "--no-progress", "--json", str(tmp_path / "r.json")]) == 0
+    merge = load_state(out)[1]["provenance"]["merge"]
+    assert (merge["density"], merge["scale"], merge["base"]["file"]) == (0.5, 0.8, "init.safetensors")
+    out = tmp_path / "l.safetensors"
+    assert main(["merge", *map(str, paths), "--out", str(out), "--method", "layerwise", "-p", "anchor=night",
+                 "-p", "ramp_shape=step", "--no-progress"]) == 0
+    merge = load_state(out)[1]["provenance"]["merge"]
+    assert merge["anchor"] == "night.safetensors" and merge["schedule"]["shape"] == "step"
+    assert "anchor night.safetensors" in capsys.readouterr().out
+
+
 def test_a_new_method_needs_no_cli_edit(students, tmp_path, monkeypatch, capsys):
     """Register a method at run time: `edgeseg merge` takes it and its --param without any change."""
     @dataclass(frozen=True)
