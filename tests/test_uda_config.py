@@ -93,3 +93,16 @@ def test_toml_round_trip_and_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown preset"):
         load_config(preset="nope")
     assert replace_config(cfg, ["seed=3"]).seed == 3
+
+
+def test_choices_live_in_literal_types_and_unknown_keys_get_a_suggestion() -> None:
+    from edgeseg.config_engine import choices_of, field_types
+    from edgeseg.uda.config import DUDAConfig
+
+    assert choices_of(field_types(DUDAConfig)["kl_view"]) == ("clean_target", "same_input")
+    with pytest.raises(ConfigError, match="choose one of: ce, kl, ce\\+kl"):
+        load_config("synthetic", overrides=["duda.kd=kll"])
+    with pytest.raises(ConfigError, match="did you mean 'temperature'"):
+        load_config("synthetic", overrides=["duda.temprature=2"])
+    with pytest.raises(ConfigError, match="multi_teacher.teachers"):
+        load_config("synthetic", overrides=['duda.multi_teacher.teachers=["large_ema", "tiny"]'])
