@@ -24,9 +24,9 @@ from edgeseg.merge.methods.task_vectors import TaskVectorMethod
 @dataclass(frozen=True)
 class DareParams(MergeParams):
     owner: ClassVar[str] = "dare"
-    drop: float = param(0.5, "probability of dropping each task-vector entry (the rest are rescaled by "
-                             "1/(1-drop))", lo=0, hi=1, hi_open=True)
-    seed: int = param(0, "seed of the drop masks", lo=0, hi=2**63 - 1)
+    drop: float = param(0.5, "probability of dropping each task-vector entry; kept ones are scaled by 1/(1-drop)",
+                        lo=0, hi=1, hi_open=True)
+    seed: int = param(0, "seed of the drop masks", lo=0, hi=2**32 - 1)
     scale: float = param(1.0, SCALE_HELP, lo=-10, hi=10)
 
 
