@@ -124,6 +124,9 @@ def backend_for(path: Path, backend: str = "auto") -> str:
                                   f"{', '.join(model_suffixes())} (backends: {', '.join(backend_names())})")
     if backend == "auto":
         ranked = sorted((s for s in runs if s.auto_rank is not None), key=lambda s: s.auto_rank or 0)
+        if not ranked:
+            raise RuntimeBackendError(f"'{Path(path).name}' needs an explicit backend: one of "
+                                      f"{', '.join(s.name for s in runs)}")
         chosen = next((s for s in ranked[:-1] if s.available()), ranked[-1])  # the last one says what to install
         return chosen.name
     spec = get_backend(backend)
@@ -157,11 +160,11 @@ def segmenter_predictor(path: str | os.PathLike[str], backend: str = "auto", siz
         yield (lambda bgr: seg.predict([bgr])[0]), dict(seg.meta)
 
 
-def backend_help(default: str = "auto") -> str:
+def backend_help() -> str:
     """The --backend help text, from the table."""
     rows = ", ".join(f"{spec.name} ({'/'.join(spec.suffixes)})" for spec in BACKENDS)
-    lead = "auto: chosen from the file type; " if default == "auto" else ""
-    return f"runtime backend ({lead}{rows}); `edgeseg info --backends` lists what is installed here"
+    return f"runtime backend (auto: chosen from the file type; {rows}); `edgeseg info --backends` lists what is " \
+        "installed here"
 
 
 def describe_backends() -> list[dict[str, Any]]:
