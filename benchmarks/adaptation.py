@@ -174,7 +174,7 @@ def ensure_data(args: argparse.Namespace, targets: list[str]) -> Path:
 
     cfg = load_config("synthetic", overrides=list(args.extra))
     data = args.work / "synthetic"
-    ensure_synthetic(cfg, data, [cfg.data.source_domain, *targets])
+    ensure_synthetic(cfg, data, [cfg.data.source_domain, *targets], print)
     return data
 
 

@@ -16,6 +16,7 @@ continues bit-for-bit from the last checkpoint. Outputs in the run folder:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import platform
 import time
@@ -27,6 +28,9 @@ from typing import Any
 import numpy as np
 
 from edgeseg.errors import ConfigError
+
+LOG = logging.getLogger("edgeseg")
+
 
 CHECKPOINT = "checkpoint.safetensors"
 ENCODER = "encoder.safetensors"
@@ -129,7 +133,7 @@ def machine_facts() -> dict[str, Any]:
 
 
 def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, command: str = "",
-                 log: Callable[[str], None] = print, progress: Progress | None = None) -> PretrainResult:
+                 log: Callable[[str], None] = LOG.info, progress: Progress | None = None) -> PretrainResult:
     """Train `cfg.arch` on the corpus into `out_dir` (resumable); returns the encoder file and report."""
     import torch
 

@@ -18,6 +18,7 @@ and writes the report. Outputs land in one folder:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.errors import ConfigError
+
+LOG = logging.getLogger("edgeseg")
+
 
 STEPS = 7
 
@@ -263,7 +267,7 @@ def check_quickstart(cfg: QuickstartConfig) -> None:
         validate(_distill_config(cfg, data_root, "duda", domain, Path(cfg.out) / "init.safetensors"))
 
 
-def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = print,
+def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = LOG.info,
                    progress_bar: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """`progress_bar(label)`: a context manager yielding update(done, total, description), e.g.
     edgeseg.cli.progress.progress_bar; shown while the domain students train in parallel."""

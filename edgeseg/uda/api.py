@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from typing import Any
 
 from edgeseg.io_utils import removed_on_failure, write_json_atomic, write_text_atomic
 from edgeseg.uda.config import DistillConfig, config_to_dict, to_toml, validate
+
+LOG = logging.getLogger("edgeseg")
+
 
 REPORT = "report.json"
 
@@ -87,7 +91,7 @@ def _has_checkpoint(out_dir: Path) -> bool:
 
 
 def run_distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
-                log: Callable[[str], None] = print) -> DistillResult:
+                log: Callable[[str], None] = LOG.info) -> DistillResult:
     """Adapt a small student to the target domain with `cfg.method`; see the module docstring."""
     from edgeseg.checkpoint import save_model
     from edgeseg.uda.data_setup import (

@@ -5,6 +5,7 @@ batch streams. Path problems are found here, before any network is built or trai
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from edgeseg.data.datasets import SegDataset, load_dataset
 from edgeseg.errors import InputPathError
 from edgeseg.uda.batches import BatchStream, rare_class_sampler
 from edgeseg.uda.config import DistillConfig
+
+LOG = logging.getLogger("edgeseg")
 
 
 def synthetic_root(cfg: DistillConfig, out_dir: Path) -> Path:
@@ -45,7 +48,7 @@ def needed_synthetic_domains(cfg: DistillConfig) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def ensure_synthetic(cfg: DistillConfig, root: Path, domains: list[str], log=print) -> None:
+def ensure_synthetic(cfg: DistillConfig, root: Path, domains: list[str], log=LOG.info) -> None:
     """Render the synthetic domains into `root` unless a matching rendering (seed, size, counts) is there."""
     if not domains:
         return

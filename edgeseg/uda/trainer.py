@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import time
@@ -35,6 +36,9 @@ from edgeseg.uda.losses import class_inconsistency, inconsistency_class_weights,
 from edgeseg.uda.nets import DistillNets, WithFeatures, build_networks
 from edgeseg.uda.schedule import finetune_start, lr_factor
 from edgeseg.uda.state import capture_rng, load_train_state, restore_rng, save_train_state
+
+LOG = logging.getLogger("edgeseg")
+
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
@@ -215,7 +219,7 @@ def measure_class_weights(cfg: DistillConfig, nets: DistillNets, data: RunData, 
 
 
 def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, *, resume: bool = False,
-              log: Callable[[str], None] = print, label: str = "") -> RunOutput:
+              log: Callable[[str], None] = LOG.info, label: str = "") -> RunOutput:
     """Train one method configuration into `out_dir`; returns the networks and final evaluations."""
     t_start = time.time()
     device = info.device

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import subprocess
 import sys
@@ -37,6 +38,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "int8_trt": {"precision": "int8", "int8_for": "tensorrt"},
 }
 MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.999}  # INT8 agreement is reported, not gated
+
+
+LOG = logging.getLogger("edgeseg")
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class CheckConfig:
         return self.size, (h // 2, w // 2)
 
 
-def run_check(cfg: CheckConfig, tools: Tools, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_check(cfg: CheckConfig, tools: Tools, log: Callable[[str], None] = LOG.info) -> dict[str, Any]:
     """Run every step, never stopping at the first failure; returns the report (also written to disk)."""
     report: dict[str, Any] = {"versions": tools.versions(), "size": list(cfg.size), "sizes": [list(s) for s in cfg.sizes],
                               "onnx": {}, "engines": {}, "bench": {}, "measured": True}
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:
             raise EdgesegError(f"{exc.name or 'tensorrt'} is not importable here: run this on a machine with an "
                                "NVIDIA GPU and TensorRT") from None
-        report = run_check(cfg, tools)
+        report = run_check(cfg, tools, log=print)
     except (EdgesegError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
