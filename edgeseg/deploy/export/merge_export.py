@@ -16,20 +16,23 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeseg.merge.api import MergeOptions
 
 
 @dataclass(frozen=True)
 class MergeExportConfig:
-    method: str = "bn"
+    method: str = "bn"  # a name in edgeseg.merge.methods.REGISTRY
     weights: Sequence[float] | None = None
-    anchor: str | None = None
-    base: Path | None = None
+    base: Path | None = None  # for methods that merge task vectors (needs_base)
+    params: Mapping[str, Any] = field(default_factory=dict)  # the method's parameters (names -> values or text)
     size: tuple[int, int] = (512, 1024)
     eval_data: Path | None = None
     domains: Sequence[str] = ()
@@ -40,7 +43,6 @@ class MergeExportConfig:
     engine: bool = False
     parity_images: int = 4
     slim: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.int8 and self.calib_dir is None:
@@ -49,6 +51,11 @@ class MergeExportConfig:
             raise ConfigError("--eval-data needs --domains, e.g. --domains city,night,fog")
         if self.domains and self.eval_data is None:
             raise ConfigError("--domains needs --eval-data ROOT (labelled val images of those domains)")
+
+    def merge_options(self) -> MergeOptions:
+        from edgeseg.merge.api import MergeOptions
+
+        return MergeOptions(method=self.method, weights=self.weights, base=self.base, params=self.params)
 
 
 def _segmenter_scores(paths: Sequence[Path], datasets: dict[str, Any], domain_of: dict[Path, str] | None,
@@ -77,8 +84,10 @@ def merge_and_export(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Mer
                      log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     from edgeseg.checkpoint import read_checkpoint_meta
     from edgeseg.io_utils import write_json_atomic, write_text_atomic
+    from edgeseg.merge.api import resolve_method
 
     start = time.perf_counter()
+    resolve_method(cfg.merge_options())  # an unknown method or parameter fails before any work
     for path in inputs:  # cheap header reads: a bad input fails before the output folder exists
         read_checkpoint_meta(path)
     from edgeseg.io_utils import staged_dir
@@ -108,12 +117,11 @@ def _rebase(obj: Any, old: str, new: str) -> Any:
 def _merge_and_export_into(out_dir: Path, inputs: Sequence[str | Path], cfg: MergeExportConfig,
                            log: Callable[[str], None], start: float) -> dict[str, Any]:
     from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
-    from edgeseg.merge.api import MergeOptions, merge_checkpoints
+    from edgeseg.merge.api import merge_checkpoints
 
     merged = out_dir / "merged.safetensors"
     log(f"merging {len(inputs)} checkpoints ({cfg.method})")
-    merge = merge_checkpoints(inputs, merged, MergeOptions(method=cfg.method, weights=cfg.weights, anchor=cfg.anchor,
-                                                           base=cfg.base, **cfg.extra))
+    merge = merge_checkpoints(inputs, merged, cfg.merge_options())
     report: dict[str, Any] = {"inputs": [str(p) for p in inputs], "method": cfg.method, "merge": merge.to_json(),
                               "artifacts": {"checkpoint": str(merged)}, "exports": {}, "notes": []}
     if merge.heads:  # backbone merge: one segmentor (and one ONNX file) per domain head
