@@ -38,6 +38,7 @@ from edgeseg.bench.core import BenchConfig, run_benchmark  # noqa: E402
 from edgeseg.bench.device import device_label, read_device_facts  # noqa: E402
 from edgeseg.bench.runner import RunPlan  # noqa: E402
 from edgeseg.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
+from edgeseg.sizes import parse_size  # noqa: E402
 
 LARGE_PIXELS = 1024 * 2048  # at and above this size: fewer iterations, one architecture per group
 
@@ -212,11 +213,6 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- main
-def parse_size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", nargs="+", default=["segformer_b0", "segformer_b1", "segformer_b2"])

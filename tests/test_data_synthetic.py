@@ -94,7 +94,7 @@ def test_cli_synth_writes_a_loadable_tree(tmp_path, capsys):
     assert np.array_equal(night[1][1], expected[1]) and np.array_equal(night[1][0], expected[0])
 
 
-@pytest.mark.parametrize("args,message", [(["--size", "100x7"], "multiples of 8"),
+@pytest.mark.parametrize("args,message", [(["--size", "100x7"], ">= 64"), (["--size", "100x72"], "multiples of 8"),
                                           (["--domains", "source,mars"], "unknown synthetic domain")])
 def test_cli_synth_bad_arguments(tmp_path, capsys, args, message):
     assert main(["data", "synth", "--out", str(tmp_path), "--num", "1", *args]) != 0

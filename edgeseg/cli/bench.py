@@ -54,8 +54,8 @@ def bench(
 
     from edgeseg.bench.core import BenchConfig
     from edgeseg.bench.runner import RunPlan
-    from edgeseg.cli.models import parse_size
     from edgeseg.preflight import check_outputs
+    from edgeseg.sizes import parse_size
 
     check_outputs(files=[json_out, plot], inputs=models)
     if warmup is not None and warmup_s is not None:

@@ -142,11 +142,11 @@ def evaluate_cmd(
     """
     from rich.console import Console
 
-    from edgeseg.cli.models import parse_size
     from edgeseg.data.datasets import load_dataset
     from edgeseg.evaluate import evaluate_dataset, evaluate_prediction_dir, harmonic_mean, open_predictor
     from edgeseg.io_utils import staged_dir, write_json_atomic
     from edgeseg.preflight import check_outputs
+    from edgeseg.sizes import parse_size
 
     if (model is None) == (predictions is None):
         raise ConfigError("give either a MODEL checkpoint or --predictions DIR (not both)")

@@ -44,10 +44,10 @@ def demo(
       edgeseg demo --model student.onnx --source drive.mp4 --headless --record out.mp4 --stats stats.json
       edgeseg demo --model student.onnx --source rtsp://cam.local/stream --view side-by-side
     """
-    from edgeseg.cli.models import parse_size
     from edgeseg.demo.app import DemoConfig, run_demo
     from edgeseg.demo.stats import DemoStats, summary_line
     from edgeseg.preflight import check_outputs
+    from edgeseg.sizes import parse_size
 
     check_outputs(files=[record, stats], inputs=[model, source if Path(source).exists() else None])
 

@@ -32,7 +32,7 @@ def _status(enabled: bool = True) -> Iterator[Callable[[str], None]]:
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
-    from edgeseg.cli.models import parse_size
+    from edgeseg.sizes import parse_size
 
     return parse_size(text) if text else None
 
@@ -206,10 +206,10 @@ def merge_export(
       edgeseg merge-export city.safetensors night.safetensors fog.safetensors --method bn --out deploy/ \\
           --size 512x1024 --eval-data data/synth --domains city,night,fog --int8 --calib frames/
     """
-    from edgeseg.cli.models import parse_size
     from edgeseg.deploy.export.merge_export import MergeExportConfig, merge_and_export
     from edgeseg.merge.evaluation import parse_domains
     from edgeseg.preflight import check_output_dir
+    from edgeseg.sizes import parse_size
 
     check_output_dir(out, inputs=[*inputs, base])
     options = merge_cli.merge_options(method, weights, base, param)

@@ -9,13 +9,7 @@ import typer
 
 from edgeseg.cli.validate import ranged
 from edgeseg.errors import ConfigError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x1024' -> (512, 1024) (height x width); each side 1..MAX_SIDE (edgeseg.cli.validate)."""
-    from edgeseg.cli.validate import parse_size as parse
-
-    return parse(text)
+from edgeseg.sizes import parse_size
 
 
 def convert(

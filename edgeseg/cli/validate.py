@@ -13,8 +13,8 @@ from typing import Any
 import typer
 
 from edgeseg.errors import ConfigError
+from edgeseg.sizes import MAX_SIDE, parse_size  # noqa: F401  (the CLI's size rule)
 
-MAX_SIDE = 8192  # pixels per side for any --size/--crop: 8192x8192 RGB float is already 800 MB a frame
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
 
 
@@ -71,17 +71,3 @@ def seed_option(help: str = "random seed") -> Any:
     return ranged(help=help, lo=0, hi=MAX_SEED)
 
 
-def parse_size(text: str, what: str = "size", multiple_of: int = 1, min_side: int = 1) -> tuple[int, int]:
-    """'512x1024' -> (512, 1024) (height x width), each side in [min_side, MAX_SIDE]."""
-    try:
-        h, w = (int(v) for v in text.lower().strip().split("x"))
-    except ValueError:
-        raise ConfigError(f"{what} '{text}' is not HxW, e.g. 512x1024") from None
-    if h < min_side or w < min_side:
-        raise ConfigError(f"{what} '{text}': height and width must be >= {min_side}" if min_side > 1
-                          else f"{what} '{text}' must be positive")
-    if h > MAX_SIDE or w > MAX_SIDE:
-        raise ConfigError(f"{what} '{text}' is too large: at most {MAX_SIDE} pixels per side")
-    if h % multiple_of or w % multiple_of:
-        raise ConfigError(f"{what} '{text}': height and width must be multiples of {multiple_of}")
-    return h, w

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg import sizes
 from edgeseg.data.image_io import write_png
 from edgeseg.data.synth_background import draw_facades, draw_ground, draw_sky, draw_skyline, sample_street
 from edgeseg.data.synth_canvas import Camera, Canvas
@@ -100,16 +101,8 @@ def image_paths(root: Path, domain: str, split: str, index: int) -> tuple[Path, 
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'256x512' -> (256, 512): height x width, both multiples of 8 and at least 64."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"size {text!r} is not HxW (e.g. 256x512)") from None
-    if h < 64 or w < 64 or h % 8 or w % 8:
-        raise ConfigError(f"size {text!r}: height and width must be >= 64 and multiples of 8")
-    if h > 4096 or w > 4096:
-        raise ConfigError(f"size {text!r} is too large: at most 4096 pixels per side")
-    return h, w
+    """'256x512' -> (256, 512): height x width, both multiples of 8, at least 64 and at most 4096."""
+    return sizes.parse_size(text, multiple_of=8, min_side=64, max_side=4096)
 
 
 def render_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, num: int = 200,

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgeseg.deploy.runtime.backends import BACKENDS
 from edgeseg.errors import ConfigError
+from edgeseg.sizes import parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,16 +56,6 @@ def list_targets() -> list[str]:
     return sorted(names)
 
 
-def _parse_size(text: Any, source: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"{source}: input_size '{text}' is not HxW, e.g. \"512x1024\"") from None
-    if h < 32 or w < 32:
-        raise ConfigError(f"{source}: input_size {h}x{w} is too small (at least 32x32)")
-    return h, w
-
-
 def parse_target(name: str, data: dict[str, Any], source: str) -> TargetProfile:
     """Validate a profile dict (from TOML); unknown keys are errors, not silently ignored."""
     known = {f.name for f in fields(TargetProfile)} - {"name"}
@@ -85,7 +76,7 @@ def parse_target(name: str, data: dict[str, Any], source: str) -> TargetProfile:
         if key in data and (not isinstance(data[key], int) or data[key] < 1):
             raise ConfigError(f"{source}: {key} must be a positive integer")
     return TargetProfile(name=name, description=str(data["description"]), runtime=data["runtime"],
-                         input_size=_parse_size(data["input_size"], source), precision=data["precision"],
+                         input_size=parse_size(data["input_size"], f"{source}: input_size", min_side=32), precision=data["precision"],
                          workspace_mb=data.get("workspace_mb", 1024), dla_core=None if dla < 0 else dla,
                          calib_images=data.get("calib_images", 256), batch=data.get("batch", 1))
 
