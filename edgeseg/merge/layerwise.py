@@ -10,6 +10,8 @@ last layers stay close to it. Depth is the true position in the network, not the
     encoder.norms.{s}         ->  after the blocks of stage s
     head.*                    ->  last (the decode head is one layer of the schedule)
 
+(the depth order is the model contract's, edgeseg.models.layout.layer_id: merging does not parse names itself)
+
 Layer l of L gets the normalised depth t = l / (L - 1) in [0, 1] and the anchor weight
 
     a(t) = w_a                                  for t <= start
@@ -24,22 +26,13 @@ middle of the network, linear, anchor alone at the last layer) are this project'
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from edgeseg.errors import ConfigError, ModelMismatchError
+from edgeseg.errors import ConfigError
+from edgeseg.models.layout import layer_id, layer_name  # noqa: F401  (layer_name: re-exported for reports)
 
 SHAPES = ("linear", "cosine", "step")
-_HEAD_STAGE = 1 << 30  # sorts after every encoder stage
-
-_PATTERNS: tuple[tuple[re.Pattern[str], int], ...] = (
-    (re.compile(r"^encoder\.patch_embeds\.(\d+)\."), 0),
-    (re.compile(r"^encoder\.stages\.(\d+)\.(\d+)\."), 1),
-    (re.compile(r"^encoder\.norms\.(\d+)\."), 2),
-)
-
-
 @dataclass(frozen=True)
 class LayerwiseSchedule:
     start: float = 0.5  # normalised depth where the anchor's weight starts to grow
@@ -70,27 +63,6 @@ class LayerwiseSchedule:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
-
-
-def layer_id(key: str) -> tuple[int, int, int]:
-    """(stage, position, block) giving `key`'s true depth; the head sorts last."""
-    if key.startswith("head."):
-        return (_HEAD_STAGE, 0, 0)
-    for pattern, position in _PATTERNS:
-        m = pattern.match(key)
-        if m:
-            groups = [int(g) for g in m.groups()]
-            return (groups[0], position, groups[1] if len(groups) > 1 else 0)
-    raise ModelMismatchError(f"cannot place tensor '{key}' in depth order: layer-wise merging needs the edgeseg "
-                             "MiT layout (encoder.patch_embeds/stages/norms.*, head.*)")
-
-
-def layer_name(key: str) -> str:
-    """The layer `key` belongs to, e.g. 'encoder.stages.2.5' or 'head' (for reports)."""
-    stage, position, block = layer_id(key)
-    if stage == _HEAD_STAGE:
-        return "head"
-    return (f"encoder.patch_embeds.{stage}", f"encoder.stages.{stage}.{block}", f"encoder.norms.{stage}")[position]
 
 
 def depth_positions(keys: Iterable[str]) -> dict[str, float]:
