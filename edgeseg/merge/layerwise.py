@@ -33,6 +33,8 @@ from edgeseg.errors import ConfigError
 from edgeseg.models.layout import layer_id, layer_name  # noqa: F401  (layer_name: re-exported for reports)
 
 SHAPES = ("linear", "cosine", "step")
+
+
 @dataclass(frozen=True)
 class LayerwiseSchedule:
     start: float = 0.5  # normalised depth where the anchor's weight starts to grow
