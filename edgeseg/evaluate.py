@@ -207,10 +207,10 @@ def evaluate_dataset(predict: Predictor, dataset: SegDataset, save_pred: str | P
 
 def normalize_image(bgr: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-    """BGR uint8 HxWx3 -> float32 (1,3,H,W) RGB normalised with 0..255-unit mean/std."""
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
-    rgb = (rgb - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    """BGR uint8 HxWx3 -> float32 (1,3,H,W) RGB normalised with 0..255-unit mean/std (the runtimes' rule)."""
+    from edgeseg.deploy.runtime.preprocess import normalize_batch
+
+    return normalize_batch([bgr], bgr.shape[:2], mean, std)
 
 
 def _upsample_logits(logits: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -396,3 +396,16 @@ def test_gpu_detection_does_not_import_torch() -> None:
     code = "import sys; sys.path.insert(0, 'tests'); import conftest; conftest._has_gpu(); assert 'torch' not in sys.modules"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, timeout=120).returncode == 0
+
+
+def test_target_precedence_is_one_rule_flag_then_profile_then_default() -> None:
+    from edgeseg.deploy.targets import DEFAULTS, EXPORT_CALIB_IMAGES, TargetProfile, setting
+
+    profile = TargetProfile(name="t", description="", runtime="tensorrt", input_size=(256, 512), precision="fp16",
+                            calib_images=100, batch=2)
+    assert setting("calib_images", 8, profile) == 8  # an explicit flag wins
+    assert setting("calib_images", None, profile, EXPORT_CALIB_IMAGES) == 100  # then the profile
+    assert setting("calib_images", None, None, EXPORT_CALIB_IMAGES) == EXPORT_CALIB_IMAGES  # then the default
+    assert setting("calib_images", None, None) == DEFAULTS["calib_images"]
+    assert setting("input_size", None, profile) == (256, 512) and setting("batch", None, None) == 1
+    assert setting("dla_core", 0, None) == 0  # a flag of 0 is a value, not "unset"

@@ -85,6 +85,7 @@ def export(
       edgeseg export student.safetensors --out dyn.onnx --dynamic --output logits --preprocess
     """
     from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
+    from edgeseg.deploy.targets import EXPORT_CALIB_IMAGES, setting
     from edgeseg.preflight import check_outputs
 
     if fp16 and int8:
@@ -101,11 +102,11 @@ def export(
         if precision == "int8" and calib is None:
             raise ConfigError(f"target '{profile.name}' is INT8: give --calib DIR (target-domain images)")  # type: ignore[union-attr]
     cfg = ExportConfig(
-        size=_size(size) or (profile.input_size if profile else (512, 1024)), dynamic=dynamic, output=output,
+        size=setting("input_size", _size(size), profile), dynamic=dynamic, output=output,
         preprocess=preprocess, precision=precision, calib_dir=calib,
-        calib_images=calib_images or (profile.calib_images if profile else 32), calib_method=calib_method,
+        calib_images=setting("calib_images", calib_images, profile, EXPORT_CALIB_IMAGES), calib_method=calib_method,
         int8_for=int8_for or ("tensorrt" if profile and profile.runtime == "tensorrt" else "onnxruntime"),
-        opset=opset, batch=batch or (profile.batch if profile else 1), min_agreement=min_agreement,
+        opset=opset, batch=setting("batch", batch, profile), min_agreement=min_agreement,
         parity_images=parity_images, slim=slim)
     with _status(progress) as log:
         report = export_onnx(ckpt, out, cfg, log=log)
@@ -146,6 +147,7 @@ def build_engine_cmd(
       edgeseg build-engine student.onnx --out student_int8.engine --int8 --calib frames/ --target orin-agx
     """
     from edgeseg.deploy.runtime.onnx_meta import read_onnx_file_meta
+    from edgeseg.deploy.targets import setting
     from edgeseg.deploy.trt.build import EngineConfig, build_engine
     from edgeseg.preflight import check_outputs
 
@@ -168,11 +170,11 @@ def build_engine_cmd(
     # a target's size only applies to dynamic graphs; a fixed graph keeps the size it was exported for
     opt = _size(size) or (profile.input_size if profile and dynamic else None)
     cfg = EngineConfig(
-        precision=precision, calib_dir=calib, calib_images=calib_images or (profile.calib_images if profile else 256),
-        calib_cache=calib_cache, workspace_mb=workspace or (profile.workspace_mb if profile else 1024),
-        dla_core=dla if dla is not None else (profile.dla_core if profile else None), timing_cache=timing_cache,
+        precision=precision, calib_dir=calib, calib_images=setting("calib_images", calib_images, profile),
+        calib_cache=calib_cache, workspace_mb=setting("workspace_mb", workspace, profile),
+        dla_core=setting("dla_core", dla, profile), timing_cache=timing_cache,
         size=opt, min_size=_size(min_size), max_size=_size(max_size),
-        batch=batch or (profile.batch if profile else 1))
+        batch=setting("batch", batch, profile))
     with _status(progress) as log:
         report = build_engine(onnx_file, out, cfg, log=log)
     typer.echo(f"wrote {report.engine} ({report.precision}, TensorRT {report.tensorrt_version}, {report.device_name}, "

@@ -40,6 +40,25 @@ class TargetProfile:
     batch: int = 1
 
 
+# What export / build-engine use when neither a flag nor a --target profile sets a value.
+DEFAULTS: dict[str, Any] = {"input_size": (512, 1024), "batch": 1, "workspace_mb": 1024, "dla_core": None,
+                            "calib_images": 256}
+# `edgeseg export --int8` calibrates in ONNX Runtime on the CPU at export time, where each image costs a full
+# float forward pass with histogram collection; 32 images is its default (the INT8 check measures the result).
+# A TensorRT build calibrates on the device's GPU, where TensorRT's guidance of a few hundred images is cheap.
+EXPORT_CALIB_IMAGES = 32
+
+
+def setting(name: str, flag: Any, profile: TargetProfile | None, default: Any = None) -> Any:
+    """The one precedence rule of `--target`: an explicit flag, else the profile's value, else the default
+    (`default` if given, else DEFAULTS[name])."""
+    if flag is not None:
+        return flag
+    if profile is not None:
+        return getattr(profile, name)
+    return DEFAULTS[name] if default is None else default
+
+
 TARGETS_ENV = "EDGESEG_TARGETS"
 
 
