@@ -15,7 +15,7 @@ from data_helpers import (
 )
 
 from edgeseg.cli import main
-from edgeseg.data.datasets import load_dataset
+from edgeseg.data.datasets import list_datasets, load_dataset
 from edgeseg.data.labels import CITYSCAPES_LABEL_IDS, IDD_LEVEL3, MAPILLARY_V12, SYNTHIA_13, SYNTHIA_16
 from edgeseg.errors import ConfigError, DatasetError, InputPathError
 
@@ -197,3 +197,21 @@ def test_cli_eval_bad_input_is_one_line_nonzero(tmp_path, capsys):
                  "--dataset", "cityscapes"])
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.count("\n") == 0 and "does not exist" in err
+
+
+@pytest.mark.parametrize("name", list_datasets())
+def test_every_registered_dataset_keeps_the_contract(tmp_path, name):
+    """Each row of the dataset registry: consistent splits/domains, one-line errors on an empty tree."""
+    from edgeseg.data.datasets import get_spec
+
+    spec = get_spec(name)
+    assert spec.name == name and spec.splits and spec.layout
+    assert set(spec.unlabeled_splits) <= set(spec.splits) and set(spec.default_domains) <= set(spec.domains)
+    labelled = next(s for s in spec.splits if s not in spec.unlabeled_splits)
+    domain = spec.domains[0] if spec.domains else None
+    with pytest.raises((DatasetError, InputPathError)):  # nothing there: says what layout it expected
+        load_dataset(name, tmp_path, labelled, domain=domain)
+    with pytest.raises(ConfigError, match="no split"):
+        load_dataset(name, tmp_path, "no-such-split", domain=domain)
+    with pytest.raises(InputPathError, match="does not exist"):
+        load_dataset(name, tmp_path / "missing", labelled, domain=domain)
