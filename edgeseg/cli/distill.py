@@ -51,7 +51,10 @@ def distill(
     from edgeseg.uda.api import run_distill
 
     out_dir = out or Path("runs") / f"distill-{cfg.name}"
-    result = run_distill(cfg, out_dir, resume=resume, log=lambda m: typer.echo(m, err=True))
+    from edgeseg.cli.progress import progress_bar
+
+    with progress_bar(f"distill {cfg.method}", enabled=cfg.train.progress) as update:
+        result = run_distill(cfg, out_dir, resume=resume, log=lambda m: typer.echo(m, err=True), progress=update)
     if not result.report.get("student"):
         return  # a non-zero rank under torchrun: rank 0 reports
     rep = result.report

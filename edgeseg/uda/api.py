@@ -91,8 +91,10 @@ def _has_checkpoint(out_dir: Path) -> bool:
 
 
 def run_distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
-                log: Callable[[str], None] = LOG.info) -> DistillResult:
-    """Adapt a small student to the target domain with `cfg.method`; see the module docstring."""
+                log: Callable[[str], None] = LOG.info,
+                progress: Callable[[int, int, str], None] | None = None) -> DistillResult:
+    """Adapt a small student to the target domain with `cfg.method`; see the module docstring.
+    `progress(done, total, status)` follows each training run (the source-only baseline, then the method)."""
     from edgeseg.checkpoint import save_model
     from edgeseg.uda.data_setup import (
         ensure_synthetic,
@@ -126,13 +128,14 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False
             base_data = load_run_data(base_cfg, out_dir, rcs_cache)
             barrier(info)
             baseline = train_run(base_cfg, out_dir / "source_only", base_data, info, resume=resume, log=log,
-                                 label="source-only ")
+                                 label="source-only ", progress=progress)
             if info.main:
                 save_model(baseline.nets.student, out_dir / "source_only" / "student.safetensors",
                            provenance=_provenance(base_cfg, "source-only baseline"))
                 report["source_only"] = {**_summary(baseline.student_eval), "wall_time_s": round(baseline.wall_time_s, 1)}
         data = load_run_data(cfg, out_dir, rcs_cache)
-        run = train_run(cfg, out_dir, data, info, resume=resume, log=log, label=f"{cfg.method} ")
+        run = train_run(cfg, out_dir, data, info, resume=resume, log=log, label=f"{cfg.method} ",
+                        progress=progress)
         student_path = out_dir / "student.safetensors"
         teacher_path = None
         if info.main:

@@ -186,23 +186,6 @@ def _record(line: str) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and isinstance(rec.get("step", 0), int) else None
 
 
-def _progress(enabled: bool, total: int, start: int, description: str):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                        disable=not enabled, transient=False)
-    task = progress.add_task(description, total=total, completed=start, status="")
-    return progress, task
-
-
 def measure_class_weights(cfg: DistillConfig, nets: DistillNets, data: RunData, device: str) -> dict[str, Any]:
     """Inconsistency between the small student and the large teacher(s) on target images -> w_c (in place)."""
     teachers = list(nets.teachers) or list(nets.fixed)
@@ -219,8 +202,10 @@ def measure_class_weights(cfg: DistillConfig, nets: DistillNets, data: RunData, 
 
 
 def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, *, resume: bool = False,
-              log: Callable[[str], None] = LOG.info, label: str = "") -> RunOutput:
-    """Train one method configuration into `out_dir`; returns the networks and final evaluations."""
+              log: Callable[[str], None] = LOG.info, label: str = "",
+              progress: Callable[[int, int, str], None] | None = None) -> RunOutput:
+    """Train one method configuration into `out_dir`; returns the networks and final evaluations.
+    `progress(done, total, status)` is called after every step (the CLI draws a bar from it)."""
     t_start = time.time()
     device = info.device
     if cfg.train.threads > 0:
@@ -287,66 +272,71 @@ def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, 
             save_train_state(ckpt_path, step=step, nets=nets, optimizer=optimizer, scaler=scaler, rng=rng,
                              config=config_dict, extra={"rng_ranks": ranks})
 
-    progress, task = _progress(cfg.train.progress and info.main, cfg.iters, start, f"{label or cfg.method}")
+    name = label.strip() or cfg.method
+
+    def report(done: int, status: str = "") -> None:
+        if progress is not None and info.main:
+            progress(done, cfg.iters, f"{name} {status}".rstrip())
+
     steps_run = 0
-    with progress:
-        for step in range(start, cfg.iters):
-            # Fine-tuning phase: (re-)measure the student/teacher inconsistency on target images.
-            if step >= ft_start and (step == ft_start or (inc.refresh_every > 0 and (step - ft_start) % inc.refresh_every == 0)):
-                stats = measure_class_weights(cfg, nets, data, device)
-                metrics.write({"step": step, "event": "inconsistency", **stats})
-            factor = lr_factor(step, cfg.iters, cfg.optim.warmup_iters, cfg.optim.warmup_ratio, cfg.optim.poly_power,
-                               cfg.optim.min_lr / cfg.optim.lr if cfg.optim.lr > 0 else 0.0)
-            for g in optimizer.param_groups:
-                g["lr"] = g["initial_lr"] * factor
-            src_x, src_y = to_tensors(*data.source.batch(np_rng, cfg.data.batch_size), device, mean, std)
-            tgt_x, tgt_y = to_tensors(*data.target.batch(np_rng, cfg.data.batch_size), device, mean, std)
-            nets.student.train()
-            for a in nets.aux:
-                a.train()
-            ctx = StepContext(step, ft_start, mixing, mean, std, autocast)
-            out = distill_step(cfg, nets, trainables, Batch(src_x, src_y, tgt_x, tgt_y), ctx)
-            total = sum(out.losses.values())
-            if not torch.isfinite(total):
-                raise TrainingDiverged(f"{label}loss became {float(total)} at step {step}; lower optim.lr or "
-                                       "use train.amp=off")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(total).backward()
-                scaler.unscale_(optimizer)
-            else:
-                total.backward()
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.optim.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            # Mean teachers follow their students (after the student's (step+1)-th update).
-            for i, (teacher, aux) in enumerate(zip(nets.teachers, nets.aux, strict=True)):
-                if f"aux{i}" in out.trained:
-                    ema_update(teacher, aux, ema_alpha(step + 1, cfg.uda.ema_alpha))
-            if nets.student_ema is not None:
-                ema_update(nets.student_ema, nets.student, ema_alpha(step + 1, cfg.uda.ema_alpha))
-            steps_run += 1
-            done = step + 1
-            if done % max(cfg.train.log_every, 1) == 0 or done == cfg.iters:
-                values = {k: round(float(v.detach()), 5) for k, v in out.losses.items()}
-                metrics.write({"step": done, "lr": optimizer.param_groups[0]["lr"], "time_s": round(time.time() - t_start, 2),
-                               **{f"loss/{k}": v for k, v in values.items()}, **{k: round(v, 5) for k, v in out.logs.items()}})
-                status = " ".join(f"{k.replace('student.', 's.')}={v:.3f}" for k, v in values.items())
-                progress.update(task, completed=done, status=status)
-            else:
-                progress.update(task, completed=done)
-            if cfg.train.eval_every > 0 and done % cfg.train.eval_every == 0 and done < cfg.iters:
-                if info.main:
-                    result = evaluate_model(nets.student, data.val, cfg.data, device)
-                    metrics.write({"step": done, "event": "eval", "student_miou": result.miou})
-                    progress.console.print(f"{label}step {done}: student target mIoU {100 * result.miou:.2f}")
-                barrier(info)
-            if cfg.train.ckpt_every > 0 and done % cfg.train.ckpt_every == 0 and done < cfg.iters:
-                save(done)
+    report(start)
+    for step in range(start, cfg.iters):
+        # Fine-tuning phase: (re-)measure the student/teacher inconsistency on target images.
+        if step >= ft_start and (step == ft_start or (inc.refresh_every > 0 and (step - ft_start) % inc.refresh_every == 0)):
+            stats = measure_class_weights(cfg, nets, data, device)
+            metrics.write({"step": step, "event": "inconsistency", **stats})
+        factor = lr_factor(step, cfg.iters, cfg.optim.warmup_iters, cfg.optim.warmup_ratio, cfg.optim.poly_power,
+                           cfg.optim.min_lr / cfg.optim.lr if cfg.optim.lr > 0 else 0.0)
+        for g in optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * factor
+        src_x, src_y = to_tensors(*data.source.batch(np_rng, cfg.data.batch_size), device, mean, std)
+        tgt_x, tgt_y = to_tensors(*data.target.batch(np_rng, cfg.data.batch_size), device, mean, std)
+        nets.student.train()
+        for a in nets.aux:
+            a.train()
+        ctx = StepContext(step, ft_start, mixing, mean, std, autocast)
+        out = distill_step(cfg, nets, trainables, Batch(src_x, src_y, tgt_x, tgt_y), ctx)
+        total = sum(out.losses.values())
+        if not torch.isfinite(total):
+            raise TrainingDiverged(f"{label}loss became {float(total)} at step {step}; lower optim.lr or "
+                                   "use train.amp=off")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(total).backward()
+            scaler.unscale_(optimizer)
+        else:
+            total.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.optim.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        # Mean teachers follow their students (after the student's (step+1)-th update).
+        for i, (teacher, aux) in enumerate(zip(nets.teachers, nets.aux, strict=True)):
+            if f"aux{i}" in out.trained:
+                ema_update(teacher, aux, ema_alpha(step + 1, cfg.uda.ema_alpha))
+        if nets.student_ema is not None:
+            ema_update(nets.student_ema, nets.student, ema_alpha(step + 1, cfg.uda.ema_alpha))
+        steps_run += 1
+        done = step + 1
+        if done % max(cfg.train.log_every, 1) == 0 or done == cfg.iters:
+            values = {k: round(float(v.detach()), 5) for k, v in out.losses.items()}
+            metrics.write({"step": done, "lr": optimizer.param_groups[0]["lr"], "time_s": round(time.time() - t_start, 2),
+                           **{f"loss/{k}": v for k, v in values.items()}, **{k: round(v, 5) for k, v in out.logs.items()}})
+            status = " ".join(f"{k.replace('student.', 's.')}={v:.3f}" for k, v in values.items())
+            report(done, status)
+        else:
+            report(done)
+        if cfg.train.eval_every > 0 and done % cfg.train.eval_every == 0 and done < cfg.iters:
+            if info.main:
+                result = evaluate_model(nets.student, data.val, cfg.data, device)
+                metrics.write({"step": done, "event": "eval", "student_miou": result.miou})
+                log(f"{label}step {done}: student target mIoU {100 * result.miou:.2f}")
+            barrier(info)
+        if cfg.train.ckpt_every > 0 and done % cfg.train.ckpt_every == 0 and done < cfg.iters:
+            save(done)
 
     save(cfg.iters)
     student_eval = teacher_eval = None
