@@ -4,8 +4,48 @@ import ctypes
 import glob
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Python that makes `import torch` fail in the interpreter it runs in: the device side's world
+_HIDE_TORCH = """
+import importlib.abc, sys
+class _NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is hidden in this test")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+@pytest.fixture(scope="session")
+def run_without_torch() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`run(code, timeout=300)`: run a Python snippet in a fresh interpreter (repo root as cwd) where torch
+    cannot be imported."""
+
+    def run(code: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _HIDE_TORCH + code], capture_output=True, text=True, cwd=ROOT,
+                              timeout=timeout)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[Any]:
+    """Tiny models run fastest single-threaded: on a shared 2-core box a second intra-op thread only adds
+    spin-wait stalls. Yields the torch module."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)
 
 
 def _has_gpu() -> bool:

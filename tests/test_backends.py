@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,6 @@ from edgeseg.errors import RuntimeBackendError
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = pytest.mark.parametrize("spec", BACKENDS, ids=[s.name for s in BACKENDS])
-
-_TORCH_BLOCKER = """
-import importlib.abc, sys
-class _NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is hidden in this test")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
-
 
 def test_names_are_unique_and_auto_is_not_a_name() -> None:
     names = [s.name for s in BACKENDS]
@@ -94,10 +82,10 @@ def test_help_and_listing_come_from_the_table() -> None:
 
 
 @functools.cache
-def _imports_without_torch() -> dict[str, Any]:
+def _imports_without_torch(run_without_torch: Callable[..., Any]) -> dict[str, Any]:
     """One subprocess, torch hidden: import every row's class, check availability, open a checkpoint."""
     rows = [s.name for s in BACKENDS]
-    script = _TORCH_BLOCKER + f"""
+    script = f"""
 import json, tempfile, pathlib
 from edgeseg.deploy.runtime.backends import get_backend, open_segmenter
 from edgeseg.errors import RuntimeBackendError
@@ -117,15 +105,15 @@ for name in {rows!r}:
     out[name] = row
 print(json.dumps(out))
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = run_without_torch(script)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @ROWS
-def test_row_imports_without_torch(spec: BackendSpec) -> None:
+def test_row_imports_without_torch(spec: BackendSpec, run_without_torch) -> None:
     """Every row's module imports with torch absent; a row that needs torch says how to install it."""
-    row = _imports_without_torch()[spec.name]
+    row = _imports_without_torch(run_without_torch)[spec.name]
     assert row["torch_loaded"] is False
     if spec.needs_torch:
         assert row["available"] is False and spec.install in row["error"] and "\n" not in row["error"]

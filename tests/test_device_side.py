@@ -57,14 +57,8 @@ def test_device_commands_in_a_venv_without_torch(tmp_path: Path) -> None:
     assert result.returncode != 0 and "torch" in result.stderr and "Traceback" not in result.stderr
 
 
-_TORCH_HIDDEN = """
-import importlib, importlib.abc, json, pkgutil, sys
-class _NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is hidden in this test")
-        return None
-sys.meta_path.insert(0, _NoTorch())
+_DEVICE_SIDE = """
+import importlib, json, pkgutil, sys
 import edgeseg.bench, edgeseg.demo, edgeseg.deploy.runtime, edgeseg.deploy.trt
 names = ["edgeseg.cli", "edgeseg.deploy.targets", "edgeseg.evaluate"]
 for pkg in (edgeseg.deploy.runtime, edgeseg.deploy.trt, edgeseg.bench, edgeseg.demo):
@@ -83,14 +77,12 @@ print(json.dumps({"modules": names, "failed": failed, "codes": codes,
 """
 
 
-def test_device_side_modules_import_and_list_backends_with_torch_hidden() -> None:
+def test_device_side_modules_import_and_list_backends_with_torch_hidden(run_without_torch) -> None:
     """Every module of deploy/runtime, deploy/trt, bench and demo (and the CLI's device commands) with torch
     absent - fast, no venv: the table, each backend module and the engine build never need torch."""
     import json
-    import sys
 
-    result = subprocess.run([sys.executable, "-c", _TORCH_HIDDEN], capture_output=True, text=True, cwd=ROOT,
-                            timeout=300)
+    result = run_without_torch(_DEVICE_SIDE)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert not out["failed"] and out["torch"] == [], out

@@ -134,16 +134,6 @@ def test_whole_and_slide_inference_agree_for_a_local_model():
     assert len(np.unique(whole)) > 3
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest single-threaded; extra threads only thrash on a busy machine."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(n)
-
-
 def test_eval_a_checkpoint_on_synthetic_domains(tmp_path, capsys, one_thread):
     torch = one_thread
     from edgeseg.checkpoint import save_model

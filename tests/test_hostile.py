@@ -26,15 +26,7 @@ from deploy_helpers import tiny_checkpoint
 
 from edgeseg.cli import main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one intra-op thread
 
 
 # -- the contract --------------------------------------------------------------------------------------------

@@ -17,14 +17,7 @@ from edgeseg.cli import main
 from edgeseg.merge.io import SafetensorsStreamWriter, TensorInfo
 from edgeseg.models.registry import create_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs on a shared 2-core box: a second intra-op thread only adds spin-wait stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one intra-op thread
 
 
 @pytest.fixture(scope="module")

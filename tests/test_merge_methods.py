@@ -28,12 +28,7 @@ from edgeseg.models.registry import create_model
 METHODS = sorted(REGISTRY)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one intra-op thread
 
 
 def _perturbed(init: torch.nn.Module, seed: int, batches: int) -> torch.nn.Module:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -167,23 +165,12 @@ def test_engine_without_sidecar_is_refused(tmp_path: Path) -> None:
         open_segmenter(engine)
 
 
-_TORCH_BLOCKER = """
-import importlib.abc, sys
-class _NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is hidden in this test")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
-
-
 @pytest.mark.slow
-def test_runtimes_import_and_run_without_torch() -> None:
+def test_runtimes_import_and_run_without_torch(run_without_torch) -> None:
     """ONNX Runtime and TensorRT backends (and engine-build logic) import and run with torch hidden."""
     path, _ = exported("preprocess")
     dyn, _ = exported("dynamic")
-    script = _TORCH_BLOCKER + f"""
+    script = f"""
 import json, numpy as np
 import edgeseg.cli, edgeseg.deploy.runtime.backends as rt, edgeseg.deploy.runtime.tensorrt_backend, edgeseg.deploy.trt.build
 import edgeseg.deploy.trt.engine_meta, edgeseg.deploy.targets, edgeseg.deploy.runtime.calibration, edgeseg.deploy.export.quantize
@@ -202,7 +189,7 @@ assert "torch" not in out["backends"] and "onnxruntime-cpu" in out["backends"]
 out["loaded"] = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
 print(json.dumps(out))
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = run_without_torch(script)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["torch"] == "hidden" and out["loaded"] == []
