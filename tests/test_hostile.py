@@ -264,6 +264,20 @@ opt("export:parity-negative", lambda t: ["export", ck(), "--out", str(t / "o.onn
     out="o.onnx")
 opt("export:fp16-and-int8", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--fp16", "--int8"],
     out="o.onnx")
+opt("export:bf16-and-int8", lambda t: ["export", ck(), "--out", str(t / "o.xml"), "--for", "openvino", "--bf16",
+                                       "--int8"], "one of", out="o.xml")
+opt("export:for-unknown", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "tflite"],
+    "onnxruntime, openvino", out="o.onnx")
+opt("export:bf16-without-openvino", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--bf16"],
+    "--for openvino", out="o.onnx")
+opt("export:fp16-for-openvino", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "openvino",
+                                           "--fp16"], "--bf16", out="o.onnx")
+opt("export:xml-without-openvino", lambda t: ["export", ck(), "--out", str(t / "o.xml")], "--for openvino",
+    out="o.xml")
+opt("export:openvino-int8-to-onnx", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "openvino",
+                                               "--int8", "--calib", str(t)], "model.xml", out="o.onnx")
+opt("export:openvino-wrong-suffix", lambda t: ["export", ck(), "--out", str(t / "o.engine"), "--for",
+                                               "openvino"], "writes .onnx", out="o.engine")
 opt("build-engine:workspace-zero", lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"),
                                               "--workspace", "0"], out="e")
 opt("build-engine:dla-negative", lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"),

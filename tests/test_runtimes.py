@@ -133,8 +133,10 @@ def test_backend_choice_from_file_type(tmp_path: Path) -> None:
     assert backend_for(Path("m.onnx"), "onnxruntime-trt") == "onnxruntime-trt"
     with pytest.raises(RuntimeBackendError, match="build-engine"):
         backend_for(Path("m.onnx"), "tensorrt")
+    assert backend_for(Path("m.onnx"), "openvino") == "openvino"
+    assert backend_for(Path("m.xml")) == "openvino"
     with pytest.raises(RuntimeBackendError, match="unknown backend"):
-        backend_for(Path("m.onnx"), "openvino")
+        backend_for(Path("m.onnx"), "tflite")
     with pytest.raises(RuntimeBackendError, match="cannot tell the model type"):
         backend_for(Path("m.pth"))
     with pytest.raises(InputPathError):

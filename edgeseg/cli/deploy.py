@@ -46,7 +46,8 @@ def _write_json(path: Path | None, obj: Any) -> None:
 
 def export(
     ckpt: Annotated[Path, typer.Argument(help="edgeseg .safetensors checkpoint")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (OpenVINO IR .xml + .bin with "
+                                                          "--for openvino)")],
     size: Annotated[str | None, typer.Option(help="input HxW (default: the target's, else 512x1024)")] = None,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="dynamic batch, height and width")] = False,
     output: Annotated[str, typer.Option(help="labels (uint8, input resolution, argmax in the graph) | logits | "
@@ -54,8 +55,13 @@ def export(
     preprocess: Annotated[bool, typer.Option("--preprocess", help="graph takes uint8 BGR HxWx3 frames and "
                                                                   "normalises itself")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 graph (LayerNorm/Softmax/reductions stay FP32)")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="run in OpenVINO's bf16 inference precision (with --for "
+                                                      "openvino; checked in bf16 on this CPU)")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="INT8 QDQ graph (needs --calib); for ONNX Runtime unless "
-                                                      "--int8-for tensorrt")] = False,
+                                                      "--int8-for tensorrt; with --for openvino: NNCF INT8 IR "
+                                                      "(--out model.xml)")] = False,
+    shaped_for: Annotated[str, typer.Option("--for", help="the runtime the graph is laid out for: onnxruntime "
+                                                          "| openvino (recorded in the metadata)")] = "onnxruntime",
     int8_for: Annotated[str | None, typer.Option(help="INT8 flavour: onnxruntime (uint8 activations) | tensorrt "
                                                       "(symmetric int8, float biases; default for a TensorRT "
                                                       "--target)")] = None,
@@ -67,7 +73,7 @@ def export(
     opset: Annotated[int, ranged(help="ONNX opset", lo=17, hi=30)] = 17,
     batch: Annotated[int | None, ranged(help="static batch size (default 1)", lo=1, hi=1024)] = None,
     min_agreement: Annotated[float | None, ranged(help="fail below this label agreement with PyTorch "
-                                                       "(default 0.999 fp32, 0.995 fp16, 0.95 int8)", lo=0,
+                                                       "(default 0.999 fp32, 0.995 fp16/bf16, 0.95 int8)", lo=0,
                                                   hi=1)] = None,
     parity_images: Annotated[int, ranged(help="images for the parity check", lo=0, hi=10000)] = 4,
     slim: Annotated[bool, typer.Option(help="clean the graph with onnxslim")] = True,
@@ -83,20 +89,23 @@ def export(
       edgeseg export student.safetensors --out student_int8.onnx --int8 --calib data/synth/city/leftImg8bit/train
       edgeseg export student.safetensors --out student_int8_trt.onnx --int8 --int8-for tensorrt --calib frames/
       edgeseg export student.safetensors --out dyn.onnx --dynamic --output logits --preprocess
+      edgeseg export student.safetensors --out student_ov.xml --for openvino --bf16
+      edgeseg export student.safetensors --out student_ov_int8.xml --for openvino --int8 --calib frames/
     """
     from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
     from edgeseg.deploy.targets import EXPORT_CALIB_IMAGES, setting
     from edgeseg.preflight import check_outputs
 
-    if fp16 and int8:
-        raise ConfigError("choose --fp16 or --int8, not both")
-    check_outputs(files=[out, json_out], inputs=[ckpt])
+    if fp16 + bf16 + int8 > 1:
+        raise ConfigError("choose one of --fp16, --bf16 and --int8")
+    ir_bin = out.with_suffix(".bin") if out.suffix.lower() == ".xml" else None
+    check_outputs(files=[out, ir_bin, json_out], inputs=[ckpt])
     profile = None
     if target is not None:
         from edgeseg.deploy.targets import load_target
 
         profile = load_target(target)
-    precision = "fp16" if fp16 else "int8" if int8 else None
+    precision = "fp16" if fp16 else "bf16" if bf16 else "int8" if int8 else None
     if precision is None:
         precision = profile.precision if profile is not None and profile.runtime.startswith("onnxruntime") else "fp32"
         if precision == "int8" and calib is None:
@@ -107,7 +116,8 @@ def export(
         calib_images=setting("calib_images", calib_images, profile, EXPORT_CALIB_IMAGES), calib_method=calib_method,
         int8_for=int8_for or ("tensorrt" if profile and profile.runtime == "tensorrt" else "onnxruntime"),
         opset=opset, batch=setting("batch", batch, profile), min_agreement=min_agreement,
-        parity_images=parity_images, slim=slim)
+        parity_images=parity_images, slim=slim, shaped_for=shaped_for)
+    cfg.check_out(out)
     with _status(progress) as log:
         report = export_onnx(ckpt, out, cfg, log=log)
     typer.echo(f"wrote {report.out}: {report.precision}, input {report.input_shape} {report.input_dtype}, "

@@ -203,6 +203,34 @@ class ExportSegmentor(nn.Module):
         return torch.softmax(logits, dim=1) if self.output == "probs" else logits
 
 
+class OpenVINOSegmentor(nn.Module):
+    """The graph for OpenVINO (`edgeseg export --for openvino`): the model's own forward, unchanged.
+
+    OpenVINO's CPU transformations match the plain transformer patterns (MatMul + bias, head split
+    Reshape/Transpose, Softmax, LayerNorm, Linear -> GELU) and fuse them, with bf16 and INT8 kernels; the
+    ONNX Runtime re-ordering of `ExportSegmentor` (channels-last permutes, fc1 as a 1x1 conv, the Sum
+    node) defeats those fusions: measured 1.5-2x slower in OpenVINO (benchmarks/export.py).
+    `preprocess=True`: uint8 BGR (B,H,W,3) in, normalised and flipped to RGB inside the graph.
+    """
+
+    def __init__(self, model: nn.Module, output: str = "logits", preprocess: bool = False) -> None:
+        super().__init__()
+        if output not in ("logits", "probs"):
+            raise ValueError(f"OpenVINOSegmentor computes logits or probs, not {output!r}")
+        self.model, self.output, self.preprocess = model, output, preprocess
+        mean = torch.tensor(model.meta.get("mean", (123.675, 116.28, 103.53)), dtype=torch.float32)
+        std = torch.tensor(model.meta.get("std", (58.395, 57.12, 57.375)), dtype=torch.float32)
+        self.register_buffer("scale", (1.0 / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", (-mean / std).view(1, 3, 1, 1), persistent=False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.preprocess:
+            x = x.permute(0, 3, 1, 2).flip(1).float() * self.scale + self.shift
+        logits = self.model(x)
+        return torch.softmax(logits, dim=1) if self.output == "probs" else logits
+
+
 def reference_output(model: nn.Module, x: torch.Tensor, output: str) -> torch.Tensor:
     """What the PyTorch model itself says, for parity checks: `x` is the normalised NCHW input.
 

@@ -23,12 +23,12 @@ import onnx
 
 from edgeseg.deploy.export import graph_edit
 from edgeseg.deploy.runtime.calibration import CalibrationBatcher, list_images, load_frames
-from edgeseg.deploy.runtime.onnx_meta import FORMAT, FORMAT_VERSION, OUTPUT_KINDS, PRECISIONS
+from edgeseg.deploy.runtime.onnx_meta import FORMAT, FORMAT_VERSION, OUTPUT_KINDS, PRECISIONS, SHAPED_FOR
 from edgeseg.deploy.runtime.preprocess import resize_frame
 from edgeseg.errors import ConfigError, ExportError
 
 # Label agreement with PyTorch below which an export fails, per precision (override: min_agreement).
-DEFAULT_MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "int8": 0.95}
+DEFAULT_MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "bf16": 0.995, "int8": 0.95}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class ExportConfig:
     calib_images: int = 32
     calib_method: str = "minmax"
     int8_for: str = "onnxruntime"  # INT8 flavour: onnxruntime (uint8 activations) | tensorrt (symmetric int8)
+    shaped_for: str = "onnxruntime"  # the runtime the graph is laid out for: onnxruntime | openvino
     opset: int = 17
     batch: int = 1
     min_agreement: float | None = None
@@ -57,6 +58,13 @@ class ExportConfig:
 
         if self.int8_for not in FLAVOURS:
             raise ConfigError(f"--int8-for must be one of {', '.join(FLAVOURS)}, not '{self.int8_for}'")
+        if self.shaped_for not in SHAPED_FOR:
+            raise ConfigError(f"--for must be one of {', '.join(SHAPED_FOR)}, not '{self.shaped_for}'")
+        openvino = self.shaped_for == "openvino"
+        if self.precision == "bf16" and not openvino:
+            raise ConfigError("--bf16 is an OpenVINO inference precision: add --for openvino")
+        if openvino and self.precision == "fp16":
+            raise ConfigError("--fp16 is for GPUs (ONNX Runtime CUDA / TensorRT); for OpenVINO on the CPU use --bf16")
         if self.precision == "int8" and self.calib_dir is None:
             raise ConfigError("--int8 needs --calib DIR: target-domain images to calibrate the int8 ranges on")
         if self.opset < 17:
@@ -65,6 +73,18 @@ class ExportConfig:
             raise ConfigError("batch and parity image count must be >= 1")
         if min(self.size) < 32:
             raise ConfigError(f"input size {self.size} is too small: at least 32x32 (the encoder strides 32)")
+
+    def check_out(self, out: Path) -> None:
+        """The output file type fits: .onnx, or OpenVINO IR .xml for --for openvino (needed for its INT8)."""
+        suffix = out.suffix.lower()
+        if self.shaped_for != "openvino":
+            if suffix == ".xml":
+                raise ConfigError("OpenVINO IR (.xml) output needs --for openvino")
+            return
+        if suffix not in (".onnx", ".xml"):
+            raise ConfigError(f"--for openvino writes .onnx or OpenVINO IR .xml, not '{out.name}'")
+        if self.precision == "int8" and suffix != ".xml":
+            raise ConfigError("INT8 for OpenVINO (NNCF) is written as OpenVINO IR: give --out model.xml")
 
     @property
     def threshold(self) -> float:
@@ -125,6 +145,7 @@ def _onnx_meta(model: Any, ckpt: Path, cfg: ExportConfig, precision: str) -> dic
         "palette": meta["palette"], "mean": meta["mean"], "std": meta["std"],
         "input_size": None if cfg.dynamic else list(cfg.size), "batch": None if cfg.dynamic else cfg.batch,
         "output": cfg.output, "preprocess": cfg.preprocess, "precision": precision, "opset": cfg.opset,
+        "shaped_for": cfg.shaped_for,
         "source_checkpoint": ckpt.name, "source_sha256": sha256_file(ckpt), "provenance": meta.get("provenance", {}),
     }
 
@@ -159,22 +180,23 @@ def _parity_frame_sets(cfg: ExportConfig) -> list[list[np.ndarray]]:
 
 def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
                 log: Callable[[str], None] = lambda _msg: None) -> ExportReport:
-    """Export, check and write `out` atomically; raises ExportError (nothing written) on any failure."""
+    """Export, check and write `out` atomically; raises ExportError (nothing written) on any failure.
+    `cfg.shaped_for == "openvino"`: the OpenVINO graph, checked through OpenVINO (openvino_export.py)."""
     import torch
 
     from edgeseg.checkpoint import load_model
-    from edgeseg.deploy.export.export_model import ExportSegmentor
-    from edgeseg.deploy.export.parity import check_parity
-    from edgeseg.io_utils import atomic_path
+    from edgeseg.deploy.export.export_model import ExportSegmentor, OpenVINOSegmentor
 
     start = time.perf_counter()
     ckpt, out = Path(ckpt), Path(out)
+    cfg.check_out(out)
     model = load_model(ckpt)
     meta = _onnx_meta(model, ckpt, cfg, cfg.precision)
     h, w = cfg.size
     log(f"exporting {model.arch} ({model.num_classes} classes) at {h}x{w}{' (dynamic)' if cfg.dynamic else ''}, "
         f"output {cfg.output}, {cfg.precision}")
-    twin = ExportSegmentor(model, output="probs" if cfg.output == "probs" else "logits", preprocess=cfg.preprocess)
+    shaped = OpenVINOSegmentor if cfg.shaped_for == "openvino" else ExportSegmentor
+    twin = shaped(model, output="probs" if cfg.output == "probs" else "logits", preprocess=cfg.preprocess)
     example = torch.zeros((cfg.batch, h, w, 3), dtype=torch.uint8) if cfg.preprocess else torch.zeros((cfg.batch, 3, h, w))
     score_name = "probs" if cfg.output == "probs" else "logits"
     raw = _torch_export(twin, example, cfg.opset, score_name, cfg.dynamic, cfg.preprocess)
@@ -183,11 +205,10 @@ def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
     nodes["slimmed"] = graph_edit.count_ops(scores)
     notes = [] if slimmed or not cfg.slim else ["onnxslim not installed: graph not cleaned (pip install onnxslim)"]
     fp32_scores = scores
-    int8_info = None
     if cfg.precision == "fp16":
         log("converting to FP16 (LayerNorm / Softmax / reductions stay FP32)")
         scores = graph_edit.to_fp16(scores)
-    elif cfg.precision == "int8":
+    elif cfg.precision == "int8" and cfg.shaped_for == "onnxruntime":
         from edgeseg.deploy.export.quantize import quantize_int8
 
         files = list_images(cfg.calib_dir, cfg.calib_images)
@@ -198,9 +219,38 @@ def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
         scores.ir_version = min(scores.ir_version, graph_edit.MAX_IR_VERSION)
     final = _finish(scores, cfg, meta)
     nodes["final"] = graph_edit.count_ops(final)
-    probe = scores.SerializeToString() if cfg.output == "labels" else None
     frame_sets = _parity_frame_sets(cfg)
     source = str(cfg.calib_dir) if cfg.calib_dir else "synthetic"
+    if cfg.shaped_for == "openvino":
+        from edgeseg.deploy.export.openvino_export import export_checked
+
+        parity, int8_info = export_checked(model, final, scores, cfg, out, meta, frame_sets, source, log)
+    else:
+        parity, int8_info = _write_checked_onnx(model, final, scores, fp32_scores, cfg, out, ckpt, frame_sets,
+                                                source, log)
+    input_info = final.graph.input[0].type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in input_info.shape.dim]
+    return ExportReport(
+        out=str(out), precision=cfg.precision, output=cfg.output, input_shape=shape,
+        input_dtype="uint8" if cfg.preprocess else "float32", opset=cfg.opset, slimmed=slimmed, nodes=nodes,
+        parity=parity.to_json(), file_bytes=sum(f.stat().st_size for f in _written(out)), seconds=round(time.perf_counter() - start, 2),
+        int8=int8_info, notes=notes)
+
+
+def _written(out: Path) -> list[Path]:
+    """The files an export wrote: the .onnx, or an OpenVINO IR's .xml and .bin."""
+    return [out, out.with_suffix(".bin")] if out.suffix.lower() == ".xml" else [out]
+
+
+def _write_checked_onnx(model: Any, final: onnx.ModelProto, scores: onnx.ModelProto, fp32_scores: onnx.ModelProto,
+                        cfg: ExportConfig, out: Path, ckpt: Path, frame_sets: list[list[np.ndarray]], source: str,
+                        log: Callable[[str], None]) -> tuple[Any, dict[str, Any] | None]:
+    """Write `final` to `out` atomically if it passes the parity check in ONNX Runtime (CPU)."""
+    from edgeseg.deploy.export.parity import check_parity
+    from edgeseg.io_utils import atomic_path
+
+    int8_info = None
+    probe = scores.SerializeToString() if cfg.output == "labels" else None
     with atomic_path(out) as tmp:
         onnx.save(final, str(tmp))
         log("checking parity with PyTorch")
@@ -210,7 +260,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
         if cfg.precision == "int8":
             fp32_final = _finish(fp32_scores, cfg, _onnx_meta(model, ckpt, cfg, "fp32"))
             int8_info = compare_int8(fp32_final.SerializeToString(), str(tmp), frame_sets,
-                                     None if cfg.dynamic else cfg.batch, cfg.output, meta["num_classes"])
+                                     None if cfg.dynamic else cfg.batch, cfg.output, model.num_classes)
             log(f"INT8 vs FP32 (ONNX Runtime CPU): {int8_info['fp32_ms']:.1f} -> {int8_info['int8_ms']:.1f} ms, "
                 f"label agreement {100 * int8_info['agreement_vs_fp32']:.2f}%, "
                 f"mIoU of INT8 labels against FP32 labels {100 * int8_info['miou_vs_fp32']:.2f}")
@@ -218,13 +268,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, cfg: ExportConfig,
             raise ExportError(f"parity check failed: label agreement {100 * parity.agreement:.3f}% < "
                               f"{100 * parity.threshold:.2f}% ({parity.images} {source} images); nothing written. "
                               "Lower the bar with --min-agreement only if this precision loss is acceptable")
-    input_info = final.graph.input[0].type.tensor_type
-    shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in input_info.shape.dim]
-    return ExportReport(
-        out=str(out), precision=cfg.precision, output=cfg.output, input_shape=shape,
-        input_dtype="uint8" if cfg.preprocess else "float32", opset=cfg.opset, slimmed=slimmed, nodes=nodes,
-        parity=parity.to_json(), file_bytes=out.stat().st_size, seconds=round(time.perf_counter() - start, 2),
-        int8=int8_info, notes=notes)
+    return parity, int8_info
 
 
 def compare_int8(fp32: bytes, int8: str, frame_sets: list[list[np.ndarray]], batch: int | None,

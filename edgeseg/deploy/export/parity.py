@@ -8,7 +8,7 @@ the fraction of pixels whose label agrees.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from edgeseg.deploy.runtime.preprocess import normalize_batch, uint8_batch
+
+# a model-ready batch -> the graph's first output (OpenVINO exports are checked through OpenVINO this way)
+Runner = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -72,14 +75,21 @@ def run_graph(session: Any, batch: np.ndarray, batch_size: int | None) -> np.nda
     return np.concatenate([session.run(None, {name: batch[i:i + step]})[0] for i in range(0, len(batch), step)])
 
 
-def check_parity(model: torch.nn.Module, final: bytes | str, probe: bytes | str | None,
+def ort_runner(model: bytes | str, batch_size: int | None) -> Runner:
+    """An ONNX Runtime CPU session on `model` (bytes or path) as a Runner (chunks of its fixed batch)."""
+    session = _session(model)
+    return lambda batch: run_graph(session, batch, batch_size)
+
+
+def check_parity(model: torch.nn.Module, final: bytes | str | Runner, probe: bytes | str | Runner | None,
                  frame_sets: Sequence[Sequence[np.ndarray]], *, output: str, preprocess: bool,
                  batch_size: int | None, threshold: float, source: str) -> ParityResult:
     """Compare the exported graph `final` (and the score graph `probe`, when the final output is labels)
-    with `model` on each set of equally-sized frames."""
+    with `model` on each set of equally-sized frames. Graphs given as bytes or a path run in ONNX Runtime
+    (CPU); a Runner runs them anywhere else."""
     mean, std = model.meta.get("mean"), model.meta.get("std")
-    final_sess = _session(final)
-    probe_sess = _session(probe) if probe is not None else None
+    final_run = final if callable(final) else ort_runner(final, batch_size)
+    probe_run = (probe if callable(probe) else ort_runner(probe, batch_size)) if probe is not None else None
     agree = total = 0
     max_diff = 0.0
     sizes: list[list[int]] = []
@@ -94,10 +104,10 @@ def check_parity(model: torch.nn.Module, final: bytes | str, probe: bytes | str 
             ref_logits = model(torch.from_numpy(x)).numpy()
         ref_scores = ref_logits if output != "probs" else torch.softmax(torch.from_numpy(ref_logits), 1).numpy()
         ref_labels = scores_to_label_tensor(ref_scores, size)  # probs graphs: argmax of upsampled probs
-        out = run_graph(final_sess, feed, batch_size)
+        out = final_run(feed)
         if output == "labels":
             labels = out.astype(np.int64)
-            scores = run_graph(probe_sess, feed, batch_size) if probe_sess is not None else None
+            scores = probe_run(feed) if probe_run is not None else None
         else:
             labels = scores_to_label_tensor(out, size)
             scores = out
@@ -106,6 +116,6 @@ def check_parity(model: torch.nn.Module, final: bytes | str, probe: bytes | str 
         agree += int((labels == ref_labels).sum())
         total += labels.size
     return ParityResult(images=count, sizes=sizes, source=source,
-                        max_abs_diff=max_diff if (probe_sess is not None or output != "labels") else None,
+                        max_abs_diff=max_diff if (probe_run is not None or output != "labels") else None,
                         diff_of="prob" if output == "probs" else "logit", agreement=agree / total,
                         threshold=threshold)

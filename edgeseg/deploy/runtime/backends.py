@@ -91,6 +91,11 @@ BACKENDS: tuple[BackendSpec, ...] = (
                 install="pip install torch (a workstation; on a device, `edgeseg export` and run the .onnx file)",
                 makes="the torch backend runs edgeseg .safetensors checkpoints", auto_rank=1, options=("device",),
                 summary="edgeseg checkpoints in PyTorch (CUDA when available)"),
+    BackendSpec(name="openvino", suffixes=(".onnx", ".xml"), segmenter=f"{_RUNTIME}.openvino_backend:OpenVINOSegmenter",
+                module="openvino", provider="CPU", install="pip install 'edgeseg[openvino]' (openvino)",
+                makes="OpenVINO runs .onnx files and IR from `edgeseg export --for openvino --out model.xml`",
+                auto_rank=3, options=("threads",),
+                summary="OpenVINO on the CPU (bf16 / INT8 IR from `edgeseg export --for openvino`)"),
 )
 
 

@@ -15,7 +15,9 @@ from edgeseg.errors import RuntimeBackendError
 FORMAT = "edgeseg-onnx"
 FORMAT_VERSION = 1
 OUTPUT_KINDS = ("labels", "logits", "probs")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# the runtime a graph was shaped for (`edgeseg export --for`): the same function, a different node order
+SHAPED_FOR = ("onnxruntime", "openvino")
 
 # key -> meaning; the export writes all of them, readers rely on the REQUIRED ones.
 KEYS = {
@@ -32,7 +34,8 @@ KEYS = {
     "batch": "fixed batch size, or null when dynamic",
     "output": "labels (uint8 at input resolution) | logits | probs (both at 1/4 input resolution)",
     "preprocess": "true: input is uint8 BGR (B,H,W,3), normalisation inside the graph",
-    "precision": "fp32 | fp16 | int8",
+    "precision": "fp32 | fp16 | bf16 (OpenVINO's inference precision) | int8",
+    "shaped_for": "onnxruntime | openvino: the runtime the graph's layout was chosen for (absent = onnxruntime)",
     "opset": "ONNX opset",
     "source_checkpoint": "file name of the checkpoint it was exported from",
     "source_sha256": "SHA-256 of that checkpoint",

@@ -1,0 +1,147 @@
+"""OpenVINO: `edgeseg export --for openvino` (.onnx and IR .xml, fp32 / bf16 / NNCF INT8, each checked through
+OpenVINO) and the `openvino` runtime backend (bench / eval / demo run it through the backend table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from deploy_helpers import SIZE, calib_dir, scratch, tiny_checkpoint
+
+from edgeseg.checkpoint import load_model
+from edgeseg.cli import main
+from edgeseg.deploy.export.export_model import OpenVINOSegmentor, reference_output
+from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
+from edgeseg.deploy.runtime.backends import backend_for, open_segmenter
+from edgeseg.deploy.runtime.calibration import synthetic_frames
+from edgeseg.deploy.runtime.onnx_meta import read_onnx_file_meta
+from edgeseg.deploy.runtime.openvino_backend import compile_config
+from edgeseg.deploy.runtime.preprocess import normalize_batch, uint8_batch
+from edgeseg.errors import ConfigError, RuntimeBackendError
+
+pytestmark = pytest.mark.slow
+
+
+def _export(name: str, **cfg: object) -> tuple[Path, object]:
+    out = scratch("openvino") / name
+    report = export_onnx(tiny_checkpoint(), out, ExportConfig(size=SIZE, parity_images=2, shaped_for="openvino",
+                                                              slim=False, **cfg))  # type: ignore[arg-type]
+    return out, report
+
+
+def _torch_labels(frames: list[np.ndarray]) -> np.ndarray:
+    model = load_model(tiny_checkpoint())
+    x = torch.from_numpy(normalize_batch(frames, SIZE, model.meta["mean"], model.meta["std"]))
+    return reference_output(model, x, "labels").numpy()
+
+
+def test_openvino_twin_is_the_model_itself() -> None:
+    model = load_model(tiny_checkpoint())
+    frames = synthetic_frames(2, SIZE, seed=3)
+    x = torch.from_numpy(normalize_batch(frames, SIZE, model.meta["mean"], model.meta["std"]))
+    with torch.inference_mode():
+        ref = model(x)
+        assert torch.equal(OpenVINOSegmentor(model)(x), ref)
+        pre = OpenVINOSegmentor(model, preprocess=True)(torch.from_numpy(uint8_batch(frames, SIZE)))
+    assert torch.allclose(pre, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".xml", ".onnx"])
+def test_fp32_export_runs_in_openvino_and_agrees_with_pytorch(suffix: str) -> None:
+    path, report = _export(f"fp32{suffix}")
+    assert report.parity["passed"] and report.parity["agreement"] >= 0.999  # type: ignore[attr-defined]
+    assert report.parity["max_abs_diff"] < 1e-4  # type: ignore[attr-defined]
+    if suffix == ".xml":
+        assert path.with_suffix(".bin").is_file()
+    else:
+        assert read_onnx_file_meta(str(path))["shaped_for"] == "openvino"
+        # the model's own order: no channels-last Sum node of the ONNX Runtime twin
+        assert not any(n.op_type == "Sum" for n in onnx.load(str(path)).graph.node)
+    assert backend_for(path, "openvino") == "openvino"
+    frames = synthetic_frames(3, SIZE, seed=21)
+    with open_segmenter(path, backend="openvino", threads=1) as seg:
+        assert seg.meta["shaped_for"] == "openvino" and seg.meta["inference_precision"] == "f32"
+        assert seg.input_size == SIZE and seg.output_kind == "labels"
+        labels = np.stack(seg.predict(frames))
+    assert labels.dtype == np.uint8 and (labels == _torch_labels(frames)).mean() >= 0.999
+
+
+def test_xml_files_open_with_auto_and_onnxruntime_graphs_run_in_openvino() -> None:
+    from deploy_helpers import exported
+
+    path, _ = _export("auto.xml")
+    assert backend_for(path) == "openvino"
+    ort_graph, _ = exported("labels")  # an ONNX Runtime-shaped file runs too (slower, same labels)
+    frames = synthetic_frames(2, SIZE, seed=5)
+    with open_segmenter(ort_graph, backend="openvino") as seg:
+        assert (np.stack(seg.predict(frames)) == _torch_labels(frames)).mean() >= 0.999
+
+
+def test_bf16_export_records_and_runs_its_precision() -> None:
+    import openvino as ov
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bf16: --bf16 exports are refused here (checked below)")
+    path, report = _export("bf16.xml", precision="bf16", min_agreement=0.9)  # random weights: near-tie labels
+    assert report.precision == "bf16" and report.parity["passed"]  # type: ignore[attr-defined]
+    with open_segmenter(path) as seg:
+        assert seg.meta["precision"] == "bf16" and seg.meta["inference_precision"] == "bf16"
+
+
+def test_precision_hint_follows_the_file_never_openvinos_default() -> None:
+    assert compile_config("fp32", None, True)["INFERENCE_PRECISION_HINT"] == "f32"
+    assert compile_config("int8", 2, True) == {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+                                               "INFERENCE_NUM_THREADS": 2}
+    assert compile_config("bf16", None, True)["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert compile_config("bf16", None, False)["INFERENCE_PRECISION_HINT"] == "f32"
+
+
+def test_int8_ir_is_quantised_checked_and_compared() -> None:
+    path, report = _export("int8.xml", precision="int8", calib_dir=calib_dir(), calib_images=4)
+    assert "FakeQuantize" in path.read_text()  # NNCF's quantisation nodes in the IR
+    info = report.int8  # type: ignore[attr-defined]
+    assert info is not None and info["runtime"] == "openvino" and info["fp32_ms"] > 0 and info["int8_ms"] > 0
+    assert 0.5 < info["agreement_vs_fp32"] <= 1.0 and 0.0 < info["miou_vs_fp32"] <= 1.0
+    with open_segmenter(path) as seg:
+        assert seg.meta["precision"] == "int8" and seg.meta["inference_precision"] == "f32"
+        assert seg.predict(synthetic_frames(1, SIZE))[0].shape == SIZE
+
+
+def test_option_combinations_are_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="--for openvino"):
+        ExportConfig(precision="bf16")
+    with pytest.raises(ConfigError, match="--bf16"):
+        ExportConfig(precision="fp16", shaped_for="openvino")
+    with pytest.raises(ConfigError, match="onnxruntime, openvino"):
+        ExportConfig(shaped_for="tflite")
+    with pytest.raises(ConfigError, match="needs --for openvino"):
+        ExportConfig().check_out(Path("m.xml"))
+    with pytest.raises(ConfigError, match="model.xml"):
+        ExportConfig(shaped_for="openvino", precision="int8", calib_dir=Path(".")).check_out(Path("m.onnx"))
+    with pytest.raises(ConfigError, match="not 'm.engine'"):
+        ExportConfig(shaped_for="openvino").check_out(Path("m.engine"))
+
+
+def test_truncated_ir_is_one_line_error(tmp_path: Path) -> None:
+    path, _ = _export("whole.xml")
+    broken = tmp_path / "m.xml"
+    broken.write_text(path.read_text()[:1000])
+    with pytest.raises(RuntimeBackendError, match="cannot load"):
+        open_segmenter(broken)
+    lone = tmp_path / "lone.xml"
+    lone.write_text(path.read_text())  # no .bin beside it
+    with pytest.raises(RuntimeBackendError, match="cannot load"):
+        open_segmenter(lone)
+
+
+def test_cli_exports_ir_and_bench_runs_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.xml"
+    code = main(["export", str(tiny_checkpoint()), "--out", str(out), "--size", "64x128", "--for", "openvino",
+                 "--no-slim", "--parity-images", "1", "--no-progress"])
+    assert code == 0 and out.exists() and out.with_suffix(".bin").exists()
+    capsys.readouterr()
+    assert main(["bench", str(out), "--iters", "2", "--warmup", "1", "--threads", "1"]) == 0
+    assert "openvino" in capsys.readouterr().out
