@@ -69,6 +69,18 @@ def test_fp32_export_runs_in_openvino_and_agrees_with_pytorch(suffix: str) -> No
     assert labels.dtype == np.uint8 and (labels == _torch_labels(frames)).mean() >= 0.999
 
 
+def test_labels_head_is_channels_first_and_dynamic_sizes_work() -> None:
+    """OpenVINO's Interpolate is slow on NHWC: its graphs resize and argmax the NCHW scores."""
+    path, report = _export("dynamic.onnx", dynamic=True)
+    assert report.parity["passed"] and len(report.parity["sizes"]) == 2  # type: ignore[attr-defined]
+    nodes = {n.output[0]: n for n in onnx.load(str(path)).graph.node}
+    assert "labels_head/nhwc" not in nodes
+    assert [a.i for a in nodes["labels_head/argmax"].attribute if a.name == "axis"] == [1]
+    with open_segmenter(path, backend="openvino", size=(64, 96)) as seg:
+        frames = synthetic_frames(1, (64, 96), seed=2)
+        assert seg.input_size is None and seg.predict(frames)[0].shape == (64, 96)
+
+
 def test_xml_files_open_with_auto_and_onnxruntime_graphs_run_in_openvino() -> None:
     from deploy_helpers import exported
 

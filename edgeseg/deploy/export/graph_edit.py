@@ -21,7 +21,8 @@ MAX_IR_VERSION = 9
 
 
 def append_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *, nhwc_input: bool,
-                       static_size: tuple[int, int] | None, batch: int | None) -> onnx.ModelProto:
+                       static_size: tuple[int, int] | None, batch: int | None,
+                       channels_last: bool = True) -> onnx.ModelProto:
     """Replace the graph output `scores` (B,C,h,w logits) with `labels` (B,H,W) at the input resolution:
     Transpose to NHWC -> bilinear Resize (half-pixel, = torch align_corners=False) -> ArgMax over the
     contiguous class axis -> Cast to uint8 through float (int32 above 256 classes).
@@ -33,7 +34,13 @@ def append_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *,
     FLOAT/HALF (NvInfer.h, 8.6 and 10.x), so the int64 argmax goes through a FLOAT Cast first (exact for
     class ids < 2^24); the dynamic sizes use Shape + Slice, because TensorRT 8.6's parser ignores Shape's
     start/end attributes (honoured from 10.0 on).
+
+    `channels_last=False` (graphs for OpenVINO): Resize and ArgMax on the NCHW scores. OpenVINO's CPU
+    Interpolate on an NHWC tensor is ~5x slower than on NCHW (measured: 140 of 432 ms per 512x1024 frame).
     """
+    if not channels_last:
+        return _append_nchw_labels_head(model, scores, num_classes, nhwc_input=nhwc_input,
+                                        static_size=static_size, batch=batch)
     graph = model.graph
     if [o.name for o in graph.output] != [scores]:
         raise ExportError(f"expected a single '{scores}' graph output to append the labels head to")
@@ -71,6 +78,45 @@ def append_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *,
     else:
         label_type = TensorProto.INT32
         nodes.append(helper.make_node("Cast", ["labels_head/argmax"], ["labels"], to=label_type))
+    graph.node.extend(nodes)
+    dims: list[Any] = [batch if batch else "batch",
+                       static_size[0] if static_size else "height", static_size[1] if static_size else "width"]
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("labels", label_type, dims))
+    return model
+
+
+def _append_nchw_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *, nhwc_input: bool,
+                             static_size: tuple[int, int] | None, batch: int | None) -> onnx.ModelProto:
+    """The labels head on NCHW scores: bilinear Resize (half-pixel) -> ArgMax over channels -> Cast."""
+    graph = model.graph
+    if [o.name for o in graph.output] != [scores]:
+        raise ExportError(f"expected a single '{scores}' graph output to append the labels head to")
+    nodes = []
+    if static_size is not None:
+        if batch is None:
+            raise ExportError("a static-size labels head needs a static batch")
+        graph.initializer.append(helper.make_tensor("labels_head/sizes", TensorProto.INT64, [4],
+                                                    [batch, num_classes, *static_size]))
+    else:
+        hw = (1, 3) if nhwc_input else (2, 4)
+        for name, values in (("hw_start", [hw[0]]), ("hw_end", [hw[1]]), ("bc_start", [0]), ("bc_end", [2]),
+                             ("axes", [0])):
+            graph.initializer.append(helper.make_tensor(f"labels_head/{name}", TensorProto.INT64, [1], values))
+        nodes += [
+            helper.make_node("Shape", [graph.input[0].name], ["labels_head/in_shape"]),
+            helper.make_node("Shape", [scores], ["labels_head/scores_shape"]),
+            _slice("labels_head/in_shape", "labels_head/hw", "hw"),
+            _slice("labels_head/scores_shape", "labels_head/bc", "bc"),
+            helper.make_node("Concat", ["labels_head/bc", "labels_head/hw"], ["labels_head/sizes"], axis=0),
+        ]
+    label_type = TensorProto.UINT8 if num_classes <= 256 else TensorProto.INT32
+    nodes += [
+        helper.make_node("Resize", [scores, "", "", "labels_head/sizes"], ["labels_head/up"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("ArgMax", ["labels_head/up"], ["labels_head/argmax"], axis=1, keepdims=0),
+        helper.make_node("Cast", ["labels_head/argmax"], ["labels"], to=label_type),
+    ]
     graph.node.extend(nodes)
     dims: list[Any] = [batch if batch else "batch",
                        static_size[0] if static_size else "height", static_size[1] if static_size else "width"]

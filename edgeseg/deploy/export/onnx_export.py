@@ -165,7 +165,8 @@ def _finish(scores: onnx.ModelProto, cfg: ExportConfig, meta: dict[str, Any]) ->
     if cfg.output == "labels":
         graph_edit.append_labels_head(final, "logits", meta["num_classes"], nhwc_input=cfg.preprocess,
                                       static_size=None if cfg.dynamic else cfg.size,
-                                      batch=None if cfg.dynamic else cfg.batch)
+                                      batch=None if cfg.dynamic else cfg.batch,
+                                      channels_last=cfg.shaped_for == "onnxruntime")
     graph_edit.set_metadata(final, meta)
     return final
 

@@ -1,11 +1,8 @@
 """The one table of runtime backends. It drives the choice of backend for a file (`backend_for`), the
 listing (`--backend` help, `edgeseg info --backends`, error messages), `open_segmenter` and the CLI.
 
-A new backend is one module under `edgeseg/deploy/runtime/` (a `Segmenter` subclass) plus one row here:
-
-    BackendSpec(name="openvino", suffixes=(".onnx", ".xml"), module="openvino",
-                segmenter="edgeseg.deploy.runtime.openvino_backend:OpenVINOSegmenter",
-                install="pip install 'edgeseg[openvino]'", makes="...", options=("threads",))
+A new backend is one module under `edgeseg/deploy/runtime/` (a `Segmenter` subclass) plus one row here
+(the `openvino` row below was added exactly so).
 
 Torch-free and cheap to import: a row names its class by import path, loaded only when it is used.
 """
