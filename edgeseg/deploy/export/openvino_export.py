@@ -3,7 +3,8 @@
     .onnx out: the OpenVINO-shaped ONNX graph (fp32, or bf16 = fp32 weights run with OpenVINO's bf16
                inference precision, recorded in the metadata)
     .xml out:  OpenVINO IR (.xml + .bin beside it), fp32 / bf16 as above, or INT8: NNCF post-training
-               quantisation calibrated on --calib images (the layers left float run in f32)
+               quantisation calibrated on --calib images (the layers left float run in bf16 where the CPU
+               has it)
 
 Every file is checked through OpenVINO itself, at the precision it will run with, against the PyTorch
 model (label agreement; the export fails below the threshold) and, for INT8, against the FP32 graph
@@ -106,8 +107,8 @@ def save_ir(model: Any, out: Path) -> None:
 def compare_int8_openvino(fp32: Any, int8: Any, feeds: list[np.ndarray], batch: int | None, output: str,
                           num_classes: int, to_labels: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
                           repeats: int = 3) -> dict[str, Any]:
-    """INT8 against FP32 in OpenVINO (f32 inference precision for both): speed (best of `repeats`),
-    label agreement and mIoU of INT8 labels scored against FP32 labels."""
+    """INT8 against FP32 in OpenVINO, each at the inference precision it runs with: speed (best of
+    `repeats`), label agreement and mIoU of INT8 labels scored against FP32 labels."""
     from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou
 
     runs = {"fp32": runner(fp32, "fp32", batch), "int8": runner(int8, "int8", batch)}
@@ -132,7 +133,7 @@ def compare_int8_openvino(fp32: Any, int8: Any, feeds: list[np.ndarray], batch: 
     return {"fp32_ms": 1000 * times["fp32"] / len(feeds), "int8_ms": 1000 * times["int8"] / len(feeds),
             "runtime": "openvino", "agreement_vs_fp32": agree / total,
             "miou_vs_fp32": float(mean_iou(per_class_iou(matrix.matrix))),
-            "note": "OpenVINO CPU, f32 inference precision for both; mIoU of INT8 labels scored against FP32 "
+            "note": "OpenVINO CPU, each at its own inference precision (openvino_backend.INFERENCE_PRECISION); mIoU of INT8 labels scored against FP32 "
                     "labels (FP32 = 100); true mIoU needs labelled data (benchmarks/export.py)"}
 
 
@@ -173,7 +174,7 @@ def export_checked(model: Any, final: onnx.ModelProto, scores: onnx.ModelProto, 
         prepare = _prepare_fn(meta, cfg.size, cfg.preprocess)
         int8_info = compare_int8_openvino(fp32_model, ov_model, [prepare(f) for f in frame_sets[:1]], batch,
                                           cfg.output, meta["num_classes"], scores_to_label_tensor)
-        log(f"INT8 vs FP32 (OpenVINO CPU, f32): {int8_info['fp32_ms']:.1f} -> {int8_info['int8_ms']:.1f} ms, "
+        log(f"INT8 vs FP32 (OpenVINO CPU): {int8_info['fp32_ms']:.1f} -> {int8_info['int8_ms']:.1f} ms, "
             f"label agreement {100 * int8_info['agreement_vs_fp32']:.2f}%, "
             f"mIoU of INT8 labels against FP32 labels {100 * int8_info['miou_vs_fp32']:.2f}")
     if not parity.passed:

@@ -4,7 +4,7 @@ openvino is imported when a model is opened.
 
 The inference precision is what the file says, never OpenVINO's default: OpenVINO runs float models in
 bf16 on CPUs that have it unless told otherwise, so FP32 files run with INFERENCE_PRECISION_HINT f32 and
-only files exported `--bf16` (parity-checked in bf16) run in bf16.
+only files exported `--bf16` (parity-checked in bf16) run in bf16, and INT8 IR runs its float layers in bf16.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from edgeseg.errors import RuntimeBackendError
 # rt_info sections the metadata is read from: IR written by edgeseg, and ONNX metadata_props as OpenVINO's
 # ONNX frontend exposes them
 RT_INFO_SECTIONS = ("edgeseg", "framework")
-# file precision -> OpenVINO CPU inference precision (int8 models: the layers left float run in f32)
-INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "f32"}
+# file precision -> OpenVINO CPU inference precision where the CPU has bf16 (else f32 throughout). INT8 IR:
+# the layers NNCF leaves float run in bf16 (measured on the trained B0: 1.6x faster than f32 for the same
+# label agreement with FP32); the export's parity check runs exactly this configuration.
+INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "bf16"}
 
 _log = logging.getLogger("edgeseg")
 
