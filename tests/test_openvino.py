@@ -161,3 +161,29 @@ def test_cli_exports_ir_and_bench_runs_it(tmp_path: Path, capsys: pytest.Capture
     capsys.readouterr()
     assert main(["bench", str(out), "--iters", "2", "--warmup", "1", "--threads", "1"]) == 0
     assert "openvino" in capsys.readouterr().out
+
+
+def test_device_side_without_openvino_or_torch(run_without_torch, tmp_path: Path) -> None:
+    """openvino is optional: without it the table still lists the row (missing), other backends work, and
+    opening an IR says what to install in one line."""
+    model = tmp_path / "m.xml"
+    model.write_text("<net/>")
+    code = f"""
+class _NoOpenVINO(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("openvino is hidden in this test")
+        return None
+sys.meta_path.insert(0, _NoOpenVINO())
+from edgeseg.deploy.runtime import backends, openvino_backend
+from edgeseg.errors import RuntimeBackendError
+assert "openvino" not in backends.available_backends() and "onnxruntime-cpu" in backends.available_backends()
+assert "missing: pip install 'edgeseg[openvino]'" in backends.format_backends()
+try:
+    backends.open_segmenter({str(model)!r})
+except RuntimeBackendError as exc:
+    print("ERR", exc)
+"""
+    result = run_without_torch(code)
+    assert result.returncode == 0, result.stderr
+    assert "ERR openvino is not installed: pip install 'edgeseg[openvino]'" in result.stdout
