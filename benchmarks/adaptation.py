@@ -20,6 +20,7 @@ train.pl_precision); pieces whose config matches are reused, so a study can be r
 
     python benchmarks/adaptation.py                                  # full: 3 seeds, ~90 min on 2 idle cores
     python benchmarks/adaptation.py --iters 150 --seeds 0 --targets city --jobs 2   # reduced
+    python benchmarks/adaptation.py --targets city,night --tabulate-only              # tables from committed pieces
 
 Writes <results>/adaptation.json and adaptation.md (with the exact command, settings and timings).
 """
@@ -70,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
     p.add_argument("--split", default="test", choices=("test", "val"), help="split scored (val: for choices)")
     p.add_argument("--test-images", type=int, default=60, help="images in the test split per domain")
+    p.add_argument("--tabulate-only", action="store_true",
+                   help="run nothing: build the tables from the committed pieces that match (rows may then have "
+                        "different seed counts)")
     args = p.parse_args(argv)
     args.extra = [f"data.val_split={args.split}", f"synthetic.test_images={args.test_images}",
                   "train.pl_precision=true", *args.extra]
@@ -94,10 +98,12 @@ def config_matches(saved: dict, want: dict, defaults: dict) -> bool:
 
 
 def portable(config: dict) -> dict:
-    """A run config without the rendered data's location (a checkout-specific path; the content is fixed by the
-    `synthetic` section), so pieces made in another checkout or machine still match."""
+    """A run config without checkout-specific paths (the rendered data, whose content the `synthetic` section
+    fixes; the fixed teacher's file), so pieces made in another checkout or machine still match."""
     data = {k: v for k, v in config.get("data", {}).items() if k not in ("source_root", "target_root")}
-    return {**config, "data": data}
+    # fixed_teacher's teacher is always the same seed's DUDA teacher under --work: its path is checkout-specific
+    models = {k: v for k, v in config.get("models", {}).items() if k != "teacher_init"}
+    return {**config, "data": data, "models": models}
 
 
 def piece_path(args: argparse.Namespace, target: str, row: str, seed: int) -> Path:
@@ -122,7 +128,9 @@ def slim(report: dict, out: Path) -> dict:
     return {**{k: report[k] for k in keep if k in report}, "curve": curve(out / "metrics.jsonl")}
 
 
-def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: int) -> dict:
+def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: int) -> dict | None:
+    """The piece of (target, row, seed): reused when committed with this configuration, else run (None with
+    --tabulate-only)."""
     from edgeseg.uda.config import DistillConfig, config_to_dict, load_config
 
     out = args.work / target / row / f"seed{seed}"
@@ -143,7 +151,11 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
         done = json.loads(piece.read_text())
         if config_matches(portable(done.get("config", {})), portable(want), defaults):
             return done
+        if args.tabulate_only:
+            return None
         print(f"  {piece.name}: configuration changed, re-running", flush=True)
+    if args.tabulate_only:
+        return None
     if report.is_file():  # reuse a finished run, but only one made with exactly this configuration
         done = json.loads(report.read_text())
         if not config_matches(done.get("config", {}), want, defaults):
@@ -190,7 +202,7 @@ def collect(args: argparse.Namespace) -> dict[tuple[str, str, int], dict]:
     seeds = [int(s) for s in args.seeds.split(",")]
     ab_seeds = [int(s) for s in (args.ablation_seeds or args.seeds).split(",")]
     rows = [r for r in args.rows.split(",") if r]
-    data = ensure_data(args, targets)
+    data = args.work / "synthetic" if args.tabulate_only else ensure_data(args, targets)
     # fixed_teacher needs the DUDA teacher of the same seed: schedule it after every other run
     jobs = [(t, r, s) for t in targets for r in rows if r != "fixed_teacher"
             for s in (seeds if r in HEADLINE else ab_seeds)]
@@ -199,7 +211,8 @@ def collect(args: argparse.Namespace) -> dict[tuple[str, str, int], dict]:
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         for batch in (jobs, late):
             for key, rep in zip(batch, pool.map(lambda j: run_one(args, data, *j), batch), strict=True):
-                results[key] = rep
+                if rep is not None:
+                    results[key] = rep
     return results
 
 
