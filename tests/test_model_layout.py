@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeseg.errors import ModelMismatchError
-from edgeseg.models.layout import HEAD_STAGE, layer_id, layer_name, param_kind
+from edgeseg.models.layout import HEAD_STAGE, layer_id, layer_name, param_kind, part
 from edgeseg.models.registry import create_model, list_models, model_spec
 
 
@@ -18,6 +18,7 @@ def test_every_parameter_of_every_registered_model_has_a_place(arch: str) -> Non
     names = list(model.state_dict())
     ids = [layer_id(n) for n in names]  # raises for a name outside the layout
     assert any(i[0] == HEAD_STAGE for i in ids) and any(i[0] == 0 for i in ids)
+    assert {part(n) for n in names} == {"encoder", "head"}  # a segmentor is exactly encoder + head
     kinds = {param_kind(n) for n, _ in model.named_parameters()}
     assert kinds == {"head", "norm", "other"}
     # one layer per patch embedding, block and stage norm, plus the head

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from edgeseg.errors import CheckpointError, ConfigError
+from edgeseg.models.layout import part
 
 MULTIHEAD_KIND = "multihead"
 HEADS_PREFIX = "heads."
@@ -48,7 +49,7 @@ def validate_domain_names(names: Sequence[str]) -> list[str]:
 
 def head_key(domain: str, segmentor_key: str) -> str:
     """'head.classifier.weight' of domain 'night' -> 'heads.night.classifier.weight'."""
-    if not segmentor_key.startswith("head."):
+    if part(segmentor_key) != "head":
         raise ValueError(f"'{segmentor_key}' is not a head tensor")
     return f"{HEADS_PREFIX}{domain}.{segmentor_key[len('head.'):]}"
 

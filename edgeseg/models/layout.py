@@ -5,7 +5,11 @@ layout is known here only. Subsystems ask this module instead of parsing names t
 `group_matcher` / `no_weight_decay` hooks, kept as functions until a second family exists):
 
 - depth order (layer-wise merging):       `layer_id(key)`, `layer_name(key)`
+- encoder / head split (merging):          `part(key)` -> "encoder" | "head" | "other"
 - optimiser groups (distill, pretrain):    `param_kind(name)` -> "head" | "norm" | "other"
+
+The export twin (`edgeseg.deploy.export.export_model.ExportSegmentor`) is the family's export hook: it walks
+the modules (patch embeddings, blocks, norms, head), not parameter names.
 
 The names, for a registered model:
 
@@ -23,6 +27,7 @@ from typing import Literal
 from edgeseg.errors import ModelMismatchError
 
 ParamKind = Literal["head", "norm", "other"]
+Part = Literal["encoder", "head", "other"]
 HEAD_STAGE = 1 << 30  # sorts after every encoder stage
 
 _PATTERNS: tuple[tuple[re.Pattern[str], int], ...] = (
@@ -30,6 +35,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"^encoder\.stages\.(\d+)\.(\d+)\."), 1),
     (re.compile(r"^encoder\.norms\.(\d+)\."), 2),
 )
+
+
+def part(key: str) -> Part:
+    """Which part of a segmentor's state dict a key belongs to (backbone merging keeps heads apart)."""
+    if key.startswith("encoder."):
+        return "encoder"
+    if key.startswith("head."):
+        return "head"
+    return "other"
 
 
 def is_head(name: str) -> bool:

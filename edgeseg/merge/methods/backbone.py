@@ -14,6 +14,7 @@ from edgeseg.merge.io import MergeInput, check_compatible
 from edgeseg.merge.methods.base import Layout, MergeJob, MergeMethod, Plan
 from edgeseg.merge.methods.params import MergeParams, param
 from edgeseg.merge.plan import Step, plan_uniform
+from edgeseg.models.layout import part
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class BackboneMethod(MergeMethod):
         heads = validate_domain_names(params.heads or default_domain_names(inputs))
         if len(heads) != len(inputs):
             raise ConfigError(f"{len(heads)} head names for {len(inputs)} models; give one per model")
-        other = [k for k in ref.tensors if not (k.startswith("encoder.") or k.startswith("head."))]
+        other = [k for k in ref.tensors if part(k) == "other"]
         if other:
             raise ModelMismatchError(f"tensor '{other[0]}' is neither encoder nor head; backbone-only merging "
                                      "needs a segmentor (encoder.* + head.*)")
@@ -58,10 +59,10 @@ class BackboneMethod(MergeMethod):
         from edgeseg.merge.multihead import MULTIHEAD_KIND, head_key
 
         ref, heads = job.ref.tensors, job.layout.resolved["heads"]
-        encoder = [k for k in ref if k.startswith("encoder.")]
+        encoder = [k for k in ref if part(k) == "encoder"]
         steps = plan_uniform(ref, job.merger, encoder, job.weights, len(job.inputs))
         for i, domain in enumerate(heads):
-            for k in (k for k in ref if k.startswith("head.")):
+            for k in (k for k in ref if part(k) == "head"):
                 steps.append(Step(head_key(domain, k), ref[k], lambda i=i, k=k: job.merger.copy(i, k)))
         return Plan(steps, meta={"kind": MULTIHEAD_KIND, "heads": list(heads)}, report={"heads": list(heads)})
 

@@ -16,6 +16,7 @@ from edgeseg.merge.io import MergeInput, check_compatible, check_same_keys
 from edgeseg.merge.methods.base import Layout, MergeJob, MergeMethod, Plan
 from edgeseg.merge.methods.params import MergeParams, param
 from edgeseg.merge.plan import Step
+from edgeseg.models.layout import part
 
 _ARCH_FIELDS = ("arch", "num_classes", "kind", "arch_overrides")
 
@@ -66,7 +67,7 @@ class LayerwiseMethod(MergeMethod):
             check_compatible(inputs, same_arch=True)
             return Layout(ref=anchor)
         check_compatible(inputs, same_arch=False)
-        shared = {k for k in ref.tensors if k.startswith("encoder.")}
+        shared = {k for k in ref.tensors if part(k) == "encoder"}
         if not shared:
             raise ModelMismatchError(f"anchor '{ref.name}' has no encoder tensors to share")
         for inp in inputs:
