@@ -281,6 +281,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--min-agreement", type=float, help="export parity bar (default: edgeseg's per precision)")
+    parser.add_argument("--skip-int8", action="store_true",
+                        help="no INT8 rows (ONNX Runtime's calibrator holds every intermediate tensor: >20 GB at 1024x2048)")
     parser.add_argument("--val-limit", type=int, default=0, help="val images per domain for accuracy (0 = all)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -313,6 +315,8 @@ def main() -> None:
                "edgeseg-ov-fp32": {"shaped_for": "openvino"},
                "edgeseg-ov-bf16": {"shaped_for": "openvino", "precision": "bf16"},
                "edgeseg-ov-int8": {"shaped_for": "openvino", "precision": "int8", "calib_images": args.calib_images}}
+    if args.skip_int8:
+        configs = {k: v for k, v in configs.items() if "int8" not in k}
     reports, export_s = {}, {}
     for name, extra in configs.items():
         t0 = time.perf_counter()
@@ -354,7 +358,16 @@ def main() -> None:
         "edgeseg-fp32/ov-default": ov_peer_runner(files["edgeseg-fp32"], None, args.threads),
         "edgeseg-ov-fp32": ov_backend(files["edgeseg-ov-fp32"]), "edgeseg-ov-bf16": ov_backend(files["edgeseg-ov-bf16"]),
         "edgeseg-ov-int8": ov_backend(files["edgeseg-ov-int8"]), "torch-eager": torch_labels,
-    }
+    } if not args.skip_int8 else {}
+    if args.skip_int8:
+        runners = {
+            "edgeseg-fp32/ort": ort_runner(files["edgeseg-fp32"]), "hf-fp32/ort": ort_runner(files["hf-fp32"]),
+            "hf/ov-f32": ov_peer_runner(files["hf-fp32"], "f32", args.threads),
+            "hf/ov-default": ov_peer_runner(files["hf-fp32"], None, args.threads),
+            "edgeseg-fp32/ov-f32": ov_peer_runner(files["edgeseg-fp32"], "f32", args.threads),
+            "edgeseg-fp32/ov-default": ov_peer_runner(files["edgeseg-fp32"], None, args.threads),
+            "edgeseg-ov-fp32": ov_backend(files["edgeseg-ov-fp32"]),
+            "edgeseg-ov-bf16": ov_backend(files["edgeseg-ov-bf16"]), "torch-eager": torch_labels}
     image, _ = val_set(data, "city")[0]
     x = normalize_batch([image], size, model.meta["mean"], model.meta["std"])  # type: ignore[arg-type]
     load_before = os.getloadavg()
@@ -366,7 +379,8 @@ def main() -> None:
     log("roofline and OpenVINO profile")
     macs = count_onnx_macs(files["edgeseg-fp32"]).macs  # the cheapest order of the same function
     peaks = {"f32": gemm_peak_gflops(args.threads, torch.float32), "bf16": gemm_peak_gflops(args.threads, torch.bfloat16)}
-    profile = {k: ov_profile(files[k], x, args.threads) for k in ("edgeseg-ov-fp32", "edgeseg-ov-bf16", "edgeseg-ov-int8")}
+    profile = {k: ov_profile(files[k], x, args.threads) for k in ("edgeseg-ov-fp32", "edgeseg-ov-bf16", "edgeseg-ov-int8")
+               if k in configs}
     result = {
         "command": command, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
         "load_average_before": load_before, "load_average_after": load_after, "cpu_count": os.cpu_count(),
@@ -391,9 +405,11 @@ def roofline_ms(r: dict[str, Any], dtype: str) -> float:
 def goals(r: dict[str, Any]) -> dict[str, Any]:
     """The issue's goal ratios, on CPU-time and wall medians of this one interleaved run."""
     lat, acc = r["latency"], r["accuracy"]
+    ours = [k for k in OURS if k in lat]
+    int8 = "edgeseg-int8/ort" in lat
     out: dict[str, Any] = {}
     for kind in ("cpu_median_ms", "wall_median_ms"):
-        best_ours = min(OURS, key=lambda k: lat[k][kind])
+        best_ours = min(ours, key=lambda k: lat[k][kind])
         best_peer = min(PEERS, key=lambda k: lat[k][kind])
         best_fp32 = min(FP32, key=lambda k: lat[k][kind])
         out[kind] = {
@@ -402,18 +418,19 @@ def goals(r: dict[str, Any]) -> dict[str, Any]:
             "int8_over_fp32": {"ort": lat["edgeseg-int8/ort"][kind] / lat["edgeseg-fp32/ort"][kind],
                                "openvino": lat["edgeseg-ov-int8"][kind] / lat["edgeseg-ov-fp32"][kind],
                                "best_int8_over_best_fp32": min(lat["edgeseg-int8/ort"][kind], lat["edgeseg-ov-int8"][kind])
-                               / lat[best_fp32][kind]},
+                               / lat[best_fp32][kind]} if int8 else None,
             "fp32_over_roofline": lat[best_fp32][kind] / roofline_ms(r, "f32"),
             "bf16_over_bf16_roofline": lat["edgeseg-ov-bf16"][kind] / roofline_ms(r, "bf16"),
         }
         out[kind]["agreement_of_best_ours"] = acc["agreement_with_torch"][best_ours]
-        exact = [k for k in OURS if acc["agreement_with_torch"][k] >= AGREEMENT_GOAL]  # both goals at once
+        exact = [k for k in ours if acc["agreement_with_torch"][k] >= AGREEMENT_GOAL]  # both goals at once
         best_exact = min(exact, key=lambda k: lat[k][kind]) if exact else None
         out[kind]["best_ours_at_agreement_goal"] = best_exact
         out[kind]["ours_at_agreement_goal_over_peer"] = (lat[best_exact][kind] / lat[best_peer][kind]
                                                          if best_exact else None)
     out["miou_change_int8"] = {"ort": acc["miou_mean"]["edgeseg-int8/ort"] - acc["miou_mean"]["edgeseg-fp32/ort"],
-                               "openvino": acc["miou_mean"]["edgeseg-ov-int8"] - acc["miou_mean"]["edgeseg-ov-fp32"]}
+                               "openvino": acc["miou_mean"]["edgeseg-ov-int8"] - acc["miou_mean"]["edgeseg-ov-fp32"]
+                               } if int8 else None
     out["miou_change_bf16"] = acc["miou_mean"]["edgeseg-ov-bf16"] - acc["miou_mean"]["edgeseg-ov-fp32"]
     return out
 
@@ -428,7 +445,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     lat, acc, g = r["latency"], r["accuracy"], r["goals"]
     rows = ["| graph / runtime | wall median ms | wall min ms | CPU-time median ms | CPU-time min ms | target mIoU | "
             "label agreement with PyTorch |", "|---|---|---|---|---|---|---|"]
-    for k in ROWS:
+    for k in (k for k in ROWS if k in lat):
         agree = acc["agreement_with_torch"].get(k)
         rows.append(f"| {k} | {lat[k]['wall_median_ms']:.1f} | {lat[k]['wall_min_ms']:.1f} | "
                     f"{lat[k]['cpu_median_ms']:.1f} | {lat[k]['cpu_min_ms']:.1f} | {acc['miou_mean'][k]:.2f} | "
@@ -441,13 +458,15 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"| its label agreement with PyTorch FP32 (trained model) | >= 99.9% | {100 * c['agreement_of_best_ours']:.3f}% | "
         f"{100 * w['agreement_of_best_ours']:.3f}% |",
         f"| fastest edgeseg path with >= 99.9% agreement / best peer | <= 0.8 | {_ratio(c)} | {_ratio(w)} |",
-        f"| INT8 latency / FP32, ONNX Runtime | <= 0.7 | {c['int8_over_fp32']['ort']:.2f} | {w['int8_over_fp32']['ort']:.2f} |",
-        f"| INT8 latency / FP32, OpenVINO | <= 0.7 | {c['int8_over_fp32']['openvino']:.2f} | "
-        f"{w['int8_over_fp32']['openvino']:.2f} |",
-        f"| best INT8 / best FP32 ({c['best_fp32']}) | <= 0.7 | {c['int8_over_fp32']['best_int8_over_best_fp32']:.2f} | "
-        f"{w['int8_over_fp32']['best_int8_over_best_fp32']:.2f} |",
-        f"| INT8 mIoU change (ORT / OpenVINO) | within 1 | {g['miou_change_int8']['ort']:+.2f} / "
-        f"{g['miou_change_int8']['openvino']:+.2f} | |",
+        *([f"| INT8 latency / FP32, ONNX Runtime | <= 0.7 | {c['int8_over_fp32']['ort']:.2f} | "
+           f"{w['int8_over_fp32']['ort']:.2f} |",
+           f"| INT8 latency / FP32, OpenVINO | <= 0.7 | {c['int8_over_fp32']['openvino']:.2f} | "
+           f"{w['int8_over_fp32']['openvino']:.2f} |",
+           f"| best INT8 / best FP32 ({c['best_fp32']}) | <= 0.7 | "
+           f"{c['int8_over_fp32']['best_int8_over_best_fp32']:.2f} | {w['int8_over_fp32']['best_int8_over_best_fp32']:.2f} |",
+           f"| INT8 mIoU change (ORT / OpenVINO) | within 1 | {g['miou_change_int8']['ort']:+.2f} / "
+           f"{g['miou_change_int8']['openvino']:+.2f} | |"] if c["int8_over_fp32"] else
+          ["| INT8 | - | not measured (--skip-int8) | |"]),
         f"| bf16 mIoU change (OpenVINO) | - | {g['miou_change_bf16']:+.2f} | |",
         f"| best FP32 / f32 roofline ({2 * r['gmacs']:.1f} GFLOP at {r['gemm_peak_gflops']['f32']:.0f} GFLOP/s = "
         f"{roofline_ms(r, 'f32'):.0f} ms) | <= 2 | "
