@@ -60,7 +60,9 @@ HEADLINE = ("source_only", "oracle", "self_training", "duda")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", type=Path, default=ROOT / "runs" / "adaptation", help="run folders (reused if done)")
+    p.add_argument(
+        "--work", type=Path, default=ROOT / "runs" / "adaptation", help="run folders (reused if done)"
+    )
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--targets", default="city,fog", help="comma-separated synthetic target domains")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the headline rows")
@@ -71,12 +73,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
     p.add_argument("--split", default="test", choices=("test", "val"), help="split scored (val: for choices)")
     p.add_argument("--test-images", type=int, default=60, help="images in the test split per domain")
-    p.add_argument("--tabulate-only", action="store_true",
-                   help="run nothing: build the tables from the committed pieces that match (rows may then have "
-                        "different seed counts)")
+    p.add_argument(
+        "--tabulate-only",
+        action="store_true",
+        help="run nothing: build the tables from the committed pieces that match (rows may then have "
+        "different seed counts)",
+    )
     args = p.parse_args(argv)
-    args.extra = [f"data.val_split={args.split}", f"synthetic.test_images={args.test_images}",
-                  "train.pl_precision=true", *args.extra]
+    args.extra = [
+        f"data.val_split={args.split}",
+        f"synthetic.test_images={args.test_images}",
+        "train.pl_precision=true",
+        *args.extra,
+    ]
     return args
 
 
@@ -90,7 +99,9 @@ def config_matches(saved: dict, want: dict, defaults: dict) -> bool:
             if value != defaults.get(key):
                 return False
         elif isinstance(value, dict):
-            if not isinstance(saved[key], dict) or not config_matches(saved[key], value, defaults.get(key) or {}):
+            if not isinstance(saved[key], dict) or not config_matches(
+                saved[key], value, defaults.get(key) or {}
+            ):
                 return False
         elif saved[key] != value:
             return False
@@ -135,8 +146,16 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
 
     out = args.work / target / row / f"seed{seed}"
     report = out / "report.json"
-    overrides = [f"data.target_domain={target}", f"seed={seed}", "train.source_only_baseline=false",
-                 "train.progress=false", f"data.source_root={data}", f"data.target_root={data}", *ROWS[row], *args.extra]
+    overrides = [
+        f"data.target_domain={target}",
+        f"seed={seed}",
+        "train.source_only_baseline=false",
+        "train.progress=false",
+        f"data.source_root={data}",
+        f"data.target_root={data}",
+        *ROWS[row],
+        *args.extra,
+    ]
     if args.iters:
         overrides.append(f"iters={args.iters}")
     if row == "duda":
@@ -159,7 +178,9 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
     if report.is_file():  # reuse a finished run, but only one made with exactly this configuration
         done = json.loads(report.read_text())
         if not config_matches(done.get("config", {}), want, defaults):
-            raise SystemExit(f"{out} holds a run with a different configuration; delete it or use another --work")
+            raise SystemExit(
+                f"{out} holds a run with a different configuration; delete it or use another --work"
+            )
         write_json_atomic(piece, slim(done, out))
         return json.loads(piece.read_text())
     cmd = [sys.executable, "-m", "edgeseg", "distill", "--out", str(out), "--json"]
@@ -175,8 +196,11 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
     done = slim(json.loads(report.read_text()), out)
     piece.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(piece, done)
-    print(f"  done {target:6s} {row:20s} seed {seed}: mIoU {100 * done['student']['target_miou']:.2f} "
-          f"({time.time() - t0:.0f} s)", flush=True)
+    print(
+        f"  done {target:6s} {row:20s} seed {seed}: mIoU {100 * done['student']['target_miou']:.2f} "
+        f"({time.time() - t0:.0f} s)",
+        flush=True,
+    )
     return done
 
 
@@ -192,8 +216,12 @@ def ensure_data(args: argparse.Namespace, targets: list[str]) -> Path:
 
 def summarise(values: list[float]) -> dict:
     pct = [100 * v for v in values]
-    return {"mean": round(statistics.mean(pct), 2), "std": round(statistics.stdev(pct), 2) if len(pct) > 1 else None,
-            "n": len(pct), "values": [round(v, 2) for v in pct]}
+    return {
+        "mean": round(statistics.mean(pct), 2),
+        "std": round(statistics.stdev(pct), 2) if len(pct) > 1 else None,
+        "n": len(pct),
+        "values": [round(v, 2) for v in pct],
+    }
 
 
 def collect(args: argparse.Namespace) -> dict[tuple[str, str, int], dict]:
@@ -204,8 +232,13 @@ def collect(args: argparse.Namespace) -> dict[tuple[str, str, int], dict]:
     rows = [r for r in args.rows.split(",") if r]
     data = args.work / "synthetic" if args.tabulate_only else ensure_data(args, targets)
     # fixed_teacher needs the DUDA teacher of the same seed: schedule it after every other run
-    jobs = [(t, r, s) for t in targets for r in rows if r != "fixed_teacher"
-            for s in (seeds if r in HEADLINE else ab_seeds)]
+    jobs = [
+        (t, r, s)
+        for t in targets
+        for r in rows
+        if r != "fixed_teacher"
+        for s in (seeds if r in HEADLINE else ab_seeds)
+    ]
     late = [(t, "fixed_teacher", s) for t in targets if "fixed_teacher" in rows for s in ab_seeds]
     results: dict[tuple[str, str, int], dict] = {}
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
@@ -230,19 +263,39 @@ def main(argv: list[str] | None = None) -> None:
         if rep.get("teacher"):
             entry["teacher"].append(rep["teacher"]["target_miou"])
         entry["wall"].append(rep["wall_time_s"])
-    summary = {t: {r: {"student_miou": summarise(e["student"]),
-                       "teacher_miou": summarise(e["teacher"]) if e["teacher"] else None,
-                       "mean_wall_time_s": round(statistics.mean(e["wall"]), 1)}
-                   for r, e in rows_.items()} for t, rows_ in table.items()}
+    summary = {
+        t: {
+            r: {
+                "student_miou": summarise(e["student"]),
+                "teacher_miou": summarise(e["teacher"]) if e["teacher"] else None,
+                "mean_wall_time_s": round(statistics.mean(e["wall"]), 1),
+            }
+            for r, e in rows_.items()
+        }
+        for t, rows_ in table.items()
+    }
     from edgeseg.uda.config import load_config
 
-    base = load_config("synthetic", overrides=list(args.extra) + ([f"iters={args.iters}"] if args.iters else []))
+    base = load_config(
+        "synthetic", overrides=list(args.extra) + ([f"iters={args.iters}"] if args.iters else [])
+    )
     command = "python benchmarks/adaptation.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    out = {"command": command.strip(), "wall_time_s": round(time.time() - t0, 1), "machine": platform.platform(),
-           "python": platform.python_version(), "iters": base.iters, "models": [base.models.large, base.models.small],
-           "image_size": list(base.synthetic.size), "train_images": base.synthetic.train_images,
-           "val_images": base.synthetic.val_images, "test_images": base.synthetic.test_images, "split": args.split,
-           "seeds": seeds, "ablation_seeds": ab_seeds, "results": summary}
+    out = {
+        "command": command.strip(),
+        "wall_time_s": round(time.time() - t0, 1),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "iters": base.iters,
+        "models": [base.models.large, base.models.small],
+        "image_size": list(base.synthetic.size),
+        "train_images": base.synthetic.train_images,
+        "val_images": base.synthetic.val_images,
+        "test_images": base.synthetic.test_images,
+        "split": args.split,
+        "seeds": seeds,
+        "ablation_seeds": ab_seeds,
+        "results": summary,
+    }
     args.results.mkdir(parents=True, exist_ok=True)
     name = "adaptation" if args.split == "test" else f"adaptation_{args.split}"
     write_json_atomic(args.results / f"{name}.json", out)
@@ -251,16 +304,26 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def render_markdown(out: dict) -> str:
-    lines = ["# Synthetic adaptation benchmark (DUDA and baselines)", "",
-             f"Command: `{out['command']}`  ", f"Total wall time: {out['wall_time_s']:.0f} s on {out['machine']}  ",
-             f"Setting: `synthetic` preset, {out['iters']} iterations, large `{out['models'][0]}` -> small "
-             f"`{out['models'][1]}`, {out['image_size'][0]}x{out['image_size'][1]} images, "
-             f"{out['train_images']} train / {out['val_images']} val / {out['test_images']} test images per domain; "
-             f"headline seeds {out['seeds']}, other rows seeds {out['ablation_seeds']}.", "",
-             f"Target-{out['split']} mIoU (%) of the small student, mean ± std over seeds (large EMA teacher in brackets).", ""]
+    lines = [
+        "# Synthetic adaptation benchmark (DUDA and baselines)",
+        "",
+        f"Command: `{out['command']}`  ",
+        f"Total wall time: {out['wall_time_s']:.0f} s on {out['machine']}  ",
+        f"Setting: `synthetic` preset, {out['iters']} iterations, large `{out['models'][0]}` -> small "
+        f"`{out['models'][1]}`, {out['image_size'][0]}x{out['image_size'][1]} images, "
+        f"{out['train_images']} train / {out['val_images']} val / {out['test_images']} test images per domain; "
+        f"headline seeds {out['seeds']}, other rows seeds {out['ablation_seeds']}.",
+        "",
+        f"Target-{out['split']} mIoU (%) of the small student, mean ± std over seeds (large EMA teacher in brackets).",
+        "",
+    ]
     for target, rows in out["results"].items():
-        lines += [f"## source -> {target}", "", "| row | student mIoU | teacher mIoU | per-seed | wall s/run |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"## source -> {target}",
+            "",
+            "| row | student mIoU | teacher mIoU | per-seed | wall s/run |",
+            "|---|---|---|---|---|",
+        ]
         for row in ROWS:
             if row not in rows:
                 continue
@@ -269,8 +332,10 @@ def render_markdown(out: dict) -> str:
             std = f" ± {s['std']:.2f}" if s["std"] is not None else ""
             t = r["teacher_miou"]
             teacher = f"({t['mean']:.2f})" if t else ""
-            lines.append(f"| {row} | {s['mean']:.2f}{std} | {teacher} | {', '.join(f'{v:.2f}' for v in s['values'])} "
-                         f"| {r['mean_wall_time_s']:.0f} |")
+            lines.append(
+                f"| {row} | {s['mean']:.2f}{std} | {teacher} | {', '.join(f'{v:.2f}' for v in s['values'])} "
+                f"| {r['mean_wall_time_s']:.0f} |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -69,20 +69,41 @@ def export_model(arch: str, size: tuple[int, int], workdir: Path) -> tuple[Path,
     h, w = size
     ckpt, onnx_path = workdir / f"{arch}.safetensors", workdir / f"{arch}_{h}x{w}.onnx"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    has_export = subprocess.run([sys.executable, "-m", "edgeseg", "export", "--help"], capture_output=True,
-                                text=True, env=env).returncode == 0
+    has_export = (
+        subprocess.run(
+            [sys.executable, "-m", "edgeseg", "export", "--help"], capture_output=True, text=True, env=env
+        ).returncode
+        == 0
+    )
     if has_export:
-        subprocess.run([sys.executable, "-c", _TORCH_EXPORT, arch, str(h), str(w), str(ckpt), "-"], check=True,
-                       env=env)
-        command = [sys.executable, "-m", "edgeseg", "export", str(ckpt), "--out", str(onnx_path),
-                   "--size", f"{h}x{w}"]
+        subprocess.run(
+            [sys.executable, "-c", _TORCH_EXPORT, arch, str(h), str(w), str(ckpt), "-"], check=True, env=env
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "edgeseg",
+            "export",
+            str(ckpt),
+            "--out",
+            str(onnx_path),
+            "--size",
+            f"{h}x{w}",
+        ]
         subprocess.run(command, check=True, env=env)
-        return onnx_path, (f"`edgeseg export {ckpt.name} --out {onnx_path.name} --size {h}x{w}` (its defaults: "
-                           "fp32, labels output, parity-checked against PyTorch)")
-    subprocess.run([sys.executable, "-c", _TORCH_EXPORT, arch, str(h), str(w), str(ckpt), str(onnx_path)],
-                   check=True, env=env)
-    return onnx_path, ("torch.onnx.export of the plain model (opset 17, float NCHW input, logits output) "
-                       "plus edgeseg ONNX metadata; `edgeseg export` was not available")
+        return onnx_path, (
+            f"`edgeseg export {ckpt.name} --out {onnx_path.name} --size {h}x{w}` (its defaults: "
+            "fp32, labels output, parity-checked against PyTorch)"
+        )
+    subprocess.run(
+        [sys.executable, "-c", _TORCH_EXPORT, arch, str(h), str(w), str(ckpt), str(onnx_path)],
+        check=True,
+        env=env,
+    )
+    return onnx_path, (
+        "torch.onnx.export of the plain model (opset 17, float NCHW input, logits output) "
+        "plus edgeseg ONNX metadata; `edgeseg export` was not available"
+    )
 
 
 def write_clip(path: Path, frames: int, h: int, w: int) -> list[np.ndarray]:
@@ -92,7 +113,7 @@ def write_clip(path: Path, frames: int, h: int, w: int) -> list[np.ndarray]:
     for i in range(frames):
         f = np.empty((h, w, 3), np.uint8)
         f[: h // 2] = (180, 130, 70)
-        f[h // 2:] = (90, 90, 90)
+        f[h // 2 :] = (90, 90, 90)
         for k in range(4):
             x = int((i * (6 + 3 * k) + k * w // 4) % w)
             cv2.rectangle(f, (x, h // 2 - h // 10), (x + w // 8, h // 2 + h // 8), (40 + 50 * k, 30, 160), -1)
@@ -119,20 +140,34 @@ def inference_only_fps(segmenter, frames: list[np.ndarray]) -> float:  # noqa: A
     return len(frames) / (time.perf_counter() - t0)
 
 
-def measure(segmenter, model_path: Path, clip: Path, frames: list[np.ndarray], repeats: int,  # noqa: ANN001
-            workdir: Path) -> list[dict[str, float]]:
+def measure(
+    segmenter,
+    model_path: Path,
+    clip: Path,
+    frames: list[np.ndarray],
+    repeats: int,  # noqa: ANN001
+    workdir: Path,
+) -> list[dict[str, float]]:
     """Interleaved repeats; the order flips every repeat (ABC, CBA, ...) so slow drift cancels out."""
+
     def infer_only() -> dict[str, float]:
         return {"inference_only_fps": inference_only_fps(segmenter, frames)}
 
     def demo(record: bool) -> dict[str, float]:
-        config = DemoConfig(model=str(model_path), source=str(clip), headless=True,
-                            record=workdir / "out.mp4" if record else None)
+        config = DemoConfig(
+            model=str(model_path),
+            source=str(clip),
+            headless=True,
+            record=workdir / "out.mp4" if record else None,
+        )
         stats = run_demo(config, segmenter=segmenter)
         assert stats.frames_rendered == len(frames) and stats.frames_dropped == 0
         prefix = "demo_record" if record else "demo"
-        return {f"{prefix}_fps": stats.end_to_end_fps, f"{prefix}_inference_fps": stats.inference_fps,
-                f"{prefix}_render_ms_p50": stats.render.summary_ms()["p50"]}  # type: ignore[index]
+        return {
+            f"{prefix}_fps": stats.end_to_end_fps,
+            f"{prefix}_inference_fps": stats.inference_fps,
+            f"{prefix}_render_ms_p50": stats.render.summary_ms()["p50"],
+        }  # type: ignore[index]
 
     steps = [infer_only, lambda: demo(False), lambda: demo(True)]
     runs = []
@@ -156,9 +191,18 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, float | bool]:
     def median(key: str) -> float:
         return round(statistics.median(r[key] for r in runs), 3)
 
-    out: dict[str, float | bool] = {k: median(k) for k in (
-        "inference_only_fps", "demo_fps", "demo_record_fps", "demo_inference_fps", "demo_render_ms_p50",
-        "demo_record_render_ms_p50", "demo_record_inference_fps")}
+    out: dict[str, float | bool] = {
+        k: median(k)
+        for k in (
+            "inference_only_fps",
+            "demo_fps",
+            "demo_record_fps",
+            "demo_inference_fps",
+            "demo_render_ms_p50",
+            "demo_record_render_ms_p50",
+            "demo_record_inference_fps",
+        )
+    }
     # loss = median over repeats of the paired loss (each pair measured minutes apart at most)
     out["demo_loss_pct"] = round(median("demo_loss_pct"), 1)
     out["demo_record_loss_pct"] = round(median("demo_record_loss_pct"), 1)
@@ -172,8 +216,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="segformer_b0")
     ap.add_argument("--onnx", type=Path, help="use this exported model instead of exporting --arch")
-    ap.add_argument("--size", action="append", help="model input HxW (and the clip's frame size); repeatable; "
-                                                    "default 256x512 and 512x1024")
+    ap.add_argument(
+        "--size",
+        action="append",
+        help="model input HxW (and the clip's frame size); repeatable; default 256x512 and 512x1024",
+    )
     ap.add_argument("--backend", default="onnxruntime-cpu")
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=5)
@@ -198,20 +245,36 @@ def main() -> None:
                 for frame in frames[:5]:  # warm-up: first runs allocate
                     segmenter.predict([frame])
                 runs = measure(segmenter, model_path, clip, frames, args.repeats, workdir)
-            results.append({"model": {"arch": args.arch if args.onnx is None else None, "file": model_path.name,
-                                      "made_by": made_by, "backend": segmenter.backend},
-                            "size_hw": [h, w], "clip_frames": args.frames, "median": summarise(runs),
-                            "runs": runs})
+            results.append(
+                {
+                    "model": {
+                        "arch": args.arch if args.onnx is None else None,
+                        "file": model_path.name,
+                        "made_by": made_by,
+                        "backend": segmenter.backend,
+                    },
+                    "size_hw": [h, w],
+                    "clip_frames": args.frames,
+                    "median": summarise(runs),
+                    "runs": runs,
+                }
+            )
             print(json.dumps({"size": f"{h}x{w}", **results[-1]["median"]}), flush=True)
     result = {
         "command": command,
         "goal": "the demo loses < 10% of inference-only FPS to capture and rendering",
         "results": results,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "shared": "2 cores shared with other engineers' jobs; see load averages",
-                    "loadavg_1_5_15_before": [round(v, 2) for v in load_before],
-                    "loadavg_1_5_15_after": [round(v, 2) for v in os.getloadavg()],
-                    "opencv": cv2.__version__, "numpy": np.__version__, "onnxruntime": _version("onnxruntime")},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "shared": "2 cores shared with other engineers' jobs; see load averages",
+            "loadavg_1_5_15_before": [round(v, 2) for v in load_before],
+            "loadavg_1_5_15_after": [round(v, 2) for v in os.getloadavg()],
+            "opencv": cv2.__version__,
+            "numpy": np.__version__,
+            "onnxruntime": _version("onnxruntime"),
+        },
     }
     write_json_atomic(args.out.with_suffix(".json"), result)
     write_text_atomic(args.out.with_suffix(".md"), render_markdown(result))
@@ -230,30 +293,35 @@ def render_markdown(r: dict) -> str:
     for res in r["results"]:
         m, size = res["median"], "x".join(map(str, res["size_hw"]))
         verdict = "yes" if m["goal_met"] else "**no**"
-        summary.append(f"| {size} | {m['inference_only_fps']:.2f} | {m['demo_fps']:.2f} | {m['demo_loss_pct']:.1f}% | "
-                       f"{m['demo_idle_pct']:.1f}% | {m['demo_record_fps']:.2f} | {m['demo_record_loss_pct']:.1f}% | "
-                       f"{m['demo_record_idle_pct']:.1f}% | {m['demo_render_ms_p50']:.1f} / "
-                       f"{m['demo_record_render_ms_p50']:.1f} | {verdict} |")
-        per_repeat += [f"| {size} | {x['repeat']} | {x['inference_only_fps']:.2f} | {x['demo_fps']:.2f} | "
-                       f"{x['demo_inference_fps']:.2f} | {x['demo_loss_pct']:.1f}% | {x['demo_idle_pct']:.1f}% | "
-                       f"{x['demo_record_fps']:.2f} | {x['demo_record_inference_fps']:.2f} | "
-                       f"{x['demo_record_loss_pct']:.1f}% | {x['demo_record_idle_pct']:.1f}% |" for x in res["runs"]]
+        summary.append(
+            f"| {size} | {m['inference_only_fps']:.2f} | {m['demo_fps']:.2f} | {m['demo_loss_pct']:.1f}% | "
+            f"{m['demo_idle_pct']:.1f}% | {m['demo_record_fps']:.2f} | {m['demo_record_loss_pct']:.1f}% | "
+            f"{m['demo_record_idle_pct']:.1f}% | {m['demo_render_ms_p50']:.1f} / "
+            f"{m['demo_record_render_ms_p50']:.1f} | {verdict} |"
+        )
+        per_repeat += [
+            f"| {size} | {x['repeat']} | {x['inference_only_fps']:.2f} | {x['demo_fps']:.2f} | "
+            f"{x['demo_inference_fps']:.2f} | {x['demo_loss_pct']:.1f}% | {x['demo_idle_pct']:.1f}% | "
+            f"{x['demo_record_fps']:.2f} | {x['demo_record_inference_fps']:.2f} | "
+            f"{x['demo_record_loss_pct']:.1f}% | {x['demo_record_idle_pct']:.1f}% |"
+            for x in res["runs"]
+        ]
     first = r["results"][0]
     nl = "\n"
     return f"""# Demo pipeline FPS vs inference-only FPS
 
-Command: `{r['command']}`
+Command: `{r["command"]}`
 
-Model: {first['model']['arch'] or first['model']['file']}, backend `{first['model']['backend']}`; ONNX per size made by
-{nl.join('- ' + x['model']['made_by'] for x in r['results'])}
+Model: {first["model"]["arch"] or first["model"]["file"]}, backend `{first["model"]["backend"]}`; ONNX per size made by
+{nl.join("- " + x["model"]["made_by"] for x in r["results"])}
 
-Clip: {first['clip_frames']} synthetic frames (mp4v) at the model input size,
+Clip: {first["clip_frames"]} synthetic frames (mp4v) at the model input size,
 so the demo decodes, infers and renders at one resolution. Medians over interleaved repeats; the loss
 is the median of per-repeat paired losses.
 
-Machine: {machine['cpus']} CPUs ({machine['platform']}), {machine['shared']}: load average
-{machine['loadavg_1_5_15_before']} before, {machine['loadavg_1_5_15_after']} after. onnxruntime
-{machine['onnxruntime']}, OpenCV {machine['opencv']}.
+Machine: {machine["cpus"]} CPUs ({machine["platform"]}), {machine["shared"]}: load average
+{machine["loadavg_1_5_15_before"]} before, {machine["loadavg_1_5_15_after"]} after. onnxruntime
+{machine["onnxruntime"]}, OpenCV {machine["opencv"]}.
 
 | size | inference-only FPS | demo FPS | loss | model idle in demo | demo + record FPS | loss | model idle | render ms p50 (plain / +record) | loss < 10% |
 |---|---|---|---|---|---|---|---|---|---|

@@ -37,8 +37,12 @@ TARGETS = ("city", "night", "fog", "rain")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", type=Path, default=ROOT / "runs" / "adaptation", help="run folders (shared with "
-                   "benchmarks/adaptation.py, so finished runs are reused)")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=ROOT / "runs" / "adaptation",
+        help="run folders (shared with benchmarks/adaptation.py, so finished runs are reused)",
+    )
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--targets", default=",".join(TARGETS))
     p.add_argument("--seeds", default="0,1,2")
@@ -53,11 +57,18 @@ def gap_table(results: dict[tuple[str, str, int], dict], targets: list[str], see
     for t in targets:
         so = [100 * results[(t, "source_only", s)]["student"]["target_miou"] for s in seeds]
         orc = [100 * results[(t, "oracle", s)]["student"]["target_miou"] for s in seeds]
-        spread = (lambda v: round(statistics.stdev(v), 2) if len(v) > 1 else None)  # noqa: E731
-        rows.append({"domain": t, "source_only": round(statistics.mean(so), 2), "source_only_std": spread(so),
-                     "oracle": round(statistics.mean(orc), 2), "oracle_std": spread(orc),
-                     "gap": round(statistics.mean(orc) - statistics.mean(so), 2),
-                     "per_seed": {"source_only": [round(v, 2) for v in so], "oracle": [round(v, 2) for v in orc]}})
+        spread = lambda v: round(statistics.stdev(v), 2) if len(v) > 1 else None  # noqa: E731
+        rows.append(
+            {
+                "domain": t,
+                "source_only": round(statistics.mean(so), 2),
+                "source_only_std": spread(so),
+                "oracle": round(statistics.mean(orc), 2),
+                "oracle_std": spread(orc),
+                "gap": round(statistics.mean(orc) - statistics.mean(so), 2),
+                "per_seed": {"source_only": [round(v, 2) for v in so], "oracle": [round(v, 2) for v in orc]},
+            }
+        )
     return rows
 
 
@@ -65,8 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     targets = [t for t in args.targets.split(",") if t]
     seeds = [int(s) for s in args.seeds.split(",")]
-    ad_argv = ["--work", str(args.work), "--results", str(args.results), "--targets", ",".join(targets),
-               "--seeds", ",".join(map(str, seeds)), "--rows", "source_only,oracle", "--jobs", str(args.jobs)]
+    ad_argv = [
+        "--work",
+        str(args.work),
+        "--results",
+        str(args.results),
+        "--targets",
+        ",".join(targets),
+        "--seeds",
+        ",".join(map(str, seeds)),
+        "--rows",
+        "source_only,oracle",
+        "--jobs",
+        str(args.jobs),
+    ]
     if args.iters:
         ad_argv += ["--iters", str(args.iters)]
     t0 = time.time()
@@ -76,11 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "command": " ".join(["python benchmarks/domain_gap.py", *map(shlex.quote, argv or sys.argv[1:])]),
         "path": "edgeseg distill (synthetic preset), method source_only / oracle, via benchmarks/adaptation.py",
-        "small": first["models"]["small"], "small_init": first["models"]["small_init"], "iters": first["iters"],
-        "split": "test", "seeds": seeds, "rows": rows,
-        "harmonic_mean": {"source_only": round(harmonic_mean([r["source_only"] for r in rows]), 2),
-                          "oracle": round(harmonic_mean([r["oracle"] for r in rows]), 2)},
-        "min_gap": min(r["gap"] for r in rows), "wall_time_s": round(time.time() - t0, 1),
+        "small": first["models"]["small"],
+        "small_init": first["models"]["small_init"],
+        "iters": first["iters"],
+        "split": "test",
+        "seeds": seeds,
+        "rows": rows,
+        "harmonic_mean": {
+            "source_only": round(harmonic_mean([r["source_only"] for r in rows]), 2),
+            "oracle": round(harmonic_mean([r["oracle"] for r in rows]), 2),
+        },
+        "min_gap": min(r["gap"] for r in rows),
+        "wall_time_s": round(time.time() - t0, 1),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
     }
     args.results.mkdir(parents=True, exist_ok=True)
@@ -94,19 +124,32 @@ def to_markdown(s: dict) -> str:
     def cell(mean: float, std: float | None) -> str:
         return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
 
-    lines = ["# Synthetic benchmark: domain gap", "", f"`{s['command']}`", "",
-             f"Small student `{s['small']}` (init `{s['small_init'] or 'random'}`), {s['iters']} iterations of "
-             f"`edgeseg distill` (synthetic preset) with method `source_only` (source labels) or `oracle` (the "
-             f"target's labels); target-{s['split']} mIoU (%), mean ± std over seeds {s['seeds']}.", "",
-             "| target | source-only | oracle | gap |", "| --- | ---: | ---: | ---: |"]
+    lines = [
+        "# Synthetic benchmark: domain gap",
+        "",
+        f"`{s['command']}`",
+        "",
+        f"Small student `{s['small']}` (init `{s['small_init'] or 'random'}`), {s['iters']} iterations of "
+        f"`edgeseg distill` (synthetic preset) with method `source_only` (source labels) or `oracle` (the "
+        f"target's labels); target-{s['split']} mIoU (%), mean ± std over seeds {s['seeds']}.",
+        "",
+        "| target | source-only | oracle | gap |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for r in s["rows"]:
-        lines.append(f"| {r['domain']} | {cell(r['source_only'], r['source_only_std'])} | "
-                     f"{cell(r['oracle'], r['oracle_std'])} | {r['gap']:.2f} |")
+        lines.append(
+            f"| {r['domain']} | {cell(r['source_only'], r['source_only_std'])} | "
+            f"{cell(r['oracle'], r['oracle_std'])} | {r['gap']:.2f} |"
+        )
     hm = s["harmonic_mean"]
-    lines += [f"| harmonic mean | {hm['source_only']:.2f} | {hm['oracle']:.2f} | "
-              f"{hm['oracle'] - hm['source_only']:.2f} |", "",
-              f"Smallest gap: {s['min_gap']:.2f} points. Wall time {s['wall_time_s']:.0f} s (finished runs are "
-              f"reused from committed pieces).", ""]
+    lines += [
+        f"| harmonic mean | {hm['source_only']:.2f} | {hm['oracle']:.2f} | "
+        f"{hm['oracle'] - hm['source_only']:.2f} |",
+        "",
+        f"Smallest gap: {s['min_gap']:.2f} points. Wall time {s['wall_time_s']:.0f} s (finished runs are "
+        f"reused from committed pieces).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -70,6 +70,7 @@ def log(msg: str) -> None:
 
 # -- data and model ----------------------------------------------------------------------------------------
 
+
 def render_data(root: Path, size: tuple[int, int], num: int, val_num: int) -> None:
     from edgeseg.data.synthetic import render_dataset
 
@@ -101,19 +102,42 @@ def train_b0(data: Path, out: Path, iters: int, crop: tuple[int, int], batch: in
     init = out.parent / "segformer_b0_init.safetensors"
     torch.manual_seed(0)
     # a random start recorded with transformers' LayerNorm eps, so the checkpoint has an exact transformers twin
-    save_model(create_model("segformer_b0", num_classes=19, layer_norm_eps=1e-5), init,
-               provenance={"init": "random, torch seed 0"})
+    save_model(
+        create_model("segformer_b0", num_classes=19, layer_norm_eps=1e-5),
+        init,
+        provenance={"init": "random, torch seed 0"},
+    )
     rendered = json.loads((data / "synthetic.json").read_text())["size"]  # the preset checks crop <= this
-    cfg = load_config("synthetic", overrides=[
-        "method=oracle", f"synthetic.size=[{rendered[0]}, {rendered[1]}]", f"iters={iters}", "models.small=segformer_b0", f"models.small_init={init}",
-        f"data.source_root={data}", f"data.target_root={data}", "data.target_domain=city", "data.val_split=val",
-        f"data.crop=[{crop[0]}, {crop[1]}]", f"data.batch_size={batch}", "optim.head_lr_mult=1.0",
-        "train.source_only_baseline=false", "train.progress=false"])
-    log(f"training segformer_b0 (edgeseg distill, method oracle on city): {iters} iters, batch {batch}, crop {crop}")
+    cfg = load_config(
+        "synthetic",
+        overrides=[
+            "method=oracle",
+            f"synthetic.size=[{rendered[0]}, {rendered[1]}]",
+            f"iters={iters}",
+            "models.small=segformer_b0",
+            f"models.small_init={init}",
+            f"data.source_root={data}",
+            f"data.target_root={data}",
+            "data.target_domain=city",
+            "data.val_split=val",
+            f"data.crop=[{crop[0]}, {crop[1]}]",
+            f"data.batch_size={batch}",
+            "optim.head_lr_mult=1.0",
+            "train.source_only_baseline=false",
+            "train.progress=false",
+        ],
+    )
+    log(
+        f"training segformer_b0 (edgeseg distill, method oracle on city): {iters} iters, batch {batch}, crop {crop}"
+    )
     result = run_distill(cfg, run, log=log)
     shutil.copyfile(result.student_path, out)
-    return {"path": "edgeseg distill --set method=oracle (synthetic preset overrides)", "run": str(run),
-            "city_val_miou": result.report["student"]["target_miou"], "wall_time_s": result.report["wall_time_s"]}
+    return {
+        "path": "edgeseg distill --set method=oracle (synthetic preset overrides)",
+        "run": str(run),
+        "city_val_miou": result.report["student"]["target_miou"],
+        "wall_time_s": result.report["wall_time_s"],
+    }
 
 
 def hf_twin(model: torch.nn.Module) -> torch.nn.Module:
@@ -122,9 +146,12 @@ def hf_twin(model: torch.nn.Module) -> torch.nn.Module:
 
     from edgeseg.models.pretrained import _HF_RULES, map_keys
 
-    cfg = transformers.SegformerConfig(num_labels=model.num_classes, hidden_sizes=list(model.encoder.spec.embed_dims),
-                                       depths=list(model.encoder.spec.depths),
-                                       decoder_hidden_size=model.head.embed_dim)
+    cfg = transformers.SegformerConfig(
+        num_labels=model.num_classes,
+        hidden_sizes=list(model.encoder.spec.embed_dims),
+        depths=list(model.encoder.spec.depths),
+        decoder_hidden_size=model.head.embed_dim,
+    )
     hf = transformers.SegformerForSemanticSegmentation(cfg).eval()
     ours = model.state_dict()
     state = {}
@@ -154,11 +181,19 @@ def export_hf(model: torch.nn.Module, out: Path, size: tuple[int, int]) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(HFLabels(hf_twin(model)), (torch.zeros(1, 3, *size),), str(out), opset_version=17,
-                          input_names=["input"], output_names=["labels"], dynamo=False)
+        torch.onnx.export(
+            HFLabels(hf_twin(model)),
+            (torch.zeros(1, 3, *size),),
+            str(out),
+            opset_version=17,
+            input_names=["input"],
+            output_names=["labels"],
+            dynamo=False,
+        )
 
 
 # -- measurements ------------------------------------------------------------------------------------------
+
 
 def val_set(data: Path, domain: str) -> list[tuple[np.ndarray, np.ndarray]]:
     from edgeseg.data.datasets import load_dataset
@@ -178,36 +213,52 @@ def latency(runners: dict[str, Any], x: np.ndarray, rounds: int) -> dict[str, di
             run(x)
             cpu[name].append(time.process_time() - c0)
             wall[name].append(time.perf_counter() - t0)
-    return {k: {"wall_median_ms": 1000 * statistics.median(wall[k]), "wall_min_ms": 1000 * min(wall[k]),
-                "cpu_median_ms": 1000 * statistics.median(cpu[k]), "cpu_min_ms": 1000 * min(cpu[k])}
-            for k in runners}
+    return {
+        k: {
+            "wall_median_ms": 1000 * statistics.median(wall[k]),
+            "wall_min_ms": 1000 * min(wall[k]),
+            "cpu_median_ms": 1000 * statistics.median(cpu[k]),
+            "cpu_min_ms": 1000 * min(cpu[k]),
+        }
+        for k in runners
+    }
 
 
-def accuracy(predictors: dict[str, Any], data: Path, mean: Any, std: Any, size: tuple[int, int],
-             limit: int = 0) -> dict[str, Any]:
+def accuracy(
+    predictors: dict[str, Any], data: Path, mean: Any, std: Any, size: tuple[int, int], limit: int = 0
+) -> dict[str, Any]:
     import cv2
 
     per_domain: dict[str, dict[str, float]] = {}
     agreement: dict[str, list[int]] = {k: [0, 0] for k in predictors if k != "torch-eager"}
     for domain in TARGETS:
         matrices = {k: ConfusionMatrix(19) for k in predictors}
-        for image, label in val_set(data, domain)[:limit or None]:
+        for image, label in val_set(data, domain)[: limit or None]:
             x = normalize_batch([image], size, mean, std)
             preds = {k: np.asarray(p(x))[0] for k, p in predictors.items()}
             for k, pred in preds.items():
-                scored = pred if pred.shape == label.shape else cv2.resize(  # --size other than the data's
-                    pred.astype(np.uint8), label.shape[::-1], interpolation=cv2.INTER_NEAREST)
+                scored = (
+                    pred
+                    if pred.shape == label.shape
+                    else cv2.resize(  # --size other than the data's
+                        pred.astype(np.uint8), label.shape[::-1], interpolation=cv2.INTER_NEAREST
+                    )
+                )
                 matrices[k].update(scored, label)
                 if k in agreement:
                     agreement[k][0] += int((pred == preds["torch-eager"]).sum())
                     agreement[k][1] += pred.size
         per_domain[domain] = {k: 100 * mean_iou(per_class_iou(m.matrix)) for k, m in matrices.items()}
     avg = {k: statistics.mean(per_domain[d][k] for d in TARGETS) for k in predictors}
-    return {"miou_per_domain": per_domain, "miou_mean": avg,
-            "agreement_with_torch": {k: a / t for k, (a, t) in agreement.items()}}
+    return {
+        "miou_per_domain": per_domain,
+        "miou_mean": avg,
+        "agreement_with_torch": {k: a / t for k, (a, t) in agreement.items()},
+    }
 
 
 # -- OpenVINO and the roofline ----------------------------------------------------------------------------
+
 
 def ov_peer_runner(path: Path, precision: str | None, threads: int) -> Any:
     """A peer graph in OpenVINO as a user would load it: `precision` None = OpenVINO's default."""
@@ -227,7 +278,7 @@ def gemm_peak_gflops(threads: int, dtype: torch.dtype, n: int = 1024, repeats: i
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     torch.mm(a, b)
     best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def _timed(fn: Any) -> float:
@@ -255,12 +306,25 @@ def ov_profile(path: Path, x: np.ndarray, threads: int, top: int = 12) -> list[d
             key = f"{info.node_type} ({info.exec_type})"
             totals[key] = totals.get(key, 0.0) + info.real_time.total_seconds() * 1000 / 3
     whole = sum(totals.values())
-    return [{"layer": k, "ms": round(v, 1), "share": round(v / whole, 3)}
-            for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:top]]
+    return [
+        {"layer": k, "ms": round(v, 1), "share": round(v / whole, 3)}
+        for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    ]
 
 
-ROWS = ("edgeseg-fp32/ort", "edgeseg-int8/ort", "hf-fp32/ort", "hf/ov-f32", "hf/ov-default", "edgeseg-fp32/ov-f32",
-        "edgeseg-fp32/ov-default", "edgeseg-ov-fp32", "edgeseg-ov-bf16", "edgeseg-ov-int8", "torch-eager")
+ROWS = (
+    "edgeseg-fp32/ort",
+    "edgeseg-int8/ort",
+    "hf-fp32/ort",
+    "hf/ov-f32",
+    "hf/ov-default",
+    "edgeseg-fp32/ov-f32",
+    "edgeseg-fp32/ov-default",
+    "edgeseg-ov-fp32",
+    "edgeseg-ov-bf16",
+    "edgeseg-ov-int8",
+    "torch-eager",
+)
 OURS = ("edgeseg-fp32/ort", "edgeseg-int8/ort", "edgeseg-ov-fp32", "edgeseg-ov-bf16", "edgeseg-ov-int8")
 PEERS = ("hf-fp32/ort", "hf/ov-f32", "hf/ov-default")
 FP32 = ("edgeseg-fp32/ort", "edgeseg-ov-fp32")
@@ -280,10 +344,17 @@ def main() -> None:
     parser.add_argument("--calib-images", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--min-agreement", type=float, help="export parity bar (default: edgeseg's per precision)")
-    parser.add_argument("--skip-int8", action="store_true",
-                        help="no INT8 rows (ONNX Runtime's calibrator holds every intermediate tensor: >20 GB at 1024x2048)")
-    parser.add_argument("--val-limit", type=int, default=0, help="val images per domain for accuracy (0 = all)")
+    parser.add_argument(
+        "--min-agreement", type=float, help="export parity bar (default: edgeseg's per precision)"
+    )
+    parser.add_argument(
+        "--skip-int8",
+        action="store_true",
+        help="no INT8 rows (ONNX Runtime's calibrator holds every intermediate tensor: >20 GB at 1024x2048)",
+    )
+    parser.add_argument(
+        "--val-limit", type=int, default=0, help="val images per domain for accuracy (0 = all)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     command = "python benchmarks/export.py " + shlex.join(sys.argv[1:])
@@ -299,29 +370,53 @@ def main() -> None:
         training = train_b0(data, ckpt, args.train_iters, (256, 512), args.train_batch)
     elif args.ckpt is None and (work / "train_b0" / "report.json").exists():  # trained by an earlier run here
         report = json.loads((work / "train_b0" / "report.json").read_text())
-        training = {"path": "edgeseg distill --set method=oracle (synthetic preset overrides)", "run": str(work / "train_b0"),
-                    "iters": report.get("iters"), "city_val_miou": report["student"]["target_miou"],
-                    "wall_time_s": report.get("wall_time_s")}
+        training = {
+            "path": "edgeseg distill --set method=oracle (synthetic preset overrides)",
+            "run": str(work / "train_b0"),
+            "iters": report.get("iters"),
+            "city_val_miou": report["student"]["target_miou"],
+            "wall_time_s": report.get("wall_time_s"),
+        }
     model = load_model(ckpt)
     assert model.arch == "segformer_b0", "the comparison is defined for segformer_b0"
     calib = calib_folder(data, work)
     tag = f"{size[0]}x{size[1]}"
 
-    log("exporting: edgeseg fp32 / int8 (ONNX Runtime), --for openvino fp32 / bf16 / int8, transformers export")
-    files = {"edgeseg-fp32": work / f"edgeseg_fp32_{tag}.onnx", "edgeseg-int8": work / f"edgeseg_int8_{tag}.onnx",
-             "edgeseg-ov-fp32": work / f"edgeseg_ov_fp32_{tag}.xml", "edgeseg-ov-bf16": work / f"edgeseg_ov_bf16_{tag}.xml",
-             "edgeseg-ov-int8": work / f"edgeseg_ov_int8_{tag}.xml", "hf-fp32": work / f"hf_fp32_{tag}.onnx"}
-    configs = {"edgeseg-fp32": {}, "edgeseg-int8": {"precision": "int8", "calib_images": args.calib_images},
-               "edgeseg-ov-fp32": {"shaped_for": "openvino"},
-               "edgeseg-ov-bf16": {"shaped_for": "openvino", "precision": "bf16"},
-               "edgeseg-ov-int8": {"shaped_for": "openvino", "precision": "int8", "calib_images": args.calib_images}}
+    log(
+        "exporting: edgeseg fp32 / int8 (ONNX Runtime), --for openvino fp32 / bf16 / int8, transformers export"
+    )
+    files = {
+        "edgeseg-fp32": work / f"edgeseg_fp32_{tag}.onnx",
+        "edgeseg-int8": work / f"edgeseg_int8_{tag}.onnx",
+        "edgeseg-ov-fp32": work / f"edgeseg_ov_fp32_{tag}.xml",
+        "edgeseg-ov-bf16": work / f"edgeseg_ov_bf16_{tag}.xml",
+        "edgeseg-ov-int8": work / f"edgeseg_ov_int8_{tag}.xml",
+        "hf-fp32": work / f"hf_fp32_{tag}.onnx",
+    }
+    configs = {
+        "edgeseg-fp32": {},
+        "edgeseg-int8": {"precision": "int8", "calib_images": args.calib_images},
+        "edgeseg-ov-fp32": {"shaped_for": "openvino"},
+        "edgeseg-ov-bf16": {"shaped_for": "openvino", "precision": "bf16"},
+        "edgeseg-ov-int8": {"shaped_for": "openvino", "precision": "int8", "calib_images": args.calib_images},
+    }
     if args.skip_int8:
         configs = {k: v for k, v in configs.items() if "int8" not in k}
     reports, export_s = {}, {}
     for name, extra in configs.items():
         t0 = time.perf_counter()
-        reports[name] = export_onnx(ckpt, files[name], ExportConfig(size=size, calib_dir=calib, parity_images=2,  # type: ignore[arg-type]
-                                                                    min_agreement=args.min_agreement, **extra), log=log).to_json()
+        reports[name] = export_onnx(
+            ckpt,
+            files[name],
+            ExportConfig(
+                size=size,
+                calib_dir=calib,
+                parity_images=2,  # type: ignore[arg-type]
+                min_agreement=args.min_agreement,
+                **extra,
+            ),
+            log=log,
+        ).to_json()
         export_s[name] = time.perf_counter() - t0
     t0 = time.perf_counter()
     export_hf(model, files["hf-fp32"], size)  # type: ignore[arg-type]
@@ -347,47 +442,83 @@ def main() -> None:
     def torch_labels(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             logits = model(torch.from_numpy(x))
-            return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False).argmax(1).numpy()
+            return (
+                F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+                .argmax(1)
+                .numpy()
+            )
 
-    runners = {
-        "edgeseg-fp32/ort": ort_runner(files["edgeseg-fp32"]), "edgeseg-int8/ort": ort_runner(files["edgeseg-int8"]),
-        "hf-fp32/ort": ort_runner(files["hf-fp32"]),
-        "hf/ov-f32": ov_peer_runner(files["hf-fp32"], "f32", args.threads),
-        "hf/ov-default": ov_peer_runner(files["hf-fp32"], None, args.threads),
-        "edgeseg-fp32/ov-f32": ov_peer_runner(files["edgeseg-fp32"], "f32", args.threads),
-        "edgeseg-fp32/ov-default": ov_peer_runner(files["edgeseg-fp32"], None, args.threads),
-        "edgeseg-ov-fp32": ov_backend(files["edgeseg-ov-fp32"]), "edgeseg-ov-bf16": ov_backend(files["edgeseg-ov-bf16"]),
-        "edgeseg-ov-int8": ov_backend(files["edgeseg-ov-int8"]), "torch-eager": torch_labels,
-    } if not args.skip_int8 else {}
-    if args.skip_int8:
-        runners = {
-            "edgeseg-fp32/ort": ort_runner(files["edgeseg-fp32"]), "hf-fp32/ort": ort_runner(files["hf-fp32"]),
+    runners = (
+        {
+            "edgeseg-fp32/ort": ort_runner(files["edgeseg-fp32"]),
+            "edgeseg-int8/ort": ort_runner(files["edgeseg-int8"]),
+            "hf-fp32/ort": ort_runner(files["hf-fp32"]),
             "hf/ov-f32": ov_peer_runner(files["hf-fp32"], "f32", args.threads),
             "hf/ov-default": ov_peer_runner(files["hf-fp32"], None, args.threads),
             "edgeseg-fp32/ov-f32": ov_peer_runner(files["edgeseg-fp32"], "f32", args.threads),
             "edgeseg-fp32/ov-default": ov_peer_runner(files["edgeseg-fp32"], None, args.threads),
             "edgeseg-ov-fp32": ov_backend(files["edgeseg-ov-fp32"]),
-            "edgeseg-ov-bf16": ov_backend(files["edgeseg-ov-bf16"]), "torch-eager": torch_labels}
+            "edgeseg-ov-bf16": ov_backend(files["edgeseg-ov-bf16"]),
+            "edgeseg-ov-int8": ov_backend(files["edgeseg-ov-int8"]),
+            "torch-eager": torch_labels,
+        }
+        if not args.skip_int8
+        else {}
+    )
+    if args.skip_int8:
+        runners = {
+            "edgeseg-fp32/ort": ort_runner(files["edgeseg-fp32"]),
+            "hf-fp32/ort": ort_runner(files["hf-fp32"]),
+            "hf/ov-f32": ov_peer_runner(files["hf-fp32"], "f32", args.threads),
+            "hf/ov-default": ov_peer_runner(files["hf-fp32"], None, args.threads),
+            "edgeseg-fp32/ov-f32": ov_peer_runner(files["edgeseg-fp32"], "f32", args.threads),
+            "edgeseg-fp32/ov-default": ov_peer_runner(files["edgeseg-fp32"], None, args.threads),
+            "edgeseg-ov-fp32": ov_backend(files["edgeseg-ov-fp32"]),
+            "edgeseg-ov-bf16": ov_backend(files["edgeseg-ov-bf16"]),
+            "torch-eager": torch_labels,
+        }
     image, _ = val_set(data, "city")[0]
     x = normalize_batch([image], size, model.meta["mean"], model.meta["std"])  # type: ignore[arg-type]
     load_before = os.getloadavg()
-    log(f"latency: {args.rounds} interleaved rounds of {len(runners)} rows, {args.threads} thread(s), load {load_before}")
+    log(
+        f"latency: {args.rounds} interleaved rounds of {len(runners)} rows, {args.threads} thread(s), load {load_before}"  # noqa: E501
+    )
     lat = latency(runners, x, args.rounds)
     load_after = os.getloadavg()
     log("accuracy on the target-domain val images")
     acc = accuracy(runners, data, model.meta["mean"], model.meta["std"], size, args.val_limit)  # type: ignore[arg-type]
     log("roofline and OpenVINO profile")
     macs = count_onnx_macs(files["edgeseg-fp32"]).macs  # the cheapest order of the same function
-    peaks = {"f32": gemm_peak_gflops(args.threads, torch.float32), "bf16": gemm_peak_gflops(args.threads, torch.bfloat16)}
-    profile = {k: ov_profile(files[k], x, args.threads) for k in ("edgeseg-ov-fp32", "edgeseg-ov-bf16", "edgeseg-ov-int8")
-               if k in configs}
+    peaks = {
+        "f32": gemm_peak_gflops(args.threads, torch.float32),
+        "bf16": gemm_peak_gflops(args.threads, torch.bfloat16),
+    }
+    profile = {
+        k: ov_profile(files[k], x, args.threads)
+        for k in ("edgeseg-ov-fp32", "edgeseg-ov-bf16", "edgeseg-ov-int8")
+        if k in configs
+    }
     result = {
-        "command": command, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
-        "load_average_before": load_before, "load_average_after": load_after, "cpu_count": os.cpu_count(),
-        "threads": args.threads, "size": list(size), "checkpoint": str(ckpt), "training": training,
-        "onnxruntime": ort.__version__, "openvino": ov.__version__, "torch": torch.__version__,
-        "export_seconds": export_s, "exports": reports, "latency": lat, "accuracy": acc,
-        "gmacs": macs / 1e9, "gemm_peak_gflops": peaks, "openvino_profile": profile,
+        "command": command,
+        "host": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "size": list(size),
+        "checkpoint": str(ckpt),
+        "training": training,
+        "onnxruntime": ort.__version__,
+        "openvino": ov.__version__,
+        "torch": torch.__version__,
+        "export_seconds": export_s,
+        "exports": reports,
+        "latency": lat,
+        "accuracy": acc,
+        "gmacs": macs / 1e9,
+        "gemm_peak_gflops": peaks,
+        "openvino_profile": profile,
     }
     result["goals"] = goals(result)
     name = f"export_{platform.node() or 'host'}_{args.threads}t" + ("" if size == (512, 1024) else f"_{tag}")
@@ -413,12 +544,18 @@ def goals(r: dict[str, Any]) -> dict[str, Any]:
         best_peer = min(PEERS, key=lambda k: lat[k][kind])
         best_fp32 = min(FP32, key=lambda k: lat[k][kind])
         out[kind] = {
-            "best_ours": best_ours, "best_peer": best_peer, "ours_over_peer": lat[best_ours][kind] / lat[best_peer][kind],
+            "best_ours": best_ours,
+            "best_peer": best_peer,
+            "ours_over_peer": lat[best_ours][kind] / lat[best_peer][kind],
             "best_fp32": best_fp32,
-            "int8_over_fp32": {"ort": lat["edgeseg-int8/ort"][kind] / lat["edgeseg-fp32/ort"][kind],
-                               "openvino": lat["edgeseg-ov-int8"][kind] / lat["edgeseg-ov-fp32"][kind],
-                               "best_int8_over_best_fp32": min(lat["edgeseg-int8/ort"][kind], lat["edgeseg-ov-int8"][kind])
-                               / lat[best_fp32][kind]} if int8 else None,
+            "int8_over_fp32": {
+                "ort": lat["edgeseg-int8/ort"][kind] / lat["edgeseg-fp32/ort"][kind],
+                "openvino": lat["edgeseg-ov-int8"][kind] / lat["edgeseg-ov-fp32"][kind],
+                "best_int8_over_best_fp32": min(lat["edgeseg-int8/ort"][kind], lat["edgeseg-ov-int8"][kind])
+                / lat[best_fp32][kind],
+            }
+            if int8
+            else None,
             "fp32_over_roofline": lat[best_fp32][kind] / roofline_ms(r, "f32"),
             "bf16_over_bf16_roofline": lat["edgeseg-ov-bf16"][kind] / roofline_ms(r, "bf16"),
         }
@@ -426,11 +563,17 @@ def goals(r: dict[str, Any]) -> dict[str, Any]:
         exact = [k for k in ours if acc["agreement_with_torch"][k] >= AGREEMENT_GOAL]  # both goals at once
         best_exact = min(exact, key=lambda k: lat[k][kind]) if exact else None
         out[kind]["best_ours_at_agreement_goal"] = best_exact
-        out[kind]["ours_at_agreement_goal_over_peer"] = (lat[best_exact][kind] / lat[best_peer][kind]
-                                                         if best_exact else None)
-    out["miou_change_int8"] = {"ort": acc["miou_mean"]["edgeseg-int8/ort"] - acc["miou_mean"]["edgeseg-fp32/ort"],
-                               "openvino": acc["miou_mean"]["edgeseg-ov-int8"] - acc["miou_mean"]["edgeseg-ov-fp32"]
-                               } if int8 else None
+        out[kind]["ours_at_agreement_goal_over_peer"] = (
+            lat[best_exact][kind] / lat[best_peer][kind] if best_exact else None
+        )
+    out["miou_change_int8"] = (
+        {
+            "ort": acc["miou_mean"]["edgeseg-int8/ort"] - acc["miou_mean"]["edgeseg-fp32/ort"],
+            "openvino": acc["miou_mean"]["edgeseg-ov-int8"] - acc["miou_mean"]["edgeseg-ov-fp32"],
+        }
+        if int8
+        else None
+    )
     out["miou_change_bf16"] = acc["miou_mean"]["edgeseg-ov-bf16"] - acc["miou_mean"]["edgeseg-ov-fp32"]
     return out
 
@@ -438,63 +581,102 @@ def goals(r: dict[str, Any]) -> dict[str, Any]:
 def _ratio(g: dict[str, Any]) -> str:
     if g["best_ours_at_agreement_goal"] is None:
         return "none reaches 99.9%"
-    return f"{g['ours_at_agreement_goal_over_peer']:.2f} ({g['best_ours_at_agreement_goal']} / {g['best_peer']})"
+    return (
+        f"{g['ours_at_agreement_goal_over_peer']:.2f} ({g['best_ours_at_agreement_goal']} / {g['best_peer']})"
+    )
 
 
 def to_markdown(r: dict[str, Any]) -> str:
     lat, acc, g = r["latency"], r["accuracy"], r["goals"]
-    rows = ["| graph / runtime | wall median ms | wall min ms | CPU-time median ms | CPU-time min ms | target mIoU | "
-            "label agreement with PyTorch |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| graph / runtime | wall median ms | wall min ms | CPU-time median ms | CPU-time min ms | target mIoU | "
+        "label agreement with PyTorch |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k in (k for k in ROWS if k in lat):
         agree = acc["agreement_with_torch"].get(k)
-        rows.append(f"| {k} | {lat[k]['wall_median_ms']:.1f} | {lat[k]['wall_min_ms']:.1f} | "
-                    f"{lat[k]['cpu_median_ms']:.1f} | {lat[k]['cpu_min_ms']:.1f} | {acc['miou_mean'][k]:.2f} | "
-                    f"{'-' if agree is None else f'{100 * agree:.3f}%'} |")
+        rows.append(
+            f"| {k} | {lat[k]['wall_median_ms']:.1f} | {lat[k]['wall_min_ms']:.1f} | "
+            f"{lat[k]['cpu_median_ms']:.1f} | {lat[k]['cpu_min_ms']:.1f} | {acc['miou_mean'][k]:.2f} | "
+            f"{'-' if agree is None else f'{100 * agree:.3f}%'} |"
+        )
     c, w = g["cpu_median_ms"], g["wall_median_ms"]
     goal_rows = [
-        "| measure | goal | CPU-time medians | wall medians |", "|---|---|---|---|",
+        "| measure | goal | CPU-time medians | wall medians |",
+        "|---|---|---|---|",
         f"| edgeseg best CPU path / best peer configuration | <= 0.8 | {c['ours_over_peer']:.2f} ({c['best_ours']} / "
         f"{c['best_peer']}) | {w['ours_over_peer']:.2f} ({w['best_ours']} / {w['best_peer']}) |",
-        f"| its label agreement with PyTorch FP32 (trained model) | >= 99.9% | {100 * c['agreement_of_best_ours']:.3f}% | "
+        f"| its label agreement with PyTorch FP32 (trained model) | >= 99.9% | {100 * c['agreement_of_best_ours']:.3f}% | "  # noqa: E501
         f"{100 * w['agreement_of_best_ours']:.3f}% |",
         f"| fastest edgeseg path with >= 99.9% agreement / best peer | <= 0.8 | {_ratio(c)} | {_ratio(w)} |",
-        *([f"| INT8 latency / FP32, ONNX Runtime | <= 0.7 | {c['int8_over_fp32']['ort']:.2f} | "
-           f"{w['int8_over_fp32']['ort']:.2f} |",
-           f"| INT8 latency / FP32, OpenVINO | <= 0.7 | {c['int8_over_fp32']['openvino']:.2f} | "
-           f"{w['int8_over_fp32']['openvino']:.2f} |",
-           f"| best INT8 / best FP32 ({c['best_fp32']}) | <= 0.7 | "
-           f"{c['int8_over_fp32']['best_int8_over_best_fp32']:.2f} | {w['int8_over_fp32']['best_int8_over_best_fp32']:.2f} |",
-           f"| INT8 mIoU change (ORT / OpenVINO) | within 1 | {g['miou_change_int8']['ort']:+.2f} / "
-           f"{g['miou_change_int8']['openvino']:+.2f} | |"] if c["int8_over_fp32"] else
-          ["| INT8 | - | not measured (--skip-int8) | |"]),
+        *(
+            [
+                f"| INT8 latency / FP32, ONNX Runtime | <= 0.7 | {c['int8_over_fp32']['ort']:.2f} | "
+                f"{w['int8_over_fp32']['ort']:.2f} |",
+                f"| INT8 latency / FP32, OpenVINO | <= 0.7 | {c['int8_over_fp32']['openvino']:.2f} | "
+                f"{w['int8_over_fp32']['openvino']:.2f} |",
+                f"| best INT8 / best FP32 ({c['best_fp32']}) | <= 0.7 | "
+                f"{c['int8_over_fp32']['best_int8_over_best_fp32']:.2f} | {w['int8_over_fp32']['best_int8_over_best_fp32']:.2f} |",  # noqa: E501
+                f"| INT8 mIoU change (ORT / OpenVINO) | within 1 | {g['miou_change_int8']['ort']:+.2f} / "
+                f"{g['miou_change_int8']['openvino']:+.2f} | |",
+            ]
+            if c["int8_over_fp32"]
+            else ["| INT8 | - | not measured (--skip-int8) | |"]
+        ),
         f"| bf16 mIoU change (OpenVINO) | - | {g['miou_change_bf16']:+.2f} | |",
         f"| best FP32 / f32 roofline ({2 * r['gmacs']:.1f} GFLOP at {r['gemm_peak_gflops']['f32']:.0f} GFLOP/s = "
         f"{roofline_ms(r, 'f32'):.0f} ms) | <= 2 | "
         f"{c['fp32_over_roofline']:.2f} | {w['fp32_over_roofline']:.2f} |",
-        f"| edgeseg-ov-bf16 / bf16 roofline ({r['gemm_peak_gflops']['bf16']:.0f} GFLOP/s = {roofline_ms(r, 'bf16'):.0f} ms) "
+        f"| edgeseg-ov-bf16 / bf16 roofline ({r['gemm_peak_gflops']['bf16']:.0f} GFLOP/s = {roofline_ms(r, 'bf16'):.0f} ms) "  # noqa: E501
         f"| - | {c['bf16_over_bf16_roofline']:.2f} | "
         f"{w['bf16_over_bf16_roofline']:.2f} |",
     ]
     prof = []
     for k, layers in r["openvino_profile"].items():
-        prof += [f"**{k}**: " + ", ".join(f"{e['layer']} {e['ms']:.0f} ms ({100 * e['share']:.0f}%)" for e in layers), ""]
-    return "\n".join([
-        f"# CPU deployment: edgeseg vs peers, segformer_b0 {r['size'][0]}x{r['size'][1]}, labels output", "",
-        f"Command: `{r['command']}`", "",
-        f"Host {r['host']} ({r['cpu']}, {r['cpu_count']} cores), {r['threads']} thread(s); load average before "
-        f"{[round(v, 2) for v in r['load_average_before']]}, after {[round(v, 2) for v in r['load_average_after']]} "
-        f"(a shared machine: compare ratios within this run; CPU time is the process's, all threads); "
-        f"onnxruntime {r['onnxruntime']}, openvino {r['openvino']}, torch {r['torch']}.", "",
-        *rows, "", "## Goals (issue 14)", "", *goal_rows, "",
-        *(["With more than one thread CPU time sums the threads' work: compare the wall-clock columns.", ""]
-          if r["threads"] > 1 else []),
-        "## Where the time goes (OpenVINO perf counters, per layer type, mean of 3 runs)", "", *prof,
-        "Per-domain mIoU:", "",
-        "| domain | " + " | ".join(acc["miou_mean"]) + " |",
-        "|---|" + "---|" * len(acc["miou_mean"]),
-        *[f"| {d} | " + " | ".join(f"{v:.2f}" for v in acc["miou_per_domain"][d].values()) + " |" for d in TARGETS],
-        "",
-    ])
+        prof += [
+            f"**{k}**: "
+            + ", ".join(f"{e['layer']} {e['ms']:.0f} ms ({100 * e['share']:.0f}%)" for e in layers),
+            "",
+        ]
+    return "\n".join(
+        [
+            f"# CPU deployment: edgeseg vs peers, segformer_b0 {r['size'][0]}x{r['size'][1]}, labels output",
+            "",
+            f"Command: `{r['command']}`",
+            "",
+            f"Host {r['host']} ({r['cpu']}, {r['cpu_count']} cores), {r['threads']} thread(s); load average before "
+            f"{[round(v, 2) for v in r['load_average_before']]}, after {[round(v, 2) for v in r['load_average_after']]} "  # noqa: E501
+            f"(a shared machine: compare ratios within this run; CPU time is the process's, all threads); "
+            f"onnxruntime {r['onnxruntime']}, openvino {r['openvino']}, torch {r['torch']}.",
+            "",
+            *rows,
+            "",
+            "## Goals (issue 14)",
+            "",
+            *goal_rows,
+            "",
+            *(
+                [
+                    "With more than one thread CPU time sums the threads' work: compare the wall-clock columns.",
+                    "",
+                ]
+                if r["threads"] > 1
+                else []
+            ),
+            "## Where the time goes (OpenVINO perf counters, per layer type, mean of 3 runs)",
+            "",
+            *prof,
+            "Per-domain mIoU:",
+            "",
+            "| domain | " + " | ".join(acc["miou_mean"]) + " |",
+            "|---|" + "---|" * len(acc["miou_mean"]),
+            *[
+                f"| {d} | " + " | ".join(f"{v:.2f}" for v in acc["miou_per_domain"][d].values()) + " |"
+                for d in TARGETS
+            ],
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

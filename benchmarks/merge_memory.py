@@ -56,8 +56,12 @@ def child(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     if args.method == "naive":
         states = [load_file(p) for p in args.inputs]
-        merged = {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype)
-                  if states[0][k].is_floating_point() else states[0][k] for k in states[0]}
+        merged = {
+            k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype)
+            if states[0][k].is_floating_point()
+            else states[0][k]
+            for k in states[0]
+        }
         save_file(merged, args.out)
     else:
         inputs = args.inputs[1:] if args.method == "ties" else args.inputs
@@ -65,8 +69,17 @@ def child(args: argparse.Namespace) -> None:
         merge_checkpoints(inputs, args.out, options)
     seconds = time.perf_counter() - start
     end = _status()
-    print(json.dumps({"baseline_rss": base["VmRSS"], "peak_rss": end["VmHWM"], "seconds": seconds,
-                      "end_rss_anon": end.get("RssAnon"), "end_rss_file": end.get("RssFile")}))
+    print(
+        json.dumps(
+            {
+                "baseline_rss": base["VmRSS"],
+                "peak_rss": end["VmHWM"],
+                "seconds": seconds,
+                "end_rss_anon": end.get("RssAnon"),
+                "end_rss_file": end.get("RssFile"),
+            }
+        )
+    )
 
 
 def make_checkpoints(folder: Path, count: int) -> list[Path]:
@@ -84,8 +97,10 @@ def make_checkpoints(folder: Path, count: int) -> list[Path]:
     for i in range(count):
         path = folder / f"b5_{i}.safetensors"
         g = torch.Generator().manual_seed(i)
-        noisy = {k: (v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v)
-                 for k, v in state.items()}
+        noisy = {
+            k: (v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v)
+            for k, v in state.items()
+        }
         save_state(noisy, path, meta)
         del noisy
         paths.append(path)
@@ -93,20 +108,38 @@ def make_checkpoints(folder: Path, count: int) -> list[Path]:
 
 
 def run_child(method: str, inputs: list[Path], out: Path, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--method", method, "--out", str(out), "--threads", str(threads),
-           *map(str, inputs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--method",
+        method,
+        "--out",
+        str(out),
+        "--threads",
+        str(threads),
+        *map(str, inputs),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     out.unlink()
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--counts", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--naive-counts", type=int, nargs="*", default=[2, 4])
-    parser.add_argument("--ties-count", type=int, default=8, help="also measure TIES (+ a base) at this count")
-    parser.add_argument("--tmp", type=Path, default=None, help="where the random checkpoints go (default /tmp)")
+    parser.add_argument(
+        "--ties-count", type=int, default=8, help="also measure TIES (+ a base) at this count"
+    )
+    parser.add_argument(
+        "--tmp", type=Path, default=None, help="where the random checkpoints go (default /tmp)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -132,20 +165,31 @@ def main() -> None:
         for method, n in cases:
             inputs = paths[: n + 1] if method == "ties" else paths[:n]  # ties: paths[0] is the base
             r = run_child(method, inputs, folder / "merged.safetensors", args.threads)
-            r.update(method=method, models=n, checkpoint_bytes=size,
-                     merge_rss=r["peak_rss"] - r["baseline_rss"])
+            r.update(
+                method=method, models=n, checkpoint_bytes=size, merge_rss=r["peak_rss"] - r["baseline_rss"]
+            )
             r["merge_rss_over_checkpoint"] = r["merge_rss"] / size
             rows.append(r)
-            print(f"{method:6s} x{n}: peak {r['peak_rss'] / 2**20:7.0f} MiB (baseline {r['baseline_rss'] / 2**20:.0f}, "
-                  f"merge {r['merge_rss'] / 2**20:.0f} MiB = {r['merge_rss_over_checkpoint']:.2f} x one checkpoint), "
-                  f"{r['seconds']:.1f}s", flush=True)
+            print(
+                f"{method:6s} x{n}: peak {r['peak_rss'] / 2**20:7.0f} MiB (baseline {r['baseline_rss'] / 2**20:.0f}, "
+                f"merge {r['merge_rss'] / 2**20:.0f} MiB = {r['merge_rss_over_checkpoint']:.2f} x one checkpoint), "
+                f"{r['seconds']:.1f}s",
+                flush=True,
+            )
 
     import torch
 
-    info = {"command": " ".join(["python benchmarks/merge_memory.py", *sys.argv[1:]]),
-            "arch": "segformer_b5 (MiT-B5 + SegFormer head, 19 classes)", "checkpoint_bytes": size,
-            "threads": args.threads, "python": platform.python_version(), "torch": torch.__version__,
-            "machine": platform.machine(), "cpu_count": os.cpu_count(), "rows": rows}
+    info = {
+        "command": " ".join(["python benchmarks/merge_memory.py", *sys.argv[1:]]),
+        "arch": "segformer_b5 (MiT-B5 + SegFormer head, 19 classes)",
+        "checkpoint_bytes": size,
+        "threads": args.threads,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+    }
     args.results.mkdir(parents=True, exist_ok=True)
     from edgeseg.io_utils import write_json_atomic, write_text_atomic
 
@@ -166,13 +210,15 @@ def _markdown(info: dict) -> str:
         "process). `naive` loads every state dict with `safetensors.torch.load_file` and averages in memory.",
         "Wall time includes hashing the inputs for provenance (edgeseg) and writing the output.",
         "",
-        "| method | models | baseline RSS (MiB) | peak RSS (MiB) | merge RSS (MiB) | merge RSS / one checkpoint | time (s) |",
+        "| method | models | baseline RSS (MiB) | peak RSS (MiB) | merge RSS (MiB) | merge RSS / one checkpoint | time (s) |",  # noqa: E501
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in info["rows"]:
         name = {"bn": "edgeseg bn", "ties": "edgeseg ties (+base)", "naive": "naive load-all"}[r["method"]]
-        lines.append(f"| {name} | {r['models']} | {r['baseline_rss'] / mib:.0f} | {r['peak_rss'] / mib:.0f} | "
-                     f"{r['merge_rss'] / mib:.0f} | {r['merge_rss_over_checkpoint']:.2f} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {name} | {r['models']} | {r['baseline_rss'] / mib:.0f} | {r['peak_rss'] / mib:.0f} | "
+            f"{r['merge_rss'] / mib:.0f} | {r['merge_rss_over_checkpoint']:.2f} | {r['seconds']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

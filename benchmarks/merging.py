@@ -44,9 +44,16 @@ def distill_config(args: argparse.Namespace, data_root: Path, method: str, targe
     from edgeseg.uda.config import load_config, replace_config
 
     cfg = load_config(preset=args.preset)
-    overrides = [f"method={method}", f"seed={args.seed}", f"data.source_root={data_root}",
-                 f"data.target_root={data_root}", f"data.target_domain={target}",
-                 "train.source_only_baseline=false", "train.progress=false", f"train.threads={args.threads}"]
+    overrides = [
+        f"method={method}",
+        f"seed={args.seed}",
+        f"data.source_root={data_root}",
+        f"data.target_root={data_root}",
+        f"data.target_domain={target}",
+        "train.source_only_baseline=false",
+        "train.progress=false",
+        f"train.threads={args.threads}",
+    ]
     if args.iters:
         overrides.append(f"iters={args.iters}")
     if init:
@@ -65,7 +72,9 @@ def preset_init(args: argparse.Namespace) -> Path:
     model = init_model(cfg.models.small, cfg.models.num_classes, cfg.models.small_init, cfg.seed * 1000 + 1)
     path = args.work / f"init_{cfg.models.small}_seed{cfg.seed}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, path, provenance={"init": cfg.models.small_init, "seed": cfg.seed, "role": "shared init"})
+    save_model(
+        model, path, provenance={"init": cfg.models.small_init, "seed": cfg.seed, "role": "shared init"}
+    )
     return path
 
 
@@ -75,10 +84,14 @@ def prepare_models(args: argparse.Namespace, data_root: Path) -> tuple[Path, dic
     if given:
         missing = [d for d in DOMAINS if d not in given]
         if missing or not args.init:
-            raise SystemExit(f"give --init and a --student for every domain ({', '.join(DOMAINS)}); missing: "
-                             f"{missing or ['--init']}")
+            raise SystemExit(
+                f"give --init and a --student for every domain ({', '.join(DOMAINS)}); missing: "
+                f"{missing or ['--init']}"
+            )
         init = Path(args.init)
-        if args.init == "preset":  # the students' common start: the preset's shipped encoder + the seed's head init
+        if (
+            args.init == "preset"
+        ):  # the students' common start: the preset's shipped encoder + the seed's head init
             init = preset_init(args)
         return init, {d: Path(given[d]) for d in DOMAINS}, {"students": "given", "init": str(init), **given}
 
@@ -86,7 +99,9 @@ def prepare_models(args: argparse.Namespace, data_root: Path) -> tuple[Path, dic
         from edgeseg.uda.api import run_distill
         from edgeseg.uda.data_setup import ensure_synthetic
     except ImportError as exc:  # the distill API (issue 4) is not in this tree yet
-        raise SystemExit(f"the distill API is not available ({exc}); pass --init and --student DOMAIN=PATH") from None
+        raise SystemExit(
+            f"the distill API is not available ({exc}); pass --init and --student DOMAIN=PATH"
+        ) from None
 
     runs = args.work / "runs"
     info: dict[str, Any] = {"students": "trained with edgeseg.uda.api.run_distill"}
@@ -102,13 +117,19 @@ def prepare_models(args: argparse.Namespace, data_root: Path) -> tuple[Path, dic
         path = runs / f"duda_{domain}" / "student.safetensors"
         if not path.is_file():
             log(f"adapting a student to '{domain}' (DUDA, from the shared init)")
-            result = run_distill(distill_config(args, data_root, "duda", domain, str(init)), path.parent, log=log)
-            info[f"{domain}_report"] = {k: result.report.get(k) for k in ("method", "iters", "wall_time_s", "student")}
+            result = run_distill(
+                distill_config(args, data_root, "duda", domain, str(init)), path.parent, log=log
+            )
+            info[f"{domain}_report"] = {
+                k: result.report.get(k) for k in ("method", "iters", "wall_time_s", "student")
+            }
         students[domain] = path
     return init, students, info
 
 
-def merged_models(work: Path, init: Path, students: dict[str, Path], domains: tuple[str, ...]) -> list[tuple[str, Path]]:
+def merged_models(
+    work: Path, init: Path, students: dict[str, Path], domains: tuple[str, ...]
+) -> list[tuple[str, Path]]:
     """Every merge of `domains`' students -> [(row label, checkpoint)]."""
     from edgeseg.merge.api import MergeOptions, merge_checkpoints
 
@@ -117,8 +138,10 @@ def merged_models(work: Path, init: Path, students: dict[str, Path], domains: tu
     plans: list[tuple[str, MergeOptions]] = [
         ("linear", MergeOptions(method="linear")),
         ("linear + BN stats", MergeOptions(method="bn")),
-        *[(f"layer-wise (anchor {d})", MergeOptions(method="layerwise", params={"anchor": str(i)}))
-          for i, d in enumerate(domains)],
+        *[
+            (f"layer-wise (anchor {d})", MergeOptions(method="layerwise", params={"anchor": str(i)}))
+            for i, d in enumerate(domains)
+        ],
         ("backbone-only + separate heads", MergeOptions(method="backbone", params={"heads": domains})),
         ("task arithmetic (base = init)", MergeOptions(method="task-arithmetic", base=init)),
         ("TIES (base = init, density 0.2)", MergeOptions(method="ties", base=init)),
@@ -140,20 +163,32 @@ def evaluate_rows(rows: list[tuple[str, Path]], datasets: dict[str, Any]) -> lis
     for label, path in rows:
         scores = evaluate_model(load_any_model(path), datasets, label)
         results.append({"model": label, **scores.to_json()})
-        log(f"  {label:36s} " + "  ".join(f"{d} {100 * v:5.2f}" for d, v in scores.miou.items())
-            + f"  H {100 * scores.harmonic_mean:5.2f}")
+        log(
+            f"  {label:36s} "
+            + "  ".join(f"{d} {100 * v:5.2f}" for d, v in scores.miou.items())
+            + f"  H {100 * scores.harmonic_mean:5.2f}"
+        )
     return results
 
 
 def markdown(info: dict[str, Any]) -> str:
-    lines = ["# Merging domain-adapted students (synthetic benchmark)", "",
-             f"Command: `{info['command']}`  ", f"Wall time: {info['wall_time_s']:.0f} s; {info['machine']}.", "",
-             info["setup"], ""]
+    lines = [
+        "# Merging domain-adapted students (synthetic benchmark)",
+        "",
+        f"Command: `{info['command']}`  ",
+        f"Wall time: {info['wall_time_s']:.0f} s; {info['machine']}.",
+        "",
+        info["setup"],
+        "",
+    ]
     for setting in info["settings"]:
         domains = setting["domains"]
-        lines += [f"## {len(domains)} target domains: {', '.join(domains)}", "",
-                  "| model | " + " | ".join(f"{d} mIoU" for d in domains) + " | H-mean |",
-                  "|---|" + "---:|" * (len(domains) + 1)]
+        lines += [
+            f"## {len(domains)} target domains: {', '.join(domains)}",
+            "",
+            "| model | " + " | ".join(f"{d} mIoU" for d in domains) + " | H-mean |",
+            "|---|" + "---:|" * (len(domains) + 1),
+        ]
         best = max(r["harmonic_mean"] or 0 for r in setting["rows"])
         for r in setting["rows"]:
             h = r["harmonic_mean"] or 0
@@ -163,23 +198,38 @@ def markdown(info: dict[str, Any]) -> str:
         lines.append("")
     scan = info.get("scan")
     if scan:
-        lines += ["## Linear path between the city and night students", "",
-                  f"![LMC scan]({Path(scan['png']).name})" if scan.get("png") else "", "",
-                  "| lambda (weight of city) | " + " | ".join(f"{d} mIoU" for d in scan["miou"]) + " | H-mean |",
-                  "|---:|" + "---:|" * (len(scan["miou"]) + 1)]
+        lines += [
+            "## Linear path between the city and night students",
+            "",
+            f"![LMC scan]({Path(scan['png']).name})" if scan.get("png") else "",
+            "",
+            "| lambda (weight of city) | " + " | ".join(f"{d} mIoU" for d in scan["miou"]) + " | H-mean |",
+            "|---:|" + "---:|" * (len(scan["miou"]) + 1),
+        ]
         for i, lam in enumerate(scan["lambdas"]):
-            lines.append(f"| {lam:.1f} | " + " | ".join(f"{100 * v[i]:.2f}" for v in scan["miou"].values())
-                         + f" | {100 * scan['harmonic_mean'][i]:.2f} |")
+            lines.append(
+                f"| {lam:.1f} | "
+                + " | ".join(f"{100 * v[i]:.2f}" for v in scan["miou"].values())
+                + f" | {100 * scan['harmonic_mean'][i]:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work", type=Path, required=True, help="folder for data, runs and merged models")
-    parser.add_argument("--init", default=None, help="shared initial checkpoint of the students; 'preset' = the "
-                        "preset's shipped init with --seed's head (students of benchmarks/adaptation.py)")
+    parser.add_argument(
+        "--init",
+        default=None,
+        help="shared initial checkpoint of the students; 'preset' = the "
+        "preset's shipped init with --seed's head (students of benchmarks/adaptation.py)",
+    )
     parser.add_argument("--student", action="append", default=[], help="DOMAIN=PATH, one per domain")
-    parser.add_argument("--data", type=Path, default=None, help="synthetic data root (default <work>/synthetic)")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="synthetic data root (default <work>/synthetic)"
+    )
     parser.add_argument("--preset", default="synthetic", help="distill preset for training")
     parser.add_argument("--iters", type=int, default=0, help="distill iterations (0 = the preset's)")
     parser.add_argument("--set", action="append", default=[], help="extra distill override key=value")
@@ -187,8 +237,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="val images per domain (default all)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--split", default="test", choices=("test", "val"),
-                        help="split scored (test: rendered from its own stream, no choice made on it)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val"),
+        help="split scored (test: rendered from its own stream, no choice made on it)",
+    )
     parser.add_argument("--test-images", type=int, default=60, help="test images per domain")
     args = parser.parse_args()
     args.set = [f"synthetic.test_images={args.test_images}", *args.set]
@@ -210,15 +264,20 @@ def main() -> None:
     for domains in SETTINGS:
         log(f"setting: {', '.join(domains)}")
         sub = {d: datasets[d] for d in domains}
-        init_name = ("shared init (pretrained encoder, untrained head)" if args.init == "preset"
-                     else "shared init (source only)")
+        init_name = (
+            "shared init (pretrained encoder, untrained head)"
+            if args.init == "preset"
+            else "shared init (source only)"
+        )
         rows = [(init_name, init)] + [(f"single: {d} student", students[d]) for d in domains]
         rows += merged_models(args.work, init, students, domains)
         settings.append({"domains": list(domains), "rows": evaluate_rows(rows, sub)})
 
     log("linear-mode-connectivity scan city <-> night")
     scan_dir = args.work / "scan_city_night"
-    scan = scan_pair(students["city"], students["night"], {d: datasets[d] for d in ("city", "night")}, scan_dir)
+    scan = scan_pair(
+        students["city"], students["night"], {d: datasets[d] for d in ("city", "night")}, scan_dir
+    )
     args.results.mkdir(parents=True, exist_ok=True)
     for ext in ("csv", "json", "png"):
         shutil.copyfile(scan_dir / f"scan.{ext}", args.results / f"merging_scan_city_night.{ext}")
@@ -229,15 +288,23 @@ def main() -> None:
         "command": "python benchmarks/merging.py " + " ".join(sys.argv[1:]),
         "wall_time_s": time.time() - t0,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {args.threads} thread(s)",
-        "setup": ("Students: one per target domain, adapted with `edgeseg distill` (DUDA, preset "
-                  f"'{args.preset}') from one shared init ("
-                  + ("the preset's shipped pretrained encoder with the seed's head: the students of "
-                     "benchmarks/adaptation.py, seed " + str(args.seed) if args.init == "preset"
-                     else "a source-only small model") + "). Evaluation: the "
-                  f"synthetic {args.split} split of each domain{'' if args.limit is None else f' (first {args.limit} images)'}; "
-                  "mIoU in %, H-mean = harmonic mean over the domains of the setting. The best H-mean is bold."),
-        "models": {"init": str(init), **{d: str(p) for d, p in students.items()}}, "preparation": prep,
-        "settings": settings, "scan": scan_info,
+        "setup": (
+            "Students: one per target domain, adapted with `edgeseg distill` (DUDA, preset "
+            f"'{args.preset}') from one shared init ("
+            + (
+                "the preset's shipped pretrained encoder with the seed's head: the students of "
+                "benchmarks/adaptation.py, seed " + str(args.seed)
+                if args.init == "preset"
+                else "a source-only small model"
+            )
+            + "). Evaluation: the "
+            f"synthetic {args.split} split of each domain{'' if args.limit is None else f' (first {args.limit} images)'}; "  # noqa: E501
+            "mIoU in %, H-mean = harmonic mean over the domains of the setting. The best H-mean is bold."
+        ),
+        "models": {"init": str(init), **{d: str(p) for d, p in students.items()}},
+        "preparation": prep,
+        "settings": settings,
+        "scan": scan_info,
     }
     write_json_atomic(args.results / "merging.json", json.loads(json.dumps(info, default=str)))
     write_text_atomic(args.results / "merging.md", markdown(info))

@@ -40,8 +40,9 @@ MIN_GAP, MIN_PRECISION = 5.0, 0.9
 MIN_COVERAGE = 0.01  # windows where < 1% of target pixels are confident carry no precision estimate
 
 
-def windowed(curves: list[list[dict]], key: str, window: int, weight_key: str | None = None,
-             min_weight: float = 0.0) -> list[tuple[int, float]]:
+def windowed(
+    curves: list[list[dict]], key: str, window: int, weight_key: str | None = None, min_weight: float = 0.0
+) -> list[tuple[int, float]]:
     """Mean of `key` over seeds and over steps in windows of `window` iterations: [(window end, value)].
 
     With `weight_key` (the coverage of a precision), each logged value counts by its weight: the precision
@@ -71,25 +72,40 @@ def analyse(target: str, pieces: dict[tuple[str, int], dict], seeds: list[int], 
     gaps = [t - s for t, s in zip(teacher, small, strict=True)]
     duda_curves = [pieces[("duda", s)]["curve"] for s in seeds]
     st_curves = [pieces[("self_training", s)]["curve"] for s in seeds]
-    curves = {"large_teacher": windowed(duda_curves, "aux0.pl_precision", window, "aux0.pl_quality", MIN_COVERAGE),
-              "duda_fused": windowed(duda_curves, "student.pl_precision", window, "student.pl_quality", MIN_COVERAGE),
-              "small_self_training": windowed(st_curves, "student.pl_precision", window, "student.pl_quality",
-                                              MIN_COVERAGE)}
-    coverage = {"large_teacher": windowed(duda_curves, "aux0.pl_quality", window),
-                "duda_fused": windowed(duda_curves, "student.pl_quality", window),
-                "small_self_training": windowed(st_curves, "student.pl_quality", window)}
+    curves = {
+        "large_teacher": windowed(duda_curves, "aux0.pl_precision", window, "aux0.pl_quality", MIN_COVERAGE),
+        "duda_fused": windowed(
+            duda_curves, "student.pl_precision", window, "student.pl_quality", MIN_COVERAGE
+        ),
+        "small_self_training": windowed(
+            st_curves, "student.pl_precision", window, "student.pl_quality", MIN_COVERAGE
+        ),
+    }
+    coverage = {
+        "large_teacher": windowed(duda_curves, "aux0.pl_quality", window),
+        "duda_fused": windowed(duda_curves, "student.pl_quality", window),
+        "small_self_training": windowed(st_curves, "student.pl_quality", window),
+    }
     lo = {k: min(v for _, v in c) if c else None for k, c in curves.items()}
 
     def stat(vals: list[float]) -> dict:
-        return {"mean": round(statistics.mean(vals), 2),
-                "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else None,
-                "values": [round(v, 2) for v in vals]}
+        return {
+            "mean": round(statistics.mean(vals), 2),
+            "std": round(statistics.stdev(vals), 2) if len(vals) > 1 else None,
+            "values": [round(v, 2) for v in vals],
+        }
 
     gap = statistics.mean(gaps)
-    return {"teacher_miou": stat(teacher), "small_self_training_miou": stat(small), "gap": stat(gaps),
-            "premise_a": gap >= MIN_GAP, "precision_curves": curves, "coverage_curves": coverage,
-            "min_windowed_precision": lo,
-            "premise_b": lo["duda_fused"] is not None and lo["duda_fused"] >= MIN_PRECISION}
+    return {
+        "teacher_miou": stat(teacher),
+        "small_self_training_miou": stat(small),
+        "gap": stat(gaps),
+        "premise_a": gap >= MIN_GAP,
+        "precision_curves": curves,
+        "coverage_curves": coverage,
+        "min_windowed_precision": lo,
+        "premise_b": lo["duda_fused"] is not None and lo["duda_fused"] >= MIN_PRECISION,
+    }
 
 
 def plot(results: dict, path: Path) -> Path | None:
@@ -106,8 +122,12 @@ def plot(results: dict, path: Path) -> Path | None:
             if c:
                 ax.plot([s for s, _ in c], [v for _, v in c], marker="o", ms=3, label=name.replace("_", " "))
         ax.axhline(MIN_PRECISION, color="grey", ls="--", lw=0.8)
-        ax.set(title=f"source -> {target}", xlabel="iteration", ylabel="precision of q >= tau pseudo-labels",
-               ylim=(0.5, 1.0))
+        ax.set(
+            title=f"source -> {target}",
+            xlabel="iteration",
+            ylabel="precision of q >= tau pseudo-labels",
+            ylim=(0.5, 1.0),
+        )
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -116,12 +136,17 @@ def plot(results: dict, path: Path) -> Path | None:
 
 
 def render_markdown(out: dict) -> str:
-    lines = ["# DUDA's premise on the synthetic benchmark", "", f"Command: `{out['command']}`  ",
-             f"Wall time: {out['wall_time_s']:.0f} s (runs reused from committed pieces count 0)  ",
-             f"Split scored: `{out['split']}`; seeds {out['seeds']}; pseudo-label threshold tau = {out['tau']}.", "",
-             "| target | large adapted teacher | small self-training | gap (>= 5) | (a) | min precision, fused "
-             "(>= 0.9) | min precision, large teacher | min precision, small ST | (b) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# DUDA's premise on the synthetic benchmark",
+        "",
+        f"Command: `{out['command']}`  ",
+        f"Wall time: {out['wall_time_s']:.0f} s (runs reused from committed pieces count 0)  ",
+        f"Split scored: `{out['split']}`; seeds {out['seeds']}; pseudo-label threshold tau = {out['tau']}.",
+        "",
+        "| target | large adapted teacher | small self-training | gap (>= 5) | (a) | min precision, fused "
+        "(>= 0.9) | min precision, large teacher | min precision, small ST | (b) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def fmt(s: dict) -> str:
         return f"{s['mean']:.2f}" + (f" ± {s['std']:.2f}" if s["std"] is not None else "")
@@ -131,14 +156,20 @@ def render_markdown(out: dict) -> str:
 
     for target, r in out["results"].items():
         lo = r["min_windowed_precision"]
-        lines.append(f"| {target} | {fmt(r['teacher_miou'])} | {fmt(r['small_self_training_miou'])} | "
-                     f"{fmt(r['gap'])} | {'holds' if r['premise_a'] else 'FAILS'} | {p(lo['duda_fused'])} | "
-                     f"{p(lo['large_teacher'])} | {p(lo['small_self_training'])} | "
-                     f"{'holds' if r['premise_b'] else 'FAILS'} |")
-    lines += ["", f"Precision is that of all confident pixels of a {out['window']}-iteration window, pooled over seeds "
-              "(each logged batch weighted by its coverage); 'min' is the worst window; windows where under 1% of "
-              "the target pixels are confident are left out. Coverage (share of target pixels with q >= tau) is in "
-              "premise.json.", ""]
+        lines.append(
+            f"| {target} | {fmt(r['teacher_miou'])} | {fmt(r['small_self_training_miou'])} | "
+            f"{fmt(r['gap'])} | {'holds' if r['premise_a'] else 'FAILS'} | {p(lo['duda_fused'])} | "
+            f"{p(lo['large_teacher'])} | {p(lo['small_self_training'])} | "
+            f"{'holds' if r['premise_b'] else 'FAILS'} |"
+        )
+    lines += [
+        "",
+        f"Precision is that of all confident pixels of a {out['window']}-iteration window, pooled over seeds "
+        "(each logged batch weighted by its coverage); 'min' is the worst window; windows where under 1% of "
+        "the target pixels are confident are left out. Coverage (share of target pixels with q >= tau) is in "
+        "premise.json.",
+        "",
+    ]
     if out.get("plot"):
         lines += [f"![precision curves]({Path(out['plot']).name})", ""]
     return "\n".join(lines)
@@ -167,15 +198,24 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = [(t, r, s) for t in targets for s in seeds for r in ROWS]
     pieces: dict[str, dict] = {t: {} for t in targets}
     with ThreadPoolExecutor(max_workers=max(ns.jobs, 1)) as pool:
-        for (t, r, s), rep in zip(jobs, pool.map(lambda j: adaptation.run_one(args, data, *j), jobs), strict=True):
+        for (t, r, s), rep in zip(
+            jobs, pool.map(lambda j: adaptation.run_one(args, data, *j), jobs), strict=True
+        ):
             pieces[t][(r, s)] = rep
     from edgeseg.uda.config import load_config
 
     tau = load_config("synthetic", overrides=args.extra).uda.pseudo_threshold
     results = {t: analyse(t, pieces[t], seeds, ns.window) for t in targets}
     command = "python benchmarks/premise.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    out = {"command": command.strip(), "wall_time_s": round(time.time() - t0, 1), "split": ns.split,
-           "seeds": seeds, "tau": tau, "window": ns.window, "results": results}
+    out = {
+        "command": command.strip(),
+        "wall_time_s": round(time.time() - t0, 1),
+        "split": ns.split,
+        "seeds": seeds,
+        "tau": tau,
+        "window": ns.window,
+        "results": results,
+    }
     ns.results.mkdir(parents=True, exist_ok=True)
     suffix = "" if ns.split == "test" else f"_{ns.split}"
     png = plot(results, ns.results / f"premise{suffix}.png")

@@ -49,30 +49,54 @@ def main(argv: list[str] | None = None) -> int:
         seconds[domain] = (time.perf_counter() - t0) / args.num
         counts[domain], ignored[domain], present[domain] = total, ign, images_with
 
-    lines = ["# Synthetic benchmark: class-pixel distribution per domain", "",
-             "`" + " ".join(["python benchmarks/synthetic_stats.py", *map(shlex.quote, argv or sys.argv[1:])]) + "`", "",
-             f"{args.num} training images per domain at {h}x{w}, seed {args.seed}: % of labelled pixels "
-             "(in brackets: % of images containing the class).", "",
-             "| class | " + " | ".join(DEFAULT_DOMAINS) + " |", "| --- |" + " ---: |" * len(DEFAULT_DOMAINS)]
+    lines = [
+        "# Synthetic benchmark: class-pixel distribution per domain",
+        "",
+        "`"
+        + " ".join(["python benchmarks/synthetic_stats.py", *map(shlex.quote, argv or sys.argv[1:])])
+        + "`",
+        "",
+        f"{args.num} training images per domain at {h}x{w}, seed {args.seed}: % of labelled pixels "
+        "(in brackets: % of images containing the class).",
+        "",
+        "| class | " + " | ".join(DEFAULT_DOMAINS) + " |",
+        "| --- |" + " ---: |" * len(DEFAULT_DOMAINS),
+    ]
     for c, name in enumerate(CLASSES):
         cells = []
         for d in DEFAULT_DOMAINS:
             share = 100 * counts[d][c] / counts[d].sum()
             cells.append(f"{share:.2f} ({100 * present[d][c] / args.num:.0f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| *ignored (ego bonnet)* | " + " | ".join(
-        f"{100 * ignored[d] / (args.num * h * w):.2f}" for d in DEFAULT_DOMAINS) + " |")
-    lines.append("| *render ms / image* | " + " | ".join(f"{1000 * seconds[d]:.0f}" for d in DEFAULT_DOMAINS) + " |")
-    lines += ["", f"Render times: one process, wall clock, on {os.cpu_count()} CPU cores shared with other jobs "
-              "(measured while other jobs ran; an idle core is faster)."]
+    lines.append(
+        "| *ignored (ego bonnet)* | "
+        + " | ".join(f"{100 * ignored[d] / (args.num * h * w):.2f}" for d in DEFAULT_DOMAINS)
+        + " |"
+    )
+    lines.append(
+        "| *render ms / image* | " + " | ".join(f"{1000 * seconds[d]:.0f}" for d in DEFAULT_DOMAINS) + " |"
+    )
+    lines += [
+        "",
+        f"Render times: one process, wall clock, on {os.cpu_count()} CPU cores shared with other jobs "
+        "(measured while other jobs ran; an idle core is faster).",
+    ]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "synthetic_stats.md", text)
-    write_json_atomic(args.out / "synthetic_stats.json", {
-        "num": args.num, "size": [h, w], "seed": args.seed, "classes": list(CLASSES),
-        "pixels": {d: counts[d].tolist() for d in DEFAULT_DOMAINS},
-        "images_with_class": {d: present[d].tolist() for d in DEFAULT_DOMAINS},
-        "ignored_pixels": ignored, "render_seconds_per_image": seconds})
+    write_json_atomic(
+        args.out / "synthetic_stats.json",
+        {
+            "num": args.num,
+            "size": [h, w],
+            "seed": args.seed,
+            "classes": list(CLASSES),
+            "pixels": {d: counts[d].tolist() for d in DEFAULT_DOMAINS},
+            "images_with_class": {d: present[d].tolist() for d in DEFAULT_DOMAINS},
+            "ignored_pixels": ignored,
+            "render_seconds_per_image": seconds,
+        },
+    )
     print(text)
     return 0
 

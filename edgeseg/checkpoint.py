@@ -51,8 +51,9 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
     except (ValueError, UnicodeDecodeError, OSError) as exc:
-        raise CheckpointError(f"'{path}' is not a readable safetensors file ({exc}); "
-                              "is it truncated or another format?") from None
+        raise CheckpointError(
+            f"'{path}' is not a readable safetensors file ({exc}); is it truncated or another format?"
+        ) from None
     return header
 
 
@@ -63,8 +64,9 @@ def decode_meta(raw: dict[str, str]) -> dict[str, Any]:
         try:
             meta[key] = json.loads(value)
         except json.JSONDecodeError:
-            raise CheckpointError(f"checkpoint metadata field '{key}' is not valid JSON; "
-                                  "the file was not written by edgeseg") from None
+            raise CheckpointError(
+                f"checkpoint metadata field '{key}' is not valid JSON; the file was not written by edgeseg"
+            ) from None
     return meta
 
 
@@ -80,8 +82,10 @@ def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     header = read_safetensors_header(path)
     raw = header.get("__metadata__") or {}
     if raw.get("format") != json.dumps(FORMAT):
-        raise CheckpointError(f"'{path}' is a safetensors file but not an edgeseg checkpoint; "
-                              "import foreign weights with `edgeseg convert`")
+        raise CheckpointError(
+            f"'{path}' is a safetensors file but not an edgeseg checkpoint; "
+            "import foreign weights with `edgeseg convert`"
+        )
     meta = decode_meta(raw)
     from edgeseg.meta_schema import CHECKPOINT_FIELDS, CHECKPOINT_REQUIRED, problems
 
@@ -113,10 +117,19 @@ def model_meta(model: Any, **extra: Any) -> dict[str, Any]:
     meta.setdefault("std", list(IMAGENET_STD))
     meta.setdefault("provenance", {})
     if len(meta["classes"]) != model.num_classes:
-        raise CheckpointError(f"{len(meta['classes'])} class names given for a {model.num_classes}-class model")
-    meta.update({"format": FORMAT, "format_version": FORMAT_VERSION, "arch": model.arch,
-                 "num_classes": model.num_classes, "kind": meta.get("kind", "segmentor"),
-                 "arch_overrides": getattr(model, "arch_overrides", {})})
+        raise CheckpointError(
+            f"{len(meta['classes'])} class names given for a {model.num_classes}-class model"
+        )
+    meta.update(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "arch": model.arch,
+            "num_classes": model.num_classes,
+            "kind": meta.get("kind", "segmentor"),
+            "arch_overrides": getattr(model, "arch_overrides", {}),
+        }
+    )
     return meta
 
 
@@ -145,13 +158,17 @@ def load_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
     try:
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for corrupt payloads
-        raise CheckpointError(f"cannot read tensors from '{path}' ({exc}); the file may be truncated") from None
+        raise CheckpointError(
+            f"cannot read tensors from '{path}' ({exc}); the file may be truncated"
+        ) from None
     if meta.get("storage") is not None:
         from edgeseg.weights import STORAGE_INT8, dequantise_state
 
         if meta["storage"] != STORAGE_INT8:
-            raise CheckpointError(f"'{path}' uses tensor storage '{meta['storage']}', which this edgeseg cannot read; "
-                                  "upgrade edgeseg")
+            raise CheckpointError(
+                f"'{path}' uses tensor storage '{meta['storage']}', which this edgeseg cannot read; "
+                "upgrade edgeseg"
+            )
         state = dequantise_state(state)
     return state, meta
 
@@ -161,8 +178,11 @@ def build_model(meta: dict[str, Any]):
     from edgeseg.models.registry import create_model
 
     model = create_model(meta["arch"], num_classes=meta["num_classes"], **meta.get("arch_overrides", {}))
-    model.meta = {k: v for k, v in meta.items()
-                  if k not in ("format", "format_version", "arch", "num_classes", "arch_overrides")}
+    model.meta = {
+        k: v
+        for k, v in meta.items()
+        if k not in ("format", "format_version", "arch", "num_classes", "arch_overrides")
+    }
     return model
 
 
@@ -170,11 +190,15 @@ def load_model(path: str | os.PathLike[str]):
     """Load an edgeseg checkpoint -> model in eval mode, with `model.meta` filled from the file."""
     state, meta = load_state(path)
     if meta["kind"] == "multihead":
-        raise CheckpointError(f"'{path}' is a multi-head (merged, one head per domain) checkpoint; load it with "
-                              "edgeseg.merge.multihead.load_any_model, or split it with `edgeseg merge split`")
+        raise CheckpointError(
+            f"'{path}' is a multi-head (merged, one head per domain) checkpoint; load it with "
+            "edgeseg.merge.multihead.load_any_model, or split it with `edgeseg merge split`"
+        )
     if meta["kind"] != "segmentor":
-        raise CheckpointError(f"'{path}' holds {meta['kind']} weights only (e.g. ImageNet-pretrained), not a "
-                              "full segmentation model; use it as initial weights (--init) for training")
+        raise CheckpointError(
+            f"'{path}' holds {meta['kind']} weights only (e.g. ImageNet-pretrained), not a "
+            "full segmentation model; use it as initial weights (--init) for training"
+        )
     model = build_model(meta)
     load_state_strict(model, state, str(path))
     return model.eval()
@@ -186,31 +210,43 @@ def check_weights(state: dict[str, Any], source: str) -> None:
     import torch
 
     for key, value in state.items():
-        if key.endswith((".weight", ".bias", ".running_mean", ".running_var")) and not torch.is_floating_point(value):
-            raise CheckpointError(f"'{source}': tensor '{key}' is {str(value.dtype).replace('torch.', '')}, not a "
-                                  "floating-point type; the file is corrupt or not a model")
+        if key.endswith(
+            (".weight", ".bias", ".running_mean", ".running_var")
+        ) and not torch.is_floating_point(value):
+            raise CheckpointError(
+                f"'{source}': tensor '{key}' is {str(value.dtype).replace('torch.', '')}, not a "
+                "floating-point type; the file is corrupt or not a model"
+            )
         if torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"'{source}': tensor '{key}' contains NaN or Inf values; the model diverged or "
-                                  "the file is corrupt - use an earlier checkpoint")
+            raise CheckpointError(
+                f"'{source}': tensor '{key}' contains NaN or Inf values; the model diverged or "
+                "the file is corrupt - use an earlier checkpoint"
+            )
 
 
 def load_state_strict(module: Any, state: dict[str, Any], source: str, prefix: str = "") -> None:
     """Load `state` into `module` requiring identical keys and shapes; a mismatch is one clear line."""
     own = module.state_dict()
     missing = [k for k in own if prefix + k not in state]
-    unexpected = [k for k in state if k.startswith(prefix) and k[len(prefix):] not in own]
+    unexpected = [k for k in state if k.startswith(prefix) and k[len(prefix) :] not in own]
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise CheckpointError(f"'{source}' does not fit architecture '{getattr(module, 'arch', '?')}': "
-                              f"{detail} ({len(missing)} missing, {len(unexpected)} unexpected keys)")
+        raise CheckpointError(
+            f"'{source}' does not fit architecture '{getattr(module, 'arch', '?')}': "
+            f"{detail} ({len(missing)} missing, {len(unexpected)} unexpected keys)"
+        )
     for k, v in own.items():
         got = state[prefix + k]
         if tuple(got.shape) != tuple(v.shape):
-            raise CheckpointError(f"'{source}': tensor '{k}' has shape {tuple(got.shape)}, "
-                                  f"architecture expects {tuple(v.shape)}")
+            raise CheckpointError(
+                f"'{source}': tensor '{k}' has shape {tuple(got.shape)}, "
+                f"architecture expects {tuple(v.shape)}"
+            )
         if v.is_floating_point() != got.is_floating_point():
-            raise CheckpointError(f"'{source}': tensor '{k}' is {str(got.dtype).replace('torch.', '')}, the "
-                                  f"architecture expects {str(v.dtype).replace('torch.', '')}; the file is corrupt "
-                                  "or not a model")
+            raise CheckpointError(
+                f"'{source}': tensor '{k}' is {str(got.dtype).replace('torch.', '')}, the "
+                f"architecture expects {str(v.dtype).replace('torch.', '')}; the file is corrupt "
+                "or not a model"
+            )
     check_weights({k: state[prefix + k] for k in own}, source)
     module.load_state_dict({k: state[prefix + k] for k in own}, strict=True)

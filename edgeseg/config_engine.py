@@ -57,7 +57,9 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if value in allowed and type(value) is type(allowed[0]):
             return value
         hint = suggest(str(value), [str(a) for a in allowed])
-        raise ConfigError(f"config key '{key}' = {value!r}; choose one of: {', '.join(map(str, allowed))}{hint}")
+        raise ConfigError(
+            f"config key '{key}' = {value!r}; choose one of: {', '.join(map(str, allowed))}{hint}"
+        )
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -102,8 +104,10 @@ def build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         full = f"{prefix}{key}"
         if key not in types_:
             known = sorted(types_)
-            raise ConfigError(f"unknown config key '{full}'{suggest(key, known)} (known keys"
-                              f"{' in ' + prefix[:-1] if prefix else ''}: {', '.join(known)})")
+            raise ConfigError(
+                f"unknown config key '{full}'{suggest(key, known)} (known keys"
+                f"{' in ' + prefix[:-1] if prefix else ''}: {', '.join(known)})"
+            )
         tp = types_[key]
         if is_config_class(tp):
             if not isinstance(value, dict):

@@ -19,11 +19,17 @@ def check_device(device: str) -> str:
         return text
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device '{device}' needs CUDA, but this PyTorch build or machine has none; use "
-                              "--device cpu (or install a CUDA build of torch)")
+            raise ConfigError(
+                f"device '{device}' needs CUDA, but this PyTorch build or machine has none; use "
+                "--device cpu (or install a CUDA build of torch)"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device '{device}': only {torch.cuda.device_count()} CUDA device(s) here")
         return text
-    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if (
+        dev.type == "mps"
+        and getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available()
+    ):
         return text
     raise ConfigError(f"device '{device}' is not available here; use cpu, cuda or cuda:N")

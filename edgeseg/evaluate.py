@@ -153,15 +153,18 @@ def match_predictions(pred_dir: Path, frame_ids: Sequence[str]) -> dict[str, Pat
     for frame in frame_ids:
         hits = found.get(frame, [])
         if not hits:
-            raise DatasetError(f"no prediction for frame {frame} under {pred_dir} (expected a PNG named *{frame}*)")
+            raise DatasetError(
+                f"no prediction for frame {frame} under {pred_dir} (expected a PNG named *{frame}*)"
+            )
         if len(hits) > 1:
             names = ", ".join(str(p) for p in hits[:3])
             raise DatasetError(f"several predictions for frame {frame}: {names}; keep one per frame")
     return {frame: found[frame][0] for frame in frame_ids}
 
 
-def evaluate_prediction_dir(pred_dir: str | Path, dataset: SegDataset,
-                            progress: Callable[[int, int], None] | None = None) -> EvalResult:
+def evaluate_prediction_dir(
+    pred_dir: str | Path, dataset: SegDataset, progress: Callable[[int, int], None] | None = None
+) -> EvalResult:
     """Evaluate saved trainId PNGs (one per frame, matched by frame id) against a dataset's labels."""
     pred_dir = Path(pred_dir)
     matches = match_predictions(pred_dir, [s.frame_id for s in dataset.samples])
@@ -172,19 +175,29 @@ def evaluate_prediction_dir(pred_dir: str | Path, dataset: SegDataset,
         if pred is None:
             raise DatasetError(f"cannot read prediction {path}: the file is truncated or not a PNG")
         if pred.ndim != 2:
-            raise DatasetError(f"prediction {path} has {pred.shape[2]} channels; save trainIds as a grayscale PNG")
+            raise DatasetError(
+                f"prediction {path} has {pred.shape[2]} channels; save trainIds as a grayscale PNG"
+            )
         gt = dataset.read_label(i)
         if pred.shape != gt.shape:
-            raise DatasetError(f"prediction {path} is {pred.shape[1]}x{pred.shape[0]} but the ground truth "
-                               f"{sample.label} is {gt.shape[1]}x{gt.shape[0]}")
+            raise DatasetError(
+                f"prediction {path} is {pred.shape[1]}x{pred.shape[0]} but the ground truth "
+                f"{sample.label} is {gt.shape[1]}x{gt.shape[0]}"
+            )
         cm.update(pred, gt)
         if progress:
             progress(i + 1, len(dataset))
-    return EvalResult(cm.matrix, info={"dataset": dataset.name, "split": dataset.split, "images": len(dataset)})
+    return EvalResult(
+        cm.matrix, info={"dataset": dataset.name, "split": dataset.split, "images": len(dataset)}
+    )
 
 
-def evaluate_dataset(predict: Predictor, dataset: SegDataset, save_pred: str | Path | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> EvalResult:
+def evaluate_dataset(
+    predict: Predictor,
+    dataset: SegDataset,
+    save_pred: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
     """Run `predict` over every labelled image; optionally save per-frame PNGs under `save_pred`
     (`trainIds/<frame>_pred_labelTrainIds.png` and `color/<frame>_pred_color.png`)."""
     from edgeseg.data.image_io import write_png
@@ -202,11 +215,14 @@ def evaluate_dataset(predict: Predictor, dataset: SegDataset, save_pred: str | P
             write_png(Path(save_pred) / "color" / f"{sample.frame_id}_pred_color.png", colorize(pred))
         if progress:
             progress(i + 1, len(dataset))
-    return EvalResult(cm.matrix, info={"dataset": dataset.name, "split": dataset.split, "images": len(dataset)})
+    return EvalResult(
+        cm.matrix, info={"dataset": dataset.name, "split": dataset.split, "images": len(dataset)}
+    )
 
 
-def normalize_image(bgr: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+def normalize_image(
+    bgr: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
     """BGR uint8 HxWx3 -> float32 (1,3,H,W) RGB normalised with 0..255-unit mean/std (the runtimes' rule)."""
     from edgeseg.deploy.runtime.preprocess import normalize_batch
 
@@ -218,11 +234,15 @@ def _upsample_logits(logits: np.ndarray, height: int, width: int) -> np.ndarray:
     chw = logits[0]
     if chw.shape[1:] == (height, width):
         return chw
-    hwc = cv2.resize(np.ascontiguousarray(chw.transpose(1, 2, 0)), (width, height), interpolation=cv2.INTER_LINEAR)
+    hwc = cv2.resize(
+        np.ascontiguousarray(chw.transpose(1, 2, 0)), (width, height), interpolation=cv2.INTER_LINEAR
+    )
     return hwc.reshape(height, width, -1).transpose(2, 0, 1)
 
 
-def slide_logits(logits_fn: LogitsFn, x: np.ndarray, crop: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+def slide_logits(
+    logits_fn: LogitsFn, x: np.ndarray, crop: tuple[int, int], stride: tuple[int, int]
+) -> np.ndarray:
     """Sliding-window inference (mmseg 'slide'): average full-resolution logits over overlapping crops."""
     _, _, h, w = x.shape
     ch, cw = min(crop[0], h), min(crop[1], w)
@@ -235,18 +255,25 @@ def slide_logits(logits_fn: LogitsFn, x: np.ndarray, crop: tuple[int, int], stri
         for c in range(cols):
             y0 = min(r * sh, h - ch)
             x0 = min(c * sw, w - cw)
-            out = _upsample_logits(logits_fn(np.ascontiguousarray(x[:, :, y0:y0 + ch, x0:x0 + cw])), ch, cw)
+            out = _upsample_logits(
+                logits_fn(np.ascontiguousarray(x[:, :, y0 : y0 + ch, x0 : x0 + cw])), ch, cw
+            )
             if total is None:
                 total = np.zeros((out.shape[0], h, w), np.float32)
-            total[:, y0:y0 + ch, x0:x0 + cw] += out
-            count[y0:y0 + ch, x0:x0 + cw] += 1
+            total[:, y0 : y0 + ch, x0 : x0 + cw] += out
+            count[y0 : y0 + ch, x0 : x0 + cw] += 1
     assert total is not None
     return total / count
 
 
-def make_predictor(logits_fn: LogitsFn, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                   mode: str = "whole", crop: tuple[int, int] = (512, 1024),
-                   stride: tuple[int, int] | None = None) -> Predictor:
+def make_predictor(
+    logits_fn: LogitsFn,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    mode: str = "whole",
+    crop: tuple[int, int] = (512, 1024),
+    stride: tuple[int, int] | None = None,
+) -> Predictor:
     """Wrap any logits function (torch, ONNX Runtime, TensorRT) into a BGR -> trainIds predictor."""
     if mode not in ("whole", "slide"):
         raise ValueError(f"inference mode must be 'whole' or 'slide', not {mode!r}")
@@ -255,10 +282,11 @@ def make_predictor(logits_fn: LogitsFn, mean: Sequence[float] = IMAGENET_MEAN, s
     def predict(bgr: np.ndarray) -> np.ndarray:
         x = normalize_image(bgr, mean, std)
         h, w = bgr.shape[:2]
-        if mode == "slide":
-            logits = slide_logits(logits_fn, x, crop, stride)
-        else:
-            logits = _upsample_logits(logits_fn(x), h, w)
+        logits = (
+            slide_logits(logits_fn, x, crop, stride)
+            if mode == "slide"
+            else _upsample_logits(logits_fn(x), h, w)
+        )
         return logits.argmax(axis=0).astype(np.uint8)
 
     return predict
@@ -285,12 +313,19 @@ def check_model_classes(meta: dict, source: str, num_classes: int = len(CLASSES)
 
     n = meta.get("num_classes")
     if n != num_classes:
-        raise ModelMismatchError(f"'{source}' predicts {n} classes but the evaluation datasets use {num_classes} "
-                                 "(Cityscapes trainIds); evaluate a model trained for these classes")
+        raise ModelMismatchError(
+            f"'{source}' predicts {n} classes but the evaluation datasets use {num_classes} "
+            "(Cityscapes trainIds); evaluate a model trained for these classes"
+        )
 
 
-def checkpoint_predictor(path: str | Path, mode: str = "whole", crop: tuple[int, int] = (512, 1024),
-                         stride: tuple[int, int] | None = None, device: str = "cpu") -> tuple[Predictor, dict]:
+def checkpoint_predictor(
+    path: str | Path,
+    mode: str = "whole",
+    crop: tuple[int, int] = (512, 1024),
+    stride: tuple[int, int] | None = None,
+    device: str = "cpu",
+) -> tuple[Predictor, dict]:
     """Load an edgeseg checkpoint and return (predictor, model.meta). Imports torch."""
     from edgeseg.checkpoint import load_model
 
@@ -302,11 +337,15 @@ def checkpoint_predictor(path: str | Path, mode: str = "whole", crop: tuple[int,
     return make_predictor(torch_logits_fn(model, device), mean, std, mode, crop, stride), meta
 
 
-
 @contextmanager
-def open_predictor(model: str | Path, backend: str = "auto", mode: str = "whole",
-                   crop: tuple[int, int] = (512, 1024), stride: tuple[int, int] | None = None,
-                   device: str = "cpu") -> Iterator[Predictor]:
+def open_predictor(
+    model: str | Path,
+    backend: str = "auto",
+    mode: str = "whole",
+    crop: tuple[int, int] = (512, 1024),
+    stride: tuple[int, int] | None = None,
+    device: str = "cpu",
+) -> Iterator[Predictor]:
     """A predictor for any model file the runtime backend table runs, chosen by its suffix (or `backend`),
     closed at exit. A PyTorch checkpoint (a row that needs torch) runs whole or sliding-window on `device`;
     an exported model (.onnx, engines) runs whole images through its `Segmenter`."""
@@ -321,8 +360,10 @@ def open_predictor(model: str | Path, backend: str = "auto", mode: str = "whole"
         yield predictor
         return
     if mode != "whole":
-        raise ConfigError(f"--mode slide needs a .safetensors checkpoint; '{Path(model).name}' is an exported "
-                          "model with a fixed inference size, evaluate it with --mode whole")
+        raise ConfigError(
+            f"--mode slide needs a .safetensors checkpoint; '{Path(model).name}' is an exported "
+            "model with a fixed inference size, evaluate it with --mode whole"
+        )
     with segmenter_predictor(model, backend=spec.name) as (predictor, meta):
         check_model_classes(meta, str(model))
         yield predictor

@@ -73,14 +73,16 @@ def describe_os_error(exc: OSError, path: str | os.PathLike[str] | None = None) 
     """One line for an OS error on `path`, with what to do about it."""
     where = exc.filename if exc.filename is not None else path
     reason = exc.strerror or str(exc)
-    hint = {errno.EACCES: "check the folder's permissions or choose another --out",
-            errno.EPERM: "check the folder's permissions or choose another --out",
-            errno.ENOSPC: "free disk space or write elsewhere",
-            errno.EDQUOT: "free disk space or write elsewhere",
-            errno.EROFS: "the file system is read-only; write elsewhere",
-            errno.EISDIR: "give a file name, not a folder",
-            errno.ENOTDIR: "a path component is a file, not a folder",
-            errno.ENAMETOOLONG: "use a shorter path"}.get(exc.errno or -1, "check the path")
+    hint = {
+        errno.EACCES: "check the folder's permissions or choose another --out",
+        errno.EPERM: "check the folder's permissions or choose another --out",
+        errno.ENOSPC: "free disk space or write elsewhere",
+        errno.EDQUOT: "free disk space or write elsewhere",
+        errno.EROFS: "the file system is read-only; write elsewhere",
+        errno.EISDIR: "give a file name, not a folder",
+        errno.ENOTDIR: "a path component is a file, not a folder",
+        errno.ENAMETOOLONG: "use a shorter path",
+    }.get(exc.errno or -1, "check the path")
     return f"cannot write '{where}': {reason}; {hint}"
 
 
@@ -163,7 +165,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         try:
             _fsync_path(tmp_path)
-            os.chmod(tmp_path, 0o666 & ~_current_umask())  # again: some writers (safetensors) recreate the file
+            os.chmod(
+                tmp_path, 0o666 & ~_current_umask()
+            )  # again: some writers (safetensors) recreate the file
             os.replace(tmp_path, target)
         except OSError as exc:
             raise OutputPathError(describe_os_error(exc, target)) from exc
@@ -224,7 +228,9 @@ def _commit_stage(stage: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def removed_on_failure(folder: str | os.PathLike[str], keep: Callable[[Path], bool] = lambda _p: False) -> Iterator[None]:
+def removed_on_failure(
+    folder: str | os.PathLike[str], keep: Callable[[Path], bool] = lambda _p: False
+) -> Iterator[None]:
     """For run folders too large to stage (training runs): if the block fails and `folder` did not exist
     before it, remove `folder` - unless `keep(folder)` says it now holds something worth keeping (a resumable
     checkpoint)."""

@@ -29,6 +29,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Check:
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             return f"must be in [{lo}, {hi}], got {v}"
         return None
+
     return check
 
 
@@ -47,6 +48,7 @@ def mapping(v: Any, _m: Mapping[str, Any]) -> str | None:
 def one_of(*choices: str) -> Check:
     def check(v: Any, _m: Mapping[str, Any]) -> str | None:
         return None if v in choices else f"must be one of {', '.join(choices)}, got {v!r}"
+
     return check
 
 
@@ -61,7 +63,8 @@ def class_names(v: Any, m: Mapping[str, Any]) -> str | None:
 
 def palette(v: Any, m: Mapping[str, Any]) -> str | None:
     if not isinstance(v, list) or not all(
-            isinstance(c, list) and len(c) == 3 and all(_is_int(x) and 0 <= x <= 255 for x in c) for c in v):
+        isinstance(c, list) and len(c) == 3 and all(_is_int(x) and 0 <= x <= 255 for x in c) for c in v
+    ):
         return "must be a list of [r, g, b] colours, each 0..255"
     n = m.get("num_classes")
     if _is_int(n) and len(v) < n:
@@ -76,6 +79,7 @@ def rgb_triple(positive: bool) -> Check:
         if positive and any(x <= 0 for x in v):
             return f"must be > 0, got {v!r}"
         return None
+
     return check
 
 

@@ -52,7 +52,9 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def check_output_file(path: PathLike | None, inputs: Iterable[PathLike | None] = (), what: str = "output") -> None:
+def check_output_file(
+    path: PathLike | None, inputs: Iterable[PathLike | None] = (), what: str = "output"
+) -> None:
     """Fail now if `path` cannot be written as a file, or is one of `inputs` (symlinks resolved)."""
     if path is None:
         return
@@ -63,12 +65,16 @@ def check_output_file(path: PathLike | None, inputs: Iterable[PathLike | None] =
         raise OutputPathError(f"{what} '{path}' is an existing folder; give a file name")
     for src in inputs:
         if src is not None and not str(src).startswith("builtin:") and _same_file(path, Path(src)):
-            raise OutputPathError(f"{what} '{path}' is the input '{src}'; writing it would destroy the input, "
-                                  "give another output name")
+            raise OutputPathError(
+                f"{what} '{path}' is the input '{src}'; writing it would destroy the input, "
+                "give another output name"
+            )
     _check_creatable(path, what)
 
 
-def check_output_dir(path: PathLike | None, inputs: Iterable[PathLike | None] = (), what: str = "output folder") -> None:
+def check_output_dir(
+    path: PathLike | None, inputs: Iterable[PathLike | None] = (), what: str = "output folder"
+) -> None:
     """Fail now if `path` cannot be used as an output folder (an existing file, a file above it, no permission),
     or is one of `inputs`."""
     if path is None:
@@ -85,8 +91,11 @@ def check_output_dir(path: PathLike | None, inputs: Iterable[PathLike | None] = 
         _check_creatable(path, what)
 
 
-def check_outputs(files: Iterable[PathLike | None] = (), dirs: Iterable[PathLike | None] = (),
-                  inputs: Iterable[PathLike | None] = ()) -> None:
+def check_outputs(
+    files: Iterable[PathLike | None] = (),
+    dirs: Iterable[PathLike | None] = (),
+    inputs: Iterable[PathLike | None] = (),
+) -> None:
     """Every output file and folder of one command, checked together before any work starts; also refuses
     two outputs that are the same path."""
     inputs = [p for p in inputs if p is not None]

@@ -63,7 +63,9 @@ class PretrainConfig:
         if self.iters < 1 or self.batch_size < 1:
             raise ConfigError("--iters and --batch-size must be >= 1")
         if min(self.size) < 32 or any(s % 32 for s in self.size):
-            raise ConfigError(f"--size {self.size[0]}x{self.size[1]}: both sides must be multiples of 32 (>= 32)")
+            raise ConfigError(
+                f"--size {self.size[0]}x{self.size[1]}: both sides must be multiples of 32 (>= 32)"
+            )
         if self.augment not in AUGMENTS:
             raise ConfigError(f"--augment {self.augment!r}: choose one of {', '.join(AUGMENTS)}")
         if not (0 < self.lr < 1):
@@ -106,7 +108,9 @@ def evaluate_corpus(model: Any, cfg: PretrainConfig) -> dict[str, float]:
         for first in range(0, cfg.eval_images, 16):
             n = min(16, cfg.eval_images - first)
             x, y = to_tensors(*corpus_batch(cfg.seed + 1, first, n, cfg.size))
-            logits = torch.nn.functional.interpolate(model(x), size=y.shape[-2:], mode="bilinear", align_corners=False)
+            logits = torch.nn.functional.interpolate(
+                model(x), size=y.shape[-2:], mode="bilinear", align_corners=False
+            )
             conf.update(logits.argmax(1).numpy(), y.numpy())
     model.train()
     return {"pixel_acc": pixel_accuracy(conf.matrix), "miou": mean_iou(per_class_iou(conf.matrix))}
@@ -128,12 +132,23 @@ def machine_facts() -> dict[str, Any]:
 
     from edgeseg.bench.device import read_cpu
 
-    return {"cpu": read_cpu()["model"] or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__}
+    return {
+        "cpu": read_cpu()["model"] or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
-def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, command: str = "",
-                 log: Callable[[str], None] = LOG.info, progress: Progress | None = None) -> PretrainResult:
+def run_pretrain(
+    cfg: PretrainConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    command: str = "",
+    log: Callable[[str], None] = LOG.info,
+    progress: Progress | None = None,
+) -> PretrainResult:
     """Train `cfg.arch` on the corpus into `out_dir` (resumable); returns the encoder file and report."""
     import torch
 
@@ -150,8 +165,10 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
     out_dir = Path(out_dir)
     ckpt = out_dir / CHECKPOINT
     if ckpt.is_file() and not resume:
-        raise ConfigError(f"{out_dir} already holds a pretraining run; pass --resume to continue it, or choose "
-                          "another --out")
+        raise ConfigError(
+            f"{out_dir} already holds a pretraining run; pass --resume to continue it, or choose "
+            "another --out"
+        )
     if resume and not ckpt.is_file():
         raise ConfigError(f"--resume: {out_dir} holds no {CHECKPOINT} to continue from")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,8 +186,10 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
         state = load_train_state(ckpt)
         if state.config != config:
             diff = sorted(k for k in config if state.config.get(k) != config[k])
-            raise ConfigError(f"--resume: the run in {out_dir} was started with other settings ({', '.join(diff)}); "
-                              "resume with the same options")
+            raise ConfigError(
+                f"--resume: the run in {out_dir} was started with other settings ({', '.join(diff)}); "
+                "resume with the same options"
+            )
         model.load_state_dict(state.nets, strict=True)
         optimizer.load_state_dict(state.optimizer)
         restore_rng(state.rng, np_rng, gen)
@@ -186,8 +205,16 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
         return elapsed_before + time.time() - t0
 
     def save(step: int) -> None:
-        save_train_state(ckpt, step=step, nets=model, optimizer=optimizer, scaler=None, rng=capture_rng(np_rng, gen),
-                         config=config, extra={"elapsed_s": elapsed(), "history": history})
+        save_train_state(
+            ckpt,
+            step=step,
+            nets=model,
+            optimizer=optimizer,
+            scaler=None,
+            rng=capture_rng(np_rng, gen),
+            config=config,
+            extra={"elapsed_s": elapsed(), "history": history},
+        )
 
     for step in range(start, cfg.iters):
         lr = lr_at(step, cfg)
@@ -195,11 +222,14 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
             g["lr"] = lr
         x, y = to_tensors(*corpus_batch(cfg.seed, step * cfg.batch_size, cfg.batch_size, cfg.size))
         if cfg.augment == "photometric":  # a generator per step: resume stays exact without extra state
-            x = photometric_augment(x, IMAGENET_MEAN, IMAGENET_STD,
-                                    torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+            x = photometric_augment(
+                x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            )
         logits = model(x)
         # loss at the logits' stride-4 grid (nearest-downsampled labels): the CPU budget
-        y_small = torch.nn.functional.interpolate(y[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+        y_small = torch.nn.functional.interpolate(y[:, None].float(), size=logits.shape[-2:], mode="nearest")[
+            :, 0
+        ].long()
         loss = torch.nn.functional.cross_entropy(logits, y_small)
         if not torch.isfinite(loss):
             raise ConfigError(f"pretraining diverged (loss {loss.item()}) at step {step}; lower --lr")
@@ -210,7 +240,9 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
         optimizer.step()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.iters:
-            metrics.write({"step": done, "loss": round(loss.item(), 5), "lr": lr, "time_s": round(elapsed(), 1)})
+            metrics.write(
+                {"step": done, "loss": round(loss.item(), 5), "lr": lr, "time_s": round(elapsed(), 1)}
+            )
         if cfg.eval_every > 0 and done % cfg.eval_every == 0 and done < cfg.iters:
             scores = evaluate_corpus(model, cfg)
             history.append({"step": done, **scores})
@@ -224,18 +256,35 @@ def run_pretrain(cfg: PretrainConfig, out_dir: Path, *, resume: bool = False, co
     history.append({"step": cfg.iters, **final})
     metrics.write({"step": cfg.iters, "event": "final", **final})
 
-    provenance = {"pretrain": {"corpus": "edgeseg.data.synth_generic", "corpus_version": CORPUS_VERSION,
-                               "iters": cfg.iters, "seed": cfg.seed, "augment": cfg.augment, "command": command}}
-    meta = model_meta(model, kind="encoder", provenance=provenance,
-                      classes=class_names())
+    provenance = {
+        "pretrain": {
+            "corpus": "edgeseg.data.synth_generic",
+            "corpus_version": CORPUS_VERSION,
+            "iters": cfg.iters,
+            "seed": cfg.seed,
+            "augment": cfg.augment,
+            "command": command,
+        }
+    }
+    meta = model_meta(model, kind="encoder", provenance=provenance, classes=class_names())
     encoder_state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
     encoder_path = out_dir / ENCODER
     save_state(encoder_state, encoder_path, meta)
-    report = {"arch": cfg.arch, "config": config, "command": command, "steps_run": cfg.iters - start,
-              "wall_time_s": round(elapsed(), 1), "machine": machine_facts(),
-              "encoder_params": sum(p.numel() for p in model.encoder.parameters()),
-              "heldout": final, "history": history, "encoder": str(encoder_path)}
+    report = {
+        "arch": cfg.arch,
+        "config": config,
+        "command": command,
+        "steps_run": cfg.iters - start,
+        "wall_time_s": round(elapsed(), 1),
+        "machine": machine_facts(),
+        "encoder_params": sum(p.numel() for p in model.encoder.parameters()),
+        "heldout": final,
+        "history": history,
+        "encoder": str(encoder_path),
+    }
     write_json_atomic(out_dir / "report.json", report)
-    log(f"pretrained {cfg.arch}: held-out pixel accuracy {100 * final['pixel_acc']:.1f}%, mIoU "
-        f"{100 * final['miou']:.1f} ({report['wall_time_s']:.0f} s); encoder: {encoder_path}")
+    log(
+        f"pretrained {cfg.arch}: held-out pixel accuracy {100 * final['pixel_acc']:.1f}%, mIoU "
+        f"{100 * final['miou']:.1f} ({report['wall_time_s']:.0f} s); encoder: {encoder_path}"
+    )
     return PretrainResult(encoder_path, report)

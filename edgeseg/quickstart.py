@@ -46,12 +46,16 @@ class QuickstartConfig:
     bench_iters: int = 200  # a 128x256 model runs in a few ms: 20 timed runs gave CVs of 20-30%
     demo_frames: int = 48
     threads: int | None = None
-    jobs: int = 2  # domain students trained at once (separate processes, one thread each); 1 = one after another
+    jobs: int = (
+        2  # domain students trained at once (separate processes, one thread each); 1 = one after another
+    )
     overrides: tuple[str, ...] = field(default_factory=tuple)  # extra `key=value` distill settings
 
     def __post_init__(self) -> None:
         if len(self.domains) < 2:
-            raise ConfigError("quickstart merges students of at least two target domains, e.g. --domains city,night")
+            raise ConfigError(
+                "quickstart merges students of at least two target domains, e.g. --domains city,night"
+            )
         if "source" in self.domains:
             raise ConfigError("'source' is the labelled domain; pick targets from city, night, fog, rain")
         if self.iters is not None and self.iters < 10:
@@ -63,9 +67,14 @@ class QuickstartConfig:
 def _distill_config(cfg: QuickstartConfig, data_root: Path, method: str, domain: str, init: Path | None):
     from edgeseg.uda.config import load_config
 
-    overrides = [f"method={method}", f"seed={cfg.seed}", f"data.source_root={data_root}",
-                 f"data.target_root={data_root}", f"data.target_domain={domain}",
-                 "train.source_only_baseline=false"]
+    overrides = [
+        f"method={method}",
+        f"seed={cfg.seed}",
+        f"data.source_root={data_root}",
+        f"data.target_root={data_root}",
+        f"data.target_domain={domain}",
+        "train.source_only_baseline=false",
+    ]
     if cfg.iters is not None:
         overrides.append(f"iters={cfg.iters}")
     if cfg.threads is not None:
@@ -88,8 +97,12 @@ def _distill_once(dcfg: Any, run_dir: Path, log: Callable[[str], None]) -> Path:
     return run_distill(dcfg, run_dir, resume=resume, log=log).student_path
 
 
-def _distill_parallel(jobs: dict[str, tuple[Any, Path]], workers: int, log: Callable[[str], None],
-                      progress: Callable[[int, int, str], None] | None) -> dict[str, Path]:
+def _distill_parallel(
+    jobs: dict[str, tuple[Any, Path]],
+    workers: int,
+    log: Callable[[str], None],
+    progress: Callable[[int, int, str], None] | None,
+) -> dict[str, Path]:
     """Run several distill configs at once, each an `edgeseg distill` process with one torch thread (runs are
     seeded through torch's global RNG, so threads in one process would not be reproducible). Finished runs
     are reused and interrupted ones resumed, as in `_distill_once`. Progress: the runs' summed steps."""
@@ -138,7 +151,9 @@ def _distill_parallel(jobs: dict[str, tuple[Any, Path]], workers: int, log: Call
                     continue
                 running.remove(item)
                 if proc.returncode != 0:
-                    lines = [ln for ln in _run_log(run_dir).read_text(encoding="utf-8").splitlines() if ln.strip()]
+                    lines = [
+                        ln for ln in _run_log(run_dir).read_text(encoding="utf-8").splitlines() if ln.strip()
+                    ]
                     last = ([ln for ln in lines if ln.startswith("error:")] or lines or ["(no message)"])[-1]
                     raise EdgesegError(f"distilling {run_dir.name} failed: {last}")
                 finished_steps += iters
@@ -195,7 +210,9 @@ def _calibration_dir(data_root: Path, domains: Sequence[str]) -> Path:
     return calib
 
 
-def render_drive_video(path: Path, domains: Sequence[str], frames: int, size: tuple[int, int], seed: int) -> Path:
+def render_drive_video(
+    path: Path, domains: Sequence[str], frames: int, size: tuple[int, int], seed: int
+) -> Path:
     """A synthetic 'drive': consecutive procedural scenes, cycling through the target domains (each frame is a
     new scene: no temporal coherence is simulated). Written atomically as mp4 (mp4v)."""
     import cv2
@@ -219,7 +236,9 @@ def render_drive_video(path: Path, domains: Sequence[str], frames: int, size: tu
     return path
 
 
-def prediction_grid(onnx_path: Path, data_root: Path, domains: Sequence[str], out: Path, per_domain: int = 2) -> Path:
+def prediction_grid(
+    onnx_path: Path, data_root: Path, domains: Sequence[str], out: Path, per_domain: int = 2
+) -> Path:
     """Rows of (input | prediction | ground truth) for the first val images of each domain."""
     import cv2
     import numpy as np
@@ -237,7 +256,9 @@ def prediction_grid(onnx_path: Path, data_root: Path, domains: Sequence[str], ou
                 bgr, gt = ds[i]
                 pred = seg.predict([bgr])[0]
                 row = np.concatenate([bgr, colorize(pred), colorize(gt)], axis=1)
-                cv2.putText(row, domain, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+                cv2.putText(
+                    row, domain, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA
+                )
                 rows.append(row)
     with atomic_path(out) as tmp:
         ok, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
@@ -267,8 +288,11 @@ def check_quickstart(cfg: QuickstartConfig) -> None:
         validate(_distill_config(cfg, data_root, "duda", domain, Path(cfg.out) / "init.safetensors"))
 
 
-def run_quickstart(cfg: QuickstartConfig, log: Callable[[str], None] = LOG.info,
-                   progress_bar: Callable[[str], Any] | None = None) -> dict[str, Any]:
+def run_quickstart(
+    cfg: QuickstartConfig,
+    log: Callable[[str], None] = LOG.info,
+    progress_bar: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
     """`progress_bar(label)`: a context manager yielding update(done, total, description), e.g.
     edgeseg.cli.progress.progress_bar; shown while the domain students train in parallel."""
     from edgeseg.io_utils import removed_on_failure
@@ -286,8 +310,9 @@ def _has_trained_runs(out: Path) -> bool:
     return any(runs.glob("*/checkpoint.safetensors")) or any(runs.glob("*/student.safetensors"))
 
 
-def _run_quickstart(cfg: QuickstartConfig, out: Path, log: Callable[[str], None],
-                    progress_bar: Callable[[str], Any] | None) -> dict[str, Any]:
+def _run_quickstart(
+    cfg: QuickstartConfig, out: Path, log: Callable[[str], None], progress_bar: Callable[[str], Any] | None
+) -> dict[str, Any]:
     from edgeseg.bench.core import BenchConfig, run_benchmark
     from edgeseg.bench.runner import RunPlan
     from edgeseg.demo.app import DemoConfig, run_demo
@@ -331,9 +356,18 @@ def _run_quickstart(cfg: QuickstartConfig, out: Path, log: Callable[[str], None]
     t = step(4, f"merging ({cfg.merge_method}), exporting ONNX FP32 + INT8, checking parity, evaluating")
     calib = _calibration_dir(data_root, cfg.domains)
     deploy = merge_and_export(
-        [students[d] for d in cfg.domains], out / "deploy",
-        MergeExportConfig(method=cfg.merge_method, size=size, eval_data=data_root, domains=cfg.domains,
-                          int8=True, calib_dir=calib), log=log)
+        [students[d] for d in cfg.domains],
+        out / "deploy",
+        MergeExportConfig(
+            method=cfg.merge_method,
+            size=size,
+            eval_data=data_root,
+            domains=cfg.domains,
+            int8=True,
+            calib_dir=calib,
+        ),
+        log=log,
+    )
     datasets = domain_datasets(data_root, list(cfg.domains))
     init_scores = evaluate_checkpoints([init], datasets)[0].to_json()
     init_scores["name"] = "source only (shared init)"
@@ -345,15 +379,29 @@ def _run_quickstart(cfg: QuickstartConfig, out: Path, log: Callable[[str], None]
 
     t = step(5, "benchmarking the exported models (ONNX Runtime CPU, interleaved)")
     onnx_files = [Path(p) for p in deploy["artifacts"]["onnx"]]
-    bench = run_benchmark(BenchConfig(models=onnx_files, backends=("onnxruntime-cpu",), threads=cfg.threads,
-                                      plan=RunPlan(warmup_iters=20, iters=cfg.bench_iters)))
+    bench = run_benchmark(
+        BenchConfig(
+            models=onnx_files,
+            backends=("onnxruntime-cpu",),
+            threads=cfg.threads,
+            plan=RunPlan(warmup_iters=20, iters=cfg.bench_iters),
+        )
+    )
     write_json_atomic(out / "bench.json", bench)
     timings["bench_s"] = time.perf_counter() - t
 
     t = step(6, "running the demo headless on a synthetic drive video (recording demo.mp4)")
     drive = render_drive_video(out / "drive.mp4", cfg.domains, cfg.demo_frames, size, cfg.seed)
-    stats = run_demo(DemoConfig(model=str(onnx_files[0]), source=str(drive), backend="onnxruntime-cpu",
-                                headless=True, record=out / "demo.mp4", stats_path=out / "demo_stats.json"))
+    stats = run_demo(
+        DemoConfig(
+            model=str(onnx_files[0]),
+            source=str(drive),
+            backend="onnxruntime-cpu",
+            headless=True,
+            record=out / "demo.mp4",
+            stats_path=out / "demo_stats.json",
+        )
+    )
     timings["demo_s"] = time.perf_counter() - t
 
     t = step(7, "writing pictures and the report")
@@ -361,15 +409,23 @@ def _run_quickstart(cfg: QuickstartConfig, out: Path, log: Callable[[str], None]
     timings["report_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_all
     report = {
-        "domains": list(cfg.domains), "merge_method": cfg.merge_method, "input_size": list(size),
+        "domains": list(cfg.domains),
+        "merge_method": cfg.merge_method,
+        "input_size": list(size),
         "scores": [init_scores, *deploy["evaluation"]["scores"]],
         "exports": {name: _export_summary(e) for name, e in deploy["exports"].items()},
         "latency": [_latency_summary(r) for r in bench["results"]],
         "bench_warnings": bench["warnings"],
         "demo": _demo_summary(stats),
-        "artifacts": {"merged": deploy["artifacts"]["checkpoint"], "onnx": deploy["artifacts"]["onnx"],
-                      "students": {d: str(p) for d, p in students.items()}, "init": str(init),
-                      "predictions": grid.name, "demo_video": "demo.mp4", "drive_video": drive.name},
+        "artifacts": {
+            "merged": deploy["artifacts"]["checkpoint"],
+            "onnx": deploy["artifacts"]["onnx"],
+            "students": {d: str(p) for d, p in students.items()},
+            "init": str(init),
+            "predictions": grid.name,
+            "demo_video": "demo.mp4",
+            "drive_video": drive.name,
+        },
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     write_json_atomic(out / "report.json", report)
@@ -385,14 +441,28 @@ def _export_summary(e: dict[str, Any]) -> dict[str, Any]:
 
 def _latency_summary(r: dict[str, Any]) -> dict[str, Any]:
     lat = r["latency_ms"]
-    return {"model": Path(r["model"]).name, "backend": r["backend"], "input_size": r["input_size"],
-            "median_ms": lat["median"], "p90_ms": lat["p90"], "cv": lat["cv"], "fps": r["fps"],
-            "gmacs": (r.get("graph") or {}).get("gmacs")}
+    return {
+        "model": Path(r["model"]).name,
+        "backend": r["backend"],
+        "input_size": r["input_size"],
+        "median_ms": lat["median"],
+        "p90_ms": lat["p90"],
+        "cv": lat["cv"],
+        "fps": r["fps"],
+        "gmacs": (r.get("graph") or {}).get("gmacs"),
+    }
 
 
 def _demo_summary(stats: Any) -> dict[str, Any]:
-    keys = ("frames_read", "frames_processed", "frames_recorded", "frames_dropped", "end_to_end_fps",
-            "inference_fps", "ended_by")
+    keys = (
+        "frames_read",
+        "frames_processed",
+        "frames_recorded",
+        "frames_dropped",
+        "end_to_end_fps",
+        "inference_fps",
+        "ended_by",
+    )
     data = stats.to_dict()
     return {k: data[k] for k in keys if k in data}
 
@@ -404,33 +474,65 @@ def _pct(v: float | None) -> str:
 def to_markdown(r: dict[str, Any]) -> str:
     domains = r["domains"]
     h, w = r["input_size"]
-    lines = ["# edgeseg quickstart report", "",
-             f"Synthetic benchmark, labelled `source` -> unlabelled targets {', '.join(f'`{d}`' for d in domains)}, "
-             f"images {h}x{w}. One small student adapted per target with DUDA from a shared source-only init, then "
-             f"merged ({r['merge_method']}) without data and exported to ONNX.", "",
-             "## Per-domain mIoU (val split)", "",
-             "| model | " + " | ".join(domains) + " | harmonic mean |",
-             "|---|" + "---:|" * (len(domains) + 1)]
+    lines = [
+        "# edgeseg quickstart report",
+        "",
+        f"Synthetic benchmark, labelled `source` -> unlabelled targets {', '.join(f'`{d}`' for d in domains)}, "
+        f"images {h}x{w}. One small student adapted per target with DUDA from a shared source-only init, then "
+        f"merged ({r['merge_method']}) without data and exported to ONNX.",
+        "",
+        "## Per-domain mIoU (val split)",
+        "",
+        "| model | " + " | ".join(domains) + " | harmonic mean |",
+        "|---|" + "---:|" * (len(domains) + 1),
+    ]
     for s in r["scores"]:
         cells = [_pct(s["miou"].get(d)) for d in domains]
         lines.append(f"| {s['name']} | " + " | ".join(cells) + f" | {_pct(s['harmonic_mean'])} |")
-    lines += ["", "## Latency (ONNX Runtime, CPU, this machine)", "",
-              "| model | backend | input | median ms | p90 ms | CV | FPS | GMACs |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Latency (ONNX Runtime, CPU, this machine)",
+        "",
+        "| model | backend | input | median ms | p90 ms | CV | FPS | GMACs |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for x in r["latency"]:
         gm = "n/a" if x["gmacs"] is None else f"{x['gmacs']:.3f}"
-        lines.append(f"| {x['model']} | {x['backend']} | {x['input_size'][0]}x{x['input_size'][1]} | "
-                     f"{x['median_ms']:.2f} | {x['p90_ms']:.2f} | {x['cv']:.1%} | {x['fps']:.1f} | {gm} |")
+        lines.append(
+            f"| {x['model']} | {x['backend']} | {x['input_size'][0]}x{x['input_size'][1]} | "
+            f"{x['median_ms']:.2f} | {x['p90_ms']:.2f} | {x['cv']:.1%} | {x['fps']:.1f} | {gm} |"
+        )
     lines += [f"- {w}" for w in r["bench_warnings"]]
     d = r["demo"]
-    lines += ["", "## Demo", "",
-              f"`edgeseg demo` ran headless on `{r['artifacts']['drive_video']}` and recorded "
-              f"[`{r['artifacts']['demo_video']}`]({r['artifacts']['demo_video']}); stats: "
-              + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()
-                          if not isinstance(v, dict)), "",
-              "## Predictions (input | merged model, ONNX FP32 | ground truth)", "",
-              f"![predictions]({r['artifacts']['predictions']})", "",
-              "## Timings", "", "| stage | seconds |", "|---|---:|"]
+    lines += [
+        "",
+        "## Demo",
+        "",
+        f"`edgeseg demo` ran headless on `{r['artifacts']['drive_video']}` and recorded "
+        f"[`{r['artifacts']['demo_video']}`]({r['artifacts']['demo_video']}); stats: "
+        + ", ".join(
+            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in d.items()
+            if not isinstance(v, dict)
+        ),
+        "",
+        "## Predictions (input | merged model, ONNX FP32 | ground truth)",
+        "",
+        f"![predictions]({r['artifacts']['predictions']})",
+        "",
+        "## Timings",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+    ]
     lines += [f"| {k.removesuffix('_s')} | {v} |" for k, v in r["timings_s"].items()]
-    lines += ["", "Artifacts: merged checkpoint `" + Path(r["artifacts"]["merged"]).name + "`, ONNX "
-              + ", ".join(f"`{Path(p).name}`" for p in r["artifacts"]["onnx"]) + " (in `deploy/`).", ""]
+    lines += [
+        "",
+        "Artifacts: merged checkpoint `"
+        + Path(r["artifacts"]["merged"]).name
+        + "`, ONNX "
+        + ", ".join(f"`{Path(p).name}`" for p in r["artifacts"]["onnx"])
+        + " (in `deploy/`).",
+        "",
+    ]
     return "\n".join(lines)

@@ -8,7 +8,8 @@ wall time and machine). Configs name such a file as `builtin:<name>` wherever a 
     resolve_weights("builtin:mit_b1_synth")  ->  .../edgeseg/shipped/mit_b1_synth.safetensors (sha256-checked)
 
 Storage: tensors with two or more dimensions are int8 with one fp16 scale per output channel (symmetric),
-1-D tensors (biases, norms: 0.3% of the bytes) stay fp32. The B1 encoder is 13.2 M parameters, 26 MB even in fp16, and the package budget is
+1-D tensors (biases, norms: 0.3% of the bytes) stay fp32. The B1 encoder is 13.2 M parameters, 26 MB even in
+fp16, and the package budget is
 20 MB for all shipped weights; the int8 rounding error is ~0.4% of each channel's range, far below what
 the first fine-tuning steps change. `checkpoint.load_state` dequantises transparently (to fp32), so a
 shipped file is an ordinary edgeseg checkpoint to every command (`edgeseg info` too).
@@ -41,7 +42,9 @@ def read_manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({exc}); restore it from the repository (git checkout)") from None
+        raise CheckpointError(
+            f"{path} is unreadable ({exc}); restore it from the repository (git checkout)"
+        ) from None
     if not isinstance(data.get("weights"), dict):
         raise CheckpointError(f"{path} has no 'weights' table; restore it from the repository (git checkout)")
     return data
@@ -64,7 +67,7 @@ def resolve_weights(ref: str | Path, folder: Path = SHIPPED_DIR) -> Path:
     """A filesystem path for a weights reference; `builtin:<name>` is looked up and sha256-verified."""
     if not is_builtin(ref):
         return Path(ref)
-    name = str(ref)[len(BUILTIN_PREFIX):]
+    name = str(ref)[len(BUILTIN_PREFIX) :]
     entries = read_manifest(folder)["weights"]
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
@@ -72,13 +75,16 @@ def resolve_weights(ref: str | Path, folder: Path = SHIPPED_DIR) -> Path:
     entry = entries[name]
     path = folder / entry["file"]
     if not path.is_file():
-        raise CheckpointError(f"shipped weights '{ref}' ({path}) are missing; regenerate them: "
-                              f"{regenerate_hint(entry, name)}")
+        raise CheckpointError(
+            f"shipped weights '{ref}' ({path}) are missing; regenerate them: {regenerate_hint(entry, name)}"
+        )
     digest = sha256_file(path)
     if digest != entry["sha256"]:
-        raise CheckpointError(f"shipped weights '{ref}' ({path}) do not match the manifest (sha256 {digest[:12]}... "
-                              f"!= {entry['sha256'][:12]}...); the file was altered; regenerate it: "
-                              f"{regenerate_hint(entry, name)}")
+        raise CheckpointError(
+            f"shipped weights '{ref}' ({path}) do not match the manifest (sha256 {digest[:12]}... "
+            f"!= {entry['sha256'][:12]}...); the file was altered; regenerate it: "
+            f"{regenerate_hint(entry, name)}"
+        )
     return path
 
 
@@ -125,8 +131,10 @@ def pack_run(run_dir: Path, name: str, folder: Path = SHIPPED_DIR) -> dict[str, 
     report_path = run_dir / "report.json"
     encoder_path = run_dir / "encoder.safetensors"
     if not report_path.is_file() or not encoder_path.is_file():
-        raise CheckpointError(f"{run_dir} is not a finished `edgeseg pretrain` run (needs report.json and "
-                              "encoder.safetensors); finish it with `edgeseg pretrain ... --resume`")
+        raise CheckpointError(
+            f"{run_dir} is not a finished `edgeseg pretrain` run (needs report.json and "
+            "encoder.safetensors); finish it with `edgeseg pretrain ... --resume`"
+        )
     if not name.replace("_", "").isalnum():
         raise ConfigError(f"--name '{name}': use letters, digits and underscores only")
     try:
@@ -143,15 +151,26 @@ def pack_run(run_dir: Path, name: str, folder: Path = SHIPPED_DIR) -> dict[str, 
     save_state(stored, target, meta)
     target.chmod(0o644)  # package data: readable by all (the atomic temp file was 0600)
     restored = dequantise_state(stored)
-    rel_err = max(float((restored[k] - v.float()).abs().max() / v.float().abs().max().clamp_min(1e-12))
-                  for k, v in state.items())
-    entry = {"file": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size,
-             "arch": meta["arch"], "kind": "encoder", "storage": STORAGE_INT8,
-             "params": int(report.get("encoder_params", 0)), "max_rel_quant_error": round(rel_err, 5),
-             "command": report.get("command", ""), "run": str(run_dir),
-             "wall_time_s": report.get("wall_time_s"), "machine": report.get("machine", {}),
-             "heldout_corpus": report.get("heldout", {}), "corpus_version": meta.get("provenance", {})
-             .get("pretrain", {}).get("corpus_version")}
+    rel_err = max(
+        float((restored[k] - v.float()).abs().max() / v.float().abs().max().clamp_min(1e-12))
+        for k, v in state.items()
+    )
+    entry = {
+        "file": target.name,
+        "sha256": sha256_file(target),
+        "bytes": target.stat().st_size,
+        "arch": meta["arch"],
+        "kind": "encoder",
+        "storage": STORAGE_INT8,
+        "params": int(report.get("encoder_params", 0)),
+        "max_rel_quant_error": round(rel_err, 5),
+        "command": report.get("command", ""),
+        "run": str(run_dir),
+        "wall_time_s": report.get("wall_time_s"),
+        "machine": report.get("machine", {}),
+        "heldout_corpus": report.get("heldout", {}),
+        "corpus_version": meta.get("provenance", {}).get("pretrain", {}).get("corpus_version"),
+    }
     manifest = read_manifest(folder)
     manifest["weights"][name] = entry
     write_json_atomic(folder / MANIFEST, manifest)

@@ -31,8 +31,13 @@ def run_without_torch() -> Callable[..., subprocess.CompletedProcess[str]]:
     cannot be imported."""
 
     def run(code: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", _HIDE_TORCH + code], capture_output=True, text=True, cwd=ROOT,
-                              timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-c", _HIDE_TORCH + code],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=timeout,
+        )
 
     return run
 

@@ -29,8 +29,14 @@ def cityscapes_label_ids(rng: np.random.Generator, h: int = H, w: int = W) -> np
     return cv2.resize(blocks, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def make_cityscapes(root: Path, split: str = "val", cities: tuple[str, ...] = ("aachen", "bonn"), per_city: int = 2,
-                    seed: int = 0, suffix: str = "labelIds") -> list[str]:
+def make_cityscapes(
+    root: Path,
+    split: str = "val",
+    cities: tuple[str, ...] = ("aachen", "bonn"),
+    per_city: int = 2,
+    seed: int = 0,
+    suffix: str = "labelIds",
+) -> list[str]:
     """leftImg8bit/{split}/{city}/{id}_leftImg8bit.png + gtFine/.../{id}_gtFine_{suffix}.png; returns frame ids."""
     rng = np.random.default_rng(seed)
     ids = []

@@ -61,7 +61,7 @@ def two_region_frame(h: int = 64, w: int = 128, left: int = 110, right: int = 15
     """Left half grey `left`, right half grey `right`: close in colour, on opposite sides of the threshold."""
     frame = np.empty((h, w, 3), np.uint8)
     frame[:, : w // 2] = left
-    frame[:, w // 2:] = right
+    frame[:, w // 2 :] = right
     return frame
 
 
@@ -131,13 +131,32 @@ def export_tiny_onnx(path: Path, h: int, w: int) -> Path:
 
     torch.manual_seed(0)
     model = create_model("segformer_tiny", num_classes=19).eval()
-    torch.onnx.export(model, torch.randn(1, 3, h, w), str(path), input_names=["input"], output_names=["logits"],
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        torch.randn(1, 3, h, w),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        opset_version=17,
+        dynamo=False,
+    )
     graph = onnx.load(str(path))
-    meta = {"format": onnx_meta.FORMAT, "format_version": onnx_meta.FORMAT_VERSION, "arch": "segformer_tiny",
-            "num_classes": 19, "classes": list(CITYSCAPES), "palette": [list(c) for c in PALETTE],
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input_size": [h, w], "batch": 1,
-            "output": "logits", "preprocess": False, "precision": "fp32", "opset": 17}
+    meta = {
+        "format": onnx_meta.FORMAT,
+        "format_version": onnx_meta.FORMAT_VERSION,
+        "arch": "segformer_tiny",
+        "num_classes": 19,
+        "classes": list(CITYSCAPES),
+        "palette": [list(c) for c in PALETTE],
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "input_size": [h, w],
+        "batch": 1,
+        "output": "logits",
+        "preprocess": False,
+        "precision": "fp32",
+        "opset": 17,
+    }
     for key, value in onnx_meta.encode(meta).items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(path))

@@ -75,7 +75,14 @@ def scratch(name: str) -> Path:
 def exported_int8(flavour: str):  # -> (Path, ExportReport); flavour: onnxruntime | tensorrt
     from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
 
-    cfg = ExportConfig(size=SIZE, parity_images=2, precision="int8", calib_dir=calib_dir(), calib_images=4,
-                       int8_for=flavour, slim=False)
+    cfg = ExportConfig(
+        size=SIZE,
+        parity_images=2,
+        precision="int8",
+        calib_dir=calib_dir(),
+        calib_images=4,
+        int8_for=flavour,
+        slim=False,
+    )
     out = _ROOT / f"int8_{flavour}.onnx"
     return out, export_onnx(tiny_checkpoint(), out, cfg)

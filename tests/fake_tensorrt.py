@@ -15,22 +15,30 @@ from typing import Any
 import numpy as np
 
 
-def make_tensorrt(version: str = "10.3.0", num_dla_cores: int = 0, input_shape: tuple[int, ...] = (1, 3, 64, 128),
-                  timing_cache_fits: bool = True) -> types.ModuleType:
+def make_tensorrt(
+    version: str = "10.3.0",
+    num_dla_cores: int = 0,
+    input_shape: tuple[int, ...] = (1, 3, 64, 128),
+    timing_cache_fits: bool = True,
+) -> types.ModuleType:
     major = int(version.split(".")[0])
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version  # type: ignore[attr-defined]
     trt.calls = {"flags": [], "network_flags": None, "dla_core": None, "layer_precision": 0}  # type: ignore[attr-defined]
     flags = ["GPU_FALLBACK", "REFIT"] + (["FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS"] if major < 11 else [])
     trt.BuilderFlag = IntEnum("BuilderFlag", flags, start=0)  # type: ignore[attr-defined]
-    net_flags = (["EXPLICIT_BATCH", "STRONGLY_TYPED"] if major >= 10 else ["EXPLICIT_BATCH"]) if major < 11 \
+    net_flags = (
+        (["EXPLICIT_BATCH", "STRONGLY_TYPED"] if major >= 10 else ["EXPLICIT_BATCH"])
+        if major < 11
         else ["STRONGLY_TYPED"]
+    )
     trt.NetworkDefinitionCreationFlag = IntEnum("NetworkDefinitionCreationFlag", net_flags, start=0)  # type: ignore[attr-defined]
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)  # type: ignore[attr-defined]
     trt.DeviceType = types.SimpleNamespace(GPU=0, DLA=1)  # type: ignore[attr-defined]
     trt.float32 = "float32"  # type: ignore[attr-defined]
     trt.nptype = lambda dtype: np.float32 if dtype == "float32" else np.uint8  # type: ignore[attr-defined]
     if major < 11:
+
         class IInt8EntropyCalibrator2:  # noqa: N801 - TensorRT's name
             def __init__(self) -> None:
                 pass
@@ -151,5 +159,8 @@ def install(monkeypatch: Any, trt: types.ModuleType, compute_capability: str = "
 
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(cuda_helpers, "import_cudart", lambda: object())
-    monkeypatch.setattr(cuda_helpers, "current_device_facts",
-                        lambda t, c: DeviceFacts(t.__version__, "Fake Orin", compute_capability))
+    monkeypatch.setattr(
+        cuda_helpers,
+        "current_device_facts",
+        lambda t, c: DeviceFacts(t.__version__, "Fake Orin", compute_capability),
+    )

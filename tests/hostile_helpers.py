@@ -117,9 +117,13 @@ def broken_onnx() -> dict[str, Path]:
     import onnx
 
     out: dict[str, Path] = {}
-    changes = {"version-is-string": {"format_version": '"1"'}, "classes-is-number": {"classes": "19"},
-               "mean-is-strings": {"mean": '["a", "b", "c"]'}, "output-unknown": {"output": '"pixels"'},
-               "input-size-negative": {"input_size": "[-64, 128]"}}
+    changes = {
+        "version-is-string": {"format_version": '"1"'},
+        "classes-is-number": {"classes": "19"},
+        "mean-is-strings": {"mean": '["a", "b", "c"]'},
+        "output-unknown": {"output": '"pixels"'},
+        "input-size-negative": {"input_size": "[-64, 128]"},
+    }
     for name, change in changes.items():
         model = onnx.load(str(onnx_model()))
         for prop in model.metadata_props:
@@ -156,8 +160,13 @@ def foreign_weights() -> dict[str, Path]:
     save("scalar-weights", {k: torch.tensor(1.0) for k in tensors})
     save("unknown-keys", {"foo.weight": torch.zeros(3, 3), "bar.bias": torch.zeros(3)})
     # an mmseg checkpoint whose decode head lacks most of its keys
-    save("missing-head-keys", {**{f"backbone.{k}": v for k, v in tensors.items()},
-                               "decode_head.linear_fuse.conv.weight": torch.zeros(8, 32, 1, 1)})
+    save(
+        "missing-head-keys",
+        {
+            **{f"backbone.{k}": v for k, v in tensors.items()},
+            "decode_head.linear_fuse.conv.weight": torch.zeros(8, 32, 1, 1),
+        },
+    )
     pickle_path = folder / "pickle-payload.pth"
     import pickle
 

@@ -20,6 +20,7 @@ from edgeseg.errors import RuntimeBackendError
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = pytest.mark.parametrize("spec", BACKENDS, ids=[s.name for s in BACKENDS])
 
+
 def test_names_are_unique_and_auto_is_not_a_name() -> None:
     names = [s.name for s in BACKENDS]
     assert len(names) == len(set(names)) and "auto" not in names
@@ -119,8 +120,9 @@ def test_row_imports_without_torch(spec: BackendSpec, run_without_torch) -> None
         assert row["available"] is False and spec.install in row["error"] and "\n" not in row["error"]
 
 
-def test_eval_sends_trt_and_engine_files_to_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_sends_trt_and_engine_files_to_tensorrt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`edgeseg eval m.trt` goes through the tensorrt row (faked TensorRT), never the safetensors loader."""
     from fake_tensorrt import install, make_tensorrt
 
@@ -146,8 +148,18 @@ def test_eval_sends_trt_and_engine_files_to_tensorrt(tmp_path: Path, monkeypatch
     for suffix in get_backend("tensorrt").suffixes:
         engine = tmp_path / f"m{suffix}"
         engine.write_bytes(b"not an engine")
-        code = main(["eval", str(engine), "--data", str(tmp_path / "synth"), "--dataset", "synthetic",
-                     "--domain", "fog"])
+        code = main(
+            [
+                "eval",
+                str(engine),
+                "--data",
+                str(tmp_path / "synth"),
+                "--dataset",
+                "synthetic",
+                "--domain",
+                "fog",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and "sidecar" in err and "build-engine" in err and "Traceback" not in err, err
     assert opened == [f"m{s}" for s in get_backend("tensorrt").suffixes]
@@ -161,8 +173,9 @@ class ToySegmenter(Segmenter):
 
     closed = 0
 
-    def __init__(self, path: Any, backend: str = "toy", size: tuple[int, int] | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, path: Any, backend: str = "toy", size: tuple[int, int] | None = None, threads: int | None = None
+    ) -> None:
         self.backend = backend
         super().__init__(path, json.loads(Path(path).read_text()), None, None, size)
 
@@ -173,9 +186,17 @@ class ToySegmenter(Segmenter):
         type(self).closed += 1
 
 
-TOY = BackendSpec(name="toy", suffixes=(".toy",), segmenter=f"{__name__}:ToySegmenter", module="json",
-                  install="pip install nothing", makes="write a .toy file", auto_rank=1, options=("threads",),
-                  summary="test backend")
+TOY = BackendSpec(
+    name="toy",
+    suffixes=(".toy",),
+    segmenter=f"{__name__}:ToySegmenter",
+    module="json",
+    install="pip install nothing",
+    makes="write a .toy file",
+    auto_rank=1,
+    options=("threads",),
+    summary="test backend",
+)
 
 
 @pytest.fixture
@@ -184,8 +205,17 @@ def toy_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.setattr(backends, "BACKENDS", (*BACKENDS, TOY))
     path = tmp_path / "m.toy"
-    path.write_text(json.dumps({"num_classes": len(CLASSES), "classes": list(CLASSES),
-                                "palette": [list(c) for c in PALETTE], "output": "labels", "preprocess": True}))
+    path.write_text(
+        json.dumps(
+            {
+                "num_classes": len(CLASSES),
+                "classes": list(CLASSES),
+                "palette": [list(c) for c in PALETTE],
+                "output": "labels",
+                "preprocess": True,
+            }
+        )
+    )
     return path
 
 
@@ -199,17 +229,51 @@ def test_new_row_is_chosen_opened_and_closed(toy_model: Path) -> None:
     assert ToySegmenter.closed == before + 1
 
 
-def test_new_row_runs_through_eval_and_bench_unchanged(toy_model: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_new_row_runs_through_eval_and_bench_unchanged(
+    toy_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from edgeseg.cli import main
     from edgeseg.data.synthetic import render_dataset
 
     render_dataset(tmp_path / "synth", ["fog"], num=1, size=(64, 128), splits={"val": 1})
     before = ToySegmenter.closed
-    assert main(["eval", str(toy_model), "--data", str(tmp_path / "synth"), "--dataset", "synthetic",
-                 "--domain", "fog", "--json", str(tmp_path / "e.json")]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "eval",
+                str(toy_model),
+                "--data",
+                str(tmp_path / "synth"),
+                "--dataset",
+                "synthetic",
+                "--domain",
+                "fog",
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     assert json.loads((tmp_path / "e.json").read_text())["model"] == str(toy_model)
-    assert main(["bench", str(toy_model), "--backend", "toy", "--size", "64x128", "--warmup", "0", "--iters", "2",
-                 "--no-progress", "--json", str(tmp_path / "b.json")]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "bench",
+                str(toy_model),
+                "--backend",
+                "toy",
+                "--size",
+                "64x128",
+                "--warmup",
+                "0",
+                "--iters",
+                "2",
+                "--no-progress",
+                "--json",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     assert json.loads((tmp_path / "b.json").read_text())["results"][0]["backend"] == "toy"
     assert ToySegmenter.closed == before + 2  # eval and bench both closed what they opened

@@ -28,23 +28,55 @@ def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("bench") / "tiny.onnx"
     model = create_model("segformer_tiny").eval()
-    torch.onnx.export(model, torch.zeros(1, 3, 64, 128), str(path), opset_version=17, input_names=["input"],
-                      output_names=["logits"], dynamo=False, dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}})
+    torch.onnx.export(
+        model,
+        torch.zeros(1, 3, 64, 128),
+        str(path),
+        opset_version=17,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamo=False,
+        dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}},
+    )
     # the metadata `edgeseg export` writes, so the runtimes open it like any exported model
     proto = onnx.load(str(path))
-    meta = {"format": onnx_meta.FORMAT, "format_version": onnx_meta.FORMAT_VERSION, "num_classes": 19,
-            "classes": [f"class{i}" for i in range(19)], "palette": [[i, i, i] for i in range(19)],
-            "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "output": "logits",
-            "preprocess": False, "input_size": None, "batch": None}
+    meta = {
+        "format": onnx_meta.FORMAT,
+        "format_version": onnx_meta.FORMAT_VERSION,
+        "num_classes": 19,
+        "classes": [f"class{i}" for i in range(19)],
+        "palette": [[i, i, i] for i in range(19)],
+        "mean": [123.675, 116.28, 103.53],
+        "std": [58.395, 57.12, 57.375],
+        "output": "logits",
+        "preprocess": False,
+        "input_size": None,
+        "batch": None,
+    }
     onnx.helper.set_model_props(proto, onnx_meta.encode(meta))
     onnx.save(proto, str(path))
     return path
 
 
-def test_bench_json_schema_and_values(onnx_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_json_schema_and_values(
+    onnx_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out.json"
-    rc = main(["bench", str(onnx_model), "--size", "64x128", "--size", "32x64", "--batch", "2", *ARGS,
-               "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            str(onnx_model),
+            "--size",
+            "64x128",
+            "--size",
+            "32x64",
+            "--batch",
+            "2",
+            *ARGS,
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     stdout = capsys.readouterr().out
     assert "latency" in stdout and "tiny" in stdout and "64x128" in stdout
@@ -69,8 +101,23 @@ def test_bench_json_schema_and_values(onnx_model: Path, tmp_path: Path, capsys: 
 def test_bench_infer_mode_and_plot(onnx_model: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     plot, out = tmp_path / "lat.png", tmp_path / "r.json"
-    rc = main(["bench", str(onnx_model), "--size", "32x64", "--size", "64x128", "--mode", "infer", *ARGS,
-               "--json", str(out), "--plot", str(plot)])
+    rc = main(
+        [
+            "bench",
+            str(onnx_model),
+            "--size",
+            "32x64",
+            "--size",
+            "64x128",
+            "--mode",
+            "infer",
+            *ARGS,
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        ]
+    )
     assert rc == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads(out.read_text())
@@ -79,8 +126,20 @@ def test_bench_infer_mode_and_plot(onnx_model: Path, tmp_path: Path) -> None:
 
 def test_progress_bar_path_runs(onnx_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.json"
-    rc = main(["bench", str(onnx_model), "--size", "32x64", "--warmup-s", "0.05", "--duration-s", "0.2",
-               "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            str(onnx_model),
+            "--size",
+            "32x64",
+            "--warmup-s",
+            "0.05",
+            "--duration-s",
+            "0.2",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["settings"]["measure"] == {"seconds": 0.2} and report["results"][0]["iterations"] >= 2
@@ -93,7 +152,9 @@ def test_missing_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert rc != 0 and len(err.splitlines()) == 1 and "not found" in err and "nope.onnx" in err
 
 
-def test_corrupt_model_is_one_line(tmp_path: Path, onnx_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_model_is_one_line(
+    tmp_path: Path, onnx_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(onnx_model.read_bytes()[:500])  # truncated download
     rc = main(["bench", str(broken), *ARGS])
@@ -101,9 +162,9 @@ def test_corrupt_model_is_one_line(tmp_path: Path, onnx_model: Path, capsys: pyt
     assert rc != 0 and len(err.splitlines()) == 1 and "broken.onnx" in err and "Traceback" not in err
 
 
-def test_conflicting_options_and_missing_matplotlib(onnx_model: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_conflicting_options_and_missing_matplotlib(
+    onnx_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert main(["bench", str(onnx_model), "--warmup", "1", "--warmup-s", "1"]) != 0
     assert "not both" in capsys.readouterr().err
     assert main(["bench", str(onnx_model), "--iters", "1"]) != 0
@@ -128,7 +189,9 @@ def test_bench_runs_with_torch_hidden(onnx_model: Path, tmp_path: Path) -> None:
         assert not leaked, leaked
         sys.exit(rc)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert validate_report(report) == [] and report["results"][0]["graph"]["gmacs"] > 0

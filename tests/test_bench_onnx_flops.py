@@ -12,7 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeseg.bench.onnx_flops import count_onnx_macs, onnx_input_shapes
 
 
-def _save(tmp_path: Path, nodes: list, inputs: list, outputs: list, inits: list, name: str = "g.onnx") -> Path:
+def _save(
+    tmp_path: Path, nodes: list, inputs: list, outputs: list, inits: list, name: str = "g.onnx"
+) -> Path:
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / name
@@ -29,11 +31,21 @@ def test_conv_grouped_conv_and_conv_transpose(tmp_path: Path) -> None:
     y = helper.make_tensor_value_info("z", TensorProto.FLOAT, None)
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
-        helper.make_node("Conv", ["a", "w2"], ["b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8,
-                         strides=[2, 2], name="dw"),
+        helper.make_node(
+            "Conv",
+            ["a", "w2"],
+            ["b"],
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            group=8,
+            strides=[2, 2],
+            name="dw",
+        ),
         helper.make_node("ConvTranspose", ["b", "w3"], ["z"], kernel_shape=[2, 2], strides=[2, 2], name="up"),
     ]
-    path = _save(tmp_path, nodes, [x], [y], [_w("w1", 8, 4, 3, 3), _w("w2", 8, 1, 3, 3), _w("w3", 8, 2, 2, 2)])
+    path = _save(
+        tmp_path, nodes, [x], [y], [_w("w1", 8, 4, 3, 3), _w("w2", 8, 1, 3, 3), _w("w3", 8, 2, 2, 2)]
+    )
     r = count_onnx_macs(path, {"x": [2, 4, 16, 16]})
     conv = 2 * 8 * 16 * 16 * (4 * 9)  # N x Cout x H x W x (Cin/groups x k x k)
     dw = 2 * 8 * 8 * 8 * (1 * 9)  # stride 2 -> 8x8 outputs, depth-wise
@@ -47,8 +59,10 @@ def test_batched_matmul_and_gemm_with_transpose(tmp_path: Path) -> None:
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3, 5])
     g = helper.make_tensor_value_info("g", TensorProto.FLOAT, [5, 3])
     outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("m", "q")]
-    nodes = [helper.make_node("MatMul", ["a", "b"], ["m"], name="mm"),
-             helper.make_node("Gemm", ["g", "c"], ["q"], transA=1, name="gemm")]
+    nodes = [
+        helper.make_node("MatMul", ["a", "b"], ["m"], name="mm"),
+        helper.make_node("Gemm", ["g", "c"], ["q"], transA=1, name="gemm"),
+    ]
     path = _save(tmp_path, nodes, [a, g], outs, [_w("b", 5, 7), _w("c", 5, 4)])
     r = count_onnx_macs(path)
     assert r.by_op == {"MatMul": 2 * 3 * 7 * 5, "Gemm": 3 * 4 * 5}
@@ -68,8 +82,10 @@ def test_weight_only_products_are_reported_apart(tmp_path: Path) -> None:
     """(W1 @ W2) is folded by the runtime at load time: not part of the per-frame count."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    nodes = [helper.make_node("MatMul", ["w1", "w2"], ["w12"], name="fold"),
-             helper.make_node("MatMul", ["x", "w12"], ["y"], name="per_frame")]
+    nodes = [
+        helper.make_node("MatMul", ["w1", "w2"], ["w12"], name="fold"),
+        helper.make_node("MatMul", ["x", "w12"], ["y"], name="per_frame"),
+    ]
     path = _save(tmp_path, nodes, [x], [y], [_w("w1", 4, 8), _w("w2", 8, 3)])
     r = count_onnx_macs(path)
     assert r.macs == 6 * 3 * 4 and r.constant_macs == 4 * 3 * 8
@@ -90,8 +106,13 @@ def test_shapes_computed_by_division_are_followed(tmp_path: Path) -> None:
         helper.make_node("Reshape", ["x", "shape"], ["r"]),  # (n*l*2, 4)
         helper.make_node("MatMul", ["r", "w"], ["y"], name="mm"),
     ]
-    path = _save(tmp_path, nodes, [x], [y], [i64("one", 1), i64("two", 2), i64("zero1", [0]), i64("minus1", [-1]),
-                                             _w("w", 4, 5)])
+    path = _save(
+        tmp_path,
+        nodes,
+        [x],
+        [y],
+        [i64("one", 1), i64("two", 2), i64("zero1", [0]), i64("minus1", [-1]), _w("w", 4, 5)],
+    )
     r = count_onnx_macs(path, {"x": [2, 8, 3]})
     assert r.uncounted_nodes == [] and r.macs == (2 * 8 * 3 // 4) * 5 * 4
 
@@ -111,8 +132,15 @@ def test_segformer_export_matches_torch_count_exactly(tmp_path: Path) -> None:
     model.head.fused_order = False
     x = torch.zeros(1, 3, 32, 64)
     path = tmp_path / "tiny.onnx"
-    torch.onnx.export(model, x, str(path), opset_version=17, input_names=["input"], dynamo=False,
-                      dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}})  # the harder case: shapes computed
+    torch.onnx.export(
+        model,
+        x,
+        str(path),
+        opset_version=17,
+        input_names=["input"],
+        dynamo=False,
+        dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}},
+    )  # the harder case: shapes computed
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter, sdpa_kernel(SDPBackend.MATH):
         model(x)

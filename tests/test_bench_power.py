@@ -16,16 +16,22 @@ from edgeseg.bench.power import (
     total_input_mw,
 )
 
-ORIN_NANO = ("04-25-2024 10:00:01 RAM 2450/7620MB (lfb 2x4MB) SWAP 0/3810MB (cached 0MB) "
-             "CPU [2%@1510,1%@1510,0%@1510,0%@1510,3%@1510,1%@1510] EMC_FREQ 0%@2133 GR3D_FREQ 0%@[305] "
-             "NVENC off NVDEC off VIC_FREQ 115 APE 200 cpu@47.5C soc2@46.9C soc0@47.2C gpu@47.0C tj@47.5C "
-             "soc1@46.8C VDD_IN 5000mW/4800mW VDD_CPU_GPU_CV 805mW/790mW VDD_SOC 1448mW/1400mW")
-NANO = ("RAM 1234/3964MB (lfb 1x4MB) SWAP 0/1982MB (cached 0MB) IRAM 0/252kB(lfb 252kB) "
-        "CPU [5%@1479,2%@1479,1%@1479,0%@1479] EMC_FREQ 0%@1600 GR3D_FREQ 0%@921 APE 25 PLL@33C CPU@35.5C "
-        "PMIC@50C GPU@33.5C AO@41.5C thermal@34.25C POM_5V_IN 2000/2100 POM_5V_GPU 41/41 POM_5V_CPU 328/330")
-XAVIER_AGX = ("RAM 3056/31919MB (lfb 6964x4MB) SWAP 0/15959MB (cached 0MB) CPU [1%@1190,off,off,off] "
-              "EMC_FREQ 0% GR3D_FREQ 0% AO@37C GPU@37.5C Tdiode@39.75C PMIC@50C "
-              "GPU 0/0 CPU 311/311 SOC 1243/1243 CV 0/0 VDDRQ 155/155 SYS5V 1474/1474")
+ORIN_NANO = (
+    "04-25-2024 10:00:01 RAM 2450/7620MB (lfb 2x4MB) SWAP 0/3810MB (cached 0MB) "
+    "CPU [2%@1510,1%@1510,0%@1510,0%@1510,3%@1510,1%@1510] EMC_FREQ 0%@2133 GR3D_FREQ 0%@[305] "
+    "NVENC off NVDEC off VIC_FREQ 115 APE 200 cpu@47.5C soc2@46.9C soc0@47.2C gpu@47.0C tj@47.5C "
+    "soc1@46.8C VDD_IN 5000mW/4800mW VDD_CPU_GPU_CV 805mW/790mW VDD_SOC 1448mW/1400mW"
+)
+NANO = (
+    "RAM 1234/3964MB (lfb 1x4MB) SWAP 0/1982MB (cached 0MB) IRAM 0/252kB(lfb 252kB) "
+    "CPU [5%@1479,2%@1479,1%@1479,0%@1479] EMC_FREQ 0%@1600 GR3D_FREQ 0%@921 APE 25 PLL@33C CPU@35.5C "
+    "PMIC@50C GPU@33.5C AO@41.5C thermal@34.25C POM_5V_IN 2000/2100 POM_5V_GPU 41/41 POM_5V_CPU 328/330"
+)
+XAVIER_AGX = (
+    "RAM 3056/31919MB (lfb 6964x4MB) SWAP 0/15959MB (cached 0MB) CPU [1%@1190,off,off,off] "
+    "EMC_FREQ 0% GR3D_FREQ 0% AO@37C GPU@37.5C Tdiode@39.75C PMIC@50C "
+    "GPU 0/0 CPU 311/311 SOC 1243/1243 CV 0/0 VDDRQ 155/155 SYS5V 1474/1474"
+)
 
 
 def test_parse_orin_format() -> None:
@@ -63,10 +69,9 @@ def test_window_mean_and_energy_per_frame() -> None:
 
 def write_fake_tegrastats(tmp_path: Path, line: str, interval_s: float = 0.02) -> list[str]:
     script = tmp_path / "fake_tegrastats.py"
-    script.write_text("import sys, time\n"
-                      "while True:\n"
-                      f"    print({line!r}, flush=True)\n"
-                      f"    time.sleep({interval_s})\n")
+    script.write_text(
+        f"import sys, time\nwhile True:\n    print({line!r}, flush=True)\n    time.sleep({interval_s})\n"
+    )
     return [sys.executable, str(script)]
 
 

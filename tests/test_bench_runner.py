@@ -30,9 +30,16 @@ class FakeClock:
 class FakeSegmenter:
     """Records every call into a shared log; each stage costs a fixed (fake) time."""
 
-    def __init__(self, name: str, log: list[tuple[str, str]], clock: FakeClock | None = None,
-                 costs: tuple[float, float, float, float] = (1.0, 5.0, 2.0, 3.0), device_ms: float | None = None,
-                 backend: str = "fake-cpu", input_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        log: list[tuple[str, str]],
+        clock: FakeClock | None = None,
+        costs: tuple[float, float, float, float] = (1.0, 5.0, 2.0, 3.0),
+        device_ms: float | None = None,
+        backend: str = "fake-cpu",
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
         self.name, self.log, self.clock = name, log, clock
         self.pre_ms, self.infer_ms, self.post_ms, self.sync_ms = costs
         self.backend, self.input_size, self.meta = backend, input_size, {}
@@ -66,8 +73,10 @@ class FakeSegmenter:
 
 
 def _cases(names: Sequence[str], log: list, clock: FakeClock | None = None, **kw: object) -> list[CaseRun]:
-    return [CaseRun(segmenter=FakeSegmenter(n, log, clock, **kw), frames=synthetic_frames(8, 8, 1), label=n)
-            for n in names]
+    return [
+        CaseRun(segmenter=FakeSegmenter(n, log, clock, **kw), frames=synthetic_frames(8, 8, 1), label=n)
+        for n in names
+    ]
 
 
 def test_cases_are_interleaved_round_robin() -> None:
@@ -134,10 +143,13 @@ def test_plan_validation() -> None:
 
 
 def _fake_opener(log: list, opened: list, segs: list):
-    def opener(path: Path, backend: str, size: tuple[int, int] | None, threads: int | None = None) -> FakeSegmenter:
+    def opener(
+        path: Path, backend: str, size: tuple[int, int] | None, threads: int | None = None
+    ) -> FakeSegmenter:
         opened.append((path.name, backend, size, threads))
         segs.append(FakeSegmenter(f"{path.name}@{size}", log, backend=f"{backend}-resolved"))
         return segs[-1]
+
     return opener
 
 
@@ -149,15 +161,30 @@ def test_run_benchmark_interleaves_models_and_sizes_and_reports_schema(tmp_path:
     log: list = []
     opened: list = []
     segs: list[FakeSegmenter] = []
-    config = BenchConfig(models=models, backends=["tensorrt"], sizes=[(16, 32), (32, 64)], batch=2, threads=3,
-                         plan=RunPlan(warmup_iters=1, iters=3), command=["edgeseg", "bench"])
+    config = BenchConfig(
+        models=models,
+        backends=["tensorrt"],
+        sizes=[(16, 32), (32, 64)],
+        batch=2,
+        threads=3,
+        plan=RunPlan(warmup_iters=1, iters=3),
+        command=["edgeseg", "bench"],
+    )
     report = run_benchmark(config, opener=_fake_opener(log, opened, segs), device_root=str(tmp_path))
     assert validate_report(report) == []
-    assert opened == [("a.engine", "tensorrt", (16, 32), 3), ("a.engine", "tensorrt", (32, 64), 3),
-                      ("b.engine", "tensorrt", (16, 32), 3), ("b.engine", "tensorrt", (32, 64), 3)]
+    assert opened == [
+        ("a.engine", "tensorrt", (16, 32), 3),
+        ("a.engine", "tensorrt", (32, 64), 3),
+        ("b.engine", "tensorrt", (16, 32), 3),
+        ("b.engine", "tensorrt", (32, 64), 3),
+    ]
     assert all(s.closed for s in segs)  # sessions released after the run
-    measured = [n for n, what in log if what == "infer"][4 + 4:]  # after one probe each and one warm-up round
-    assert measured == ["a.engine@(16, 32)", "a.engine@(32, 64)", "b.engine@(16, 32)", "b.engine@(32, 64)"] * 3
+    measured = [n for n, what in log if what == "infer"][
+        4 + 4 :
+    ]  # after one probe each and one warm-up round
+    assert (
+        measured == ["a.engine@(16, 32)", "a.engine@(32, 64)", "b.engine@(16, 32)", "b.engine@(32, 64)"] * 3
+    )
     results = report["results"]
     assert len(results) == 4 and all(set(r) == set(RESULT_KEYS) for r in results)
     r0 = results[0]
@@ -178,8 +205,17 @@ def test_validate_report_finds_problems() -> None:
     bad["schema_version"] = 99
     assert any("schema_version" in p for p in validate_report(bad))
     result = {k: None for k in RESULT_KEYS}
-    result["latency_ms"] = {"n": 2, "mean": 1, "median": 5, "p90": 2, "p99": 3, "min": 0, "max": 4, "std": 0,
-                            "cv": 0}
+    result["latency_ms"] = {
+        "n": 2,
+        "mean": 1,
+        "median": 5,
+        "p90": 2,
+        "p99": 3,
+        "min": 0,
+        "max": 4,
+        "std": 0,
+        "cv": 0,
+    }
     bad["schema_version"] = 1
     bad["results"] = [result]
     problems = validate_report(bad)
@@ -200,7 +236,9 @@ def test_high_cv_produces_one_warning_per_case_and_clock_advice(tmp_path: Path) 
     def opener(path: Path, backend: str, size: tuple[int, int] | None, threads: int | None = None) -> Jittery:
         return Jittery("m", [], backend=backend)
 
-    config = BenchConfig(models=[tmp_path / "m.engine"], plan=RunPlan(warmup_iters=0, iters=6), sizes=[(8, 8)])
+    config = BenchConfig(
+        models=[tmp_path / "m.engine"], plan=RunPlan(warmup_iters=0, iters=6), sizes=[(8, 8)]
+    )
     report = run_benchmark(config, opener=opener, device_root=str(tmp_path))
     assert report["results"][0]["latency_ms"]["cv"] > 0.1
     assert any("CV" in w for w in report["results"][0]["warnings"])
@@ -211,18 +249,30 @@ def test_power_phase_with_a_fake_tegrastats(tmp_path: Path) -> None:
     from edgeseg.bench.power import TegrastatsSampler
 
     script = tmp_path / "tegrastats.py"
-    script.write_text("import time\nwhile True:\n    print('RAM 1/2MB VDD_IN 4200mW/4200mW', flush=True)\n"
-                      "    time.sleep(0.01)\n")
+    script.write_text(
+        "import time\nwhile True:\n    print('RAM 1/2MB VDD_IN 4200mW/4200mW', flush=True)\n"
+        "    time.sleep(0.01)\n"
+    )
     (tmp_path / "m.engine").write_bytes(b"x")
-    config = BenchConfig(models=[tmp_path / "m.engine"], sizes=[(8, 8)], plan=RunPlan(warmup_iters=0, iters=2),
-                         power=True, power_s=0.3, idle_s=0.2)
-    report = run_benchmark(config, opener=lambda p, b, s, threads=None: FakeSegmenter("m", [], costs=(0, 0, 0, 0)),
-                           device_root=str(tmp_path),
-                           sampler_factory=lambda: TegrastatsSampler(command=[sys.executable, str(script)]))
+    config = BenchConfig(
+        models=[tmp_path / "m.engine"],
+        sizes=[(8, 8)],
+        plan=RunPlan(warmup_iters=0, iters=2),
+        power=True,
+        power_s=0.3,
+        idle_s=0.2,
+    )
+    report = run_benchmark(
+        config,
+        opener=lambda p, b, s, threads=None: FakeSegmenter("m", [], costs=(0, 0, 0, 0)),
+        device_root=str(tmp_path),
+        sampler_factory=lambda: TegrastatsSampler(command=[sys.executable, str(script)]),
+    )
     power = report["results"][0]["power"]
     assert power["rail"] == "VDD_IN" and power["mean_w"] == pytest.approx(4.2) and power["samples"] >= 5
     assert power["frames"] > 0 and power["energy_per_frame_mj"] == pytest.approx(
-        4.2 * power["seconds"] / power["frames"] * 1000)
+        4.2 * power["seconds"] / power["frames"] * 1000
+    )
     assert report["power_idle"]["mean_w"] == pytest.approx(4.2)
     assert power["energy_per_frame_above_idle_mj"] == pytest.approx(0.0, abs=1e-9)
 

@@ -28,7 +28,9 @@ def test_percentile_ignores_input_order() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0.001, 1e4, allow_nan=False), min_size=1, max_size=60), st.floats(0, 100))
 def test_percentile_equals_numpy_linear(samples: list[float], q: float) -> None:
-    assert percentile(samples, q) == pytest.approx(float(np.percentile(samples, q, method="linear")), rel=1e-9)
+    assert percentile(samples, q) == pytest.approx(
+        float(np.percentile(samples, q, method="linear")), rel=1e-9
+    )
 
 
 def test_summarize_known_sample() -> None:
@@ -37,7 +39,9 @@ def test_summarize_known_sample() -> None:
     assert s.min == 10.0 and s.max == 40.0
     assert s.p90 == pytest.approx(37.0) and s.p99 == pytest.approx(39.7)
     # sample standard deviation (n - 1): sqrt(500/3)
-    assert s.std == pytest.approx(math.sqrt(500 / 3)) and s.std == pytest.approx(np.std([10, 20, 30, 40], ddof=1))
+    assert s.std == pytest.approx(math.sqrt(500 / 3)) and s.std == pytest.approx(
+        np.std([10, 20, 30, 40], ddof=1)
+    )
     assert s.cv == pytest.approx(s.std / 25.0)
     assert s.fps(batch=1) == pytest.approx(40.0) and s.fps(batch=2) == pytest.approx(80.0)
     assert set(s.to_dict()) == {"n", "mean", "median", "p90", "p99", "min", "max", "std", "cv"}

@@ -14,8 +14,11 @@ import domain_gap  # noqa: E402
 
 
 def _config(root: str, **data) -> dict:
-    return {"seed": 0, "data": {"source_root": root, "target_root": root, "crop": [96, 192], **data},
-            "duda": {"kl_view": "clean_target"}}
+    return {
+        "seed": 0,
+        "data": {"source_root": root, "target_root": root, "crop": [96, 192], **data},
+        "duda": {"kl_view": "clean_target"},
+    }
 
 
 def test_pieces_match_across_checkouts_but_not_across_settings() -> None:
@@ -33,8 +36,12 @@ def test_gap_table_means_and_spread() -> None:
     def piece(miou: float) -> dict:
         return {"student": {"target_miou": miou}}
 
-    results = {("city", "source_only", 0): piece(0.10), ("city", "source_only", 1): piece(0.12),
-               ("city", "oracle", 0): piece(0.30), ("city", "oracle", 1): piece(0.32)}
+    results = {
+        ("city", "source_only", 0): piece(0.10),
+        ("city", "source_only", 1): piece(0.12),
+        ("city", "oracle", 0): piece(0.30),
+        ("city", "oracle", 1): piece(0.32),
+    }
     (row,) = domain_gap.gap_table(results, ["city"], [0, 1])
     assert row["source_only"] == pytest.approx(11.0) and row["oracle"] == pytest.approx(31.0)
     assert row["gap"] == pytest.approx(20.0) and row["oracle_std"] == pytest.approx(1.41, abs=0.01)

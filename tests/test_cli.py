@@ -10,9 +10,13 @@ import pytest
 from edgeseg.cli import main
 
 
-@pytest.mark.parametrize("args", [["no-such-command"], ["info", "--no-such-option"], ["info", "--size", "abc",
-                                                                                      "--arch", "segformer_b0"]])
-def test_bad_usage_exits_nonzero_without_traceback(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [["no-such-command"], ["info", "--no-such-option"], ["info", "--size", "abc", "--arch", "segformer_b0"]],
+)
+def test_bad_usage_exits_nonzero_without_traceback(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(args) != 0
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
@@ -25,8 +29,12 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_entry_point_in_subprocess() -> None:
-    result = subprocess.run([sys.executable, "-m", "edgeseg", "info", "--arch", "nope"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "info", "--arch", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: unknown model 'nope'")
     assert "Traceback" not in result.stderr

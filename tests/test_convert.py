@@ -71,7 +71,7 @@ def _to_nvlabs(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, to
             continue
         if ".attn.k." in ours:
             v = torch.cat([v, state[ours.replace(".attn.k.", ".attn.v.")]])
-        k = ours[len("encoder."):].replace(".attn.k.", ".attn.kv.")
+        k = ours[len("encoder.") :].replace(".attn.k.", ".attn.kv.")
         k = re.sub(r"^patch_embeds\.(\d)", lambda m: f"patch_embed{int(m.group(1)) + 1}", k)
         k = re.sub(r"^stages\.(\d)", lambda m: f"block{int(m.group(1)) + 1}", k)
         k = re.sub(r"^norms\.(\d)", lambda m: f"norm{int(m.group(1)) + 1}", k)
@@ -115,7 +115,10 @@ def test_daformer_uda_checkpoint_submodel(tmp_path: Path) -> None:
             out[f"{prefix}.decode_head.{k}"] = v
         return out
 
-    ckpt = {"meta": {"iter": 40000}, "state_dict": {**mmseg_keys(student, "model"), **mmseg_keys(teacher, "ema_model")}}
+    ckpt = {
+        "meta": {"iter": 40000},
+        "state_dict": {**mmseg_keys(student, "model"), **mmseg_keys(teacher, "ema_model")},
+    }
     torch.save(ckpt, tmp_path / "daformer.pth")
     report = convert_checkpoint(tmp_path / "daformer.pth", tmp_path / "t.safetensors", submodel="ema_model")
     assert report.arch == "daformer_tiny" and report.skipped_submodels == ["model"]
@@ -139,7 +142,9 @@ def test_save_load_roundtrip_keeps_metadata(tmp_path: Path) -> None:
     save_model(model, tmp_path / "m.safetensors", provenance={"trained_on": "unit test"})
     loaded = load_model(tmp_path / "m.safetensors")
     assert not loaded.training
-    assert loaded.meta["classes"] == ["a", "b", "c"] and loaded.meta["provenance"]["trained_on"] == "unit test"
+    assert (
+        loaded.meta["classes"] == ["a", "b", "c"] and loaded.meta["provenance"]["trained_on"] == "unit test"
+    )
     assert len(loaded.meta["palette"]) == 3 and loaded.meta["mean"][0] == pytest.approx(123.675)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
@@ -148,6 +153,7 @@ def test_save_load_roundtrip_keeps_metadata(tmp_path: Path) -> None:
 
 
 # --- user errors: one line, non-zero exit, nothing written -------------------------------------------------
+
 
 def _run_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     code = main(args)
@@ -173,8 +179,12 @@ def test_convert_non_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_convert_other_architecture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    resnet_like = {"conv1.weight": torch.randn(8, 3, 7, 7), "bn1.weight": torch.randn(8),
-                   "layer1.0.conv1.weight": torch.randn(8, 8, 3, 3), "fc.weight": torch.randn(10, 8)}
+    resnet_like = {
+        "conv1.weight": torch.randn(8, 3, 7, 7),
+        "bn1.weight": torch.randn(8),
+        "layer1.0.conv1.weight": torch.randn(8, 8, 3, 3),
+        "fc.weight": torch.randn(10, 8),
+    }
     torch.save({"state_dict": resnet_like}, tmp_path / "resnet.pth")
     err = _run_error(["convert", str(tmp_path / "resnet.pth"), str(tmp_path / "o.safetensors")], capsys)
     assert "map to no edgeseg parameter" in err and "conv1.weight" in err

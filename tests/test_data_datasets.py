@@ -125,12 +125,16 @@ def test_synthia_16_and_13_class_protocols(tmp_path):
         load_dataset("synthia", tmp_path, "train")[0]
 
 
-def _acdc_like(root: Path, prefix: list[str], gt_prefix: list[str], seq: str = "GOPR0475", n: int = 2) -> None:
+def _acdc_like(
+    root: Path, prefix: list[str], gt_prefix: list[str], seq: str = "GOPR0475", n: int = 2
+) -> None:
     for k in range(n):
         stem = f"{seq}_frame_{k:06d}"
         write(root.joinpath(*prefix, seq, f"{stem}_rgb_anon.png"), image(RNG))
-        write(root.joinpath(*gt_prefix, seq, f"{stem}_gt_labelTrainIds.png"),
-              RNG.integers(0, 19, (H, W)).astype(np.uint8))
+        write(
+            root.joinpath(*gt_prefix, seq, f"{stem}_gt_labelTrainIds.png"),
+            RNG.integers(0, 19, (H, W)).astype(np.uint8),
+        )
 
 
 def test_acdc_conditions(tmp_path):
@@ -193,8 +197,17 @@ def test_synthetic_loads_through_the_cityscapes_reader(tmp_path):
 
 
 def test_cli_eval_bad_input_is_one_line_nonzero(tmp_path, capsys):
-    code = main(["eval", "--predictions", str(tmp_path / "preds"), "--data", str(tmp_path / "missing"),
-                 "--dataset", "cityscapes"])
+    code = main(
+        [
+            "eval",
+            "--predictions",
+            str(tmp_path / "preds"),
+            "--data",
+            str(tmp_path / "missing"),
+            "--dataset",
+            "cityscapes",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.count("\n") == 0 and "does not exist" in err
 

@@ -12,7 +12,12 @@ def test_cityscapes_table_matches_official_scripts():
     for lab in theirs:
         mine = ours[lab.id]
         assert (mine.name, mine.train_id, mine.category, mine.ignore_in_eval, mine.color) == (
-            lab.name, lab.trainId, lab.category, lab.ignoreInEval, lab.color)
+            lab.name,
+            lab.trainId,
+            lab.category,
+            lab.ignoreInEval,
+            lab.color,
+        )
     train = sorted((lab.trainId, lab.name, lab.color) for lab in theirs if not lab.ignoreInEval)
     assert [n for _, n, _ in train] == list(L.CLASSES)
     assert [c for _, _, c in train] == list(L.PALETTE)
@@ -44,7 +49,9 @@ def test_idd_and_mapillary_maps():
     for raw, train in L.IDD_LEVEL3_TO_TRAIN_ID.items():
         name = L.IDD_LEVEL3_NAMES[raw]
         assert L.CLASSES[train] in name or (name, L.CLASSES[train]) in {
-            ("person/animal", "person"), ("non-drivable fallback", "terrain")}
+            ("person/animal", "person"),
+            ("non-drivable fallback", "terrain"),
+        }
     assert L.IDD_LEVEL3.valid[255] and not L.IDD_LEVEL3.valid[26]
     assert len(L.MAPILLARY_V12_NAMES) == 66
     m = L.MAPILLARY_V12.lut

@@ -68,7 +68,7 @@ def test_fog_hides_distant_things():
         vals = []
         for img, _lab in _scenes(domain, 6):
             row = int(SIZE[0] * 0.45)
-            band = img[row - 4:row + 4].astype(np.float32)
+            band = img[row - 4 : row + 4].astype(np.float32)
             vals.append(band.std())
         return np.mean(vals)
 
@@ -83,8 +83,24 @@ def test_night_is_dark_with_lights():
 
 def test_cli_synth_writes_a_loadable_tree(tmp_path, capsys):
     out = tmp_path / "synth"
-    code = main(["data", "synth", "--out", str(out), "--domains", "source,night", "--num", "2", "--val-num", "1",
-                 "--size", "64x128", "--seed", "4"])
+    code = main(
+        [
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            "--domains",
+            "source,night",
+            "--num",
+            "2",
+            "--val-num",
+            "1",
+            "--size",
+            "64x128",
+            "--seed",
+            "4",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     manifest = json.loads((out / "synthetic.json").read_text())
     assert manifest["domains"] == ["source", "night"] and manifest["splits"] == {"train": 2, "val": 1}
@@ -94,8 +110,14 @@ def test_cli_synth_writes_a_loadable_tree(tmp_path, capsys):
     assert np.array_equal(night[1][1], expected[1]) and np.array_equal(night[1][0], expected[0])
 
 
-@pytest.mark.parametrize("args,message", [(["--size", "100x7"], ">= 64"), (["--size", "100x72"], "multiples of 8"),
-                                          (["--domains", "source,mars"], "unknown synthetic domain")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--size", "100x7"], ">= 64"),
+        (["--size", "100x72"], "multiples of 8"),
+        (["--domains", "source,mars"], "unknown synthetic domain"),
+    ],
+)
 def test_cli_synth_bad_arguments(tmp_path, capsys, args, message):
     assert main(["data", "synth", "--out", str(tmp_path), "--num", "1", *args]) != 0
     err = capsys.readouterr().err

@@ -26,12 +26,15 @@ def test_random_crop_respects_cat_max_ratio():
         _, crop = random_crop(img, lab, (32, 32), rng, cat_max_ratio=0.75, tries=50)
         counts = np.bincount(crop.ravel(), minlength=2)
         assert counts.max() / counts.sum() < 0.75
+
     # without the constraint, about 3 in 4 crops would violate it
     def share(crop):
         counts = np.bincount(crop.ravel(), minlength=2)
         return counts.max() / counts.sum()
 
-    violations = sum(share(random_crop(img, lab, (32, 32), rng, cat_max_ratio=1.0)[1]) >= 0.75 for _ in range(40))
+    violations = sum(
+        share(random_crop(img, lab, (32, 32), rng, cat_max_ratio=1.0)[1]) >= 0.75 for _ in range(40)
+    )
     assert violations > 20
 
 

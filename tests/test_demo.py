@@ -99,7 +99,11 @@ def test_parse_source_kinds(tmp_path: Path) -> None:
     cases = {
         "0": ("camera", 0, True),
         "csi://1": ("csi", 1, True),
-        "rtsp://user:secret@cam.local:554/stream": ("stream", "rtsp://user:secret@cam.local:554/stream", True),
+        "rtsp://user:secret@cam.local:554/stream": (
+            "stream",
+            "rtsp://user:secret@cam.local:554/stream",
+            True,
+        ),
         "https://cam.local/mjpeg": ("stream", "https://cam.local/mjpeg", True),
         "https://host/clips/drive.MP4?token=1": ("stream", "https://host/clips/drive.MP4?token=1", False),
         str(tmp_path): ("folder", str(tmp_path), False),
@@ -128,7 +132,9 @@ def test_csi_needs_gstreamer_and_says_how_to_get_it() -> None:
     check_csi_support(spec, build_info="    GStreamer:                   YES (1.20.3)\n")
     assert opencv_has_gstreamer("    GStreamer:   YES (1.16.3)") and not opencv_has_gstreamer("GStreamer: NO")
     pipeline = csi_pipeline(1, 640, 480, 60)
-    assert pipeline.startswith("nvarguscamerasrc sensor-id=1 ") and "appsink" in pipeline and "60/1" in pipeline
+    assert (
+        pipeline.startswith("nvarguscamerasrc sensor-id=1 ") and "appsink" in pipeline and "60/1" in pipeline
+    )
 
 
 def test_gui_detection_from_build_info() -> None:
@@ -160,7 +166,7 @@ def test_empty_folder_is_a_source_error(tmp_path: Path) -> None:
 
 def _labels(h: int = 64, w: int = 128) -> np.ndarray:
     labels = np.zeros((h, w), np.uint8)
-    labels[:, w // 2:] = 1
+    labels[:, w // 2 :] = 1
     return labels
 
 
@@ -211,8 +217,8 @@ def test_legend_lists_present_classes_by_area_and_hud_is_drawn() -> None:
     plain = bare.render(frame, labels).copy()
     drawn = r.render(frame, labels, ["12.0 FPS  infer 40 ms", "fake"])
     diff = np.any(drawn != plain, axis=2)
-    assert diff[:40, :150].any()      # HUD top-left
-    assert diff[:40, -80:].any()      # legend top-right
+    assert diff[:40, :150].any()  # HUD top-left
+    assert diff[:40, -80:].any()  # legend top-right
     assert not diff[200:, 100:500].any()  # the picture itself untouched
 
 

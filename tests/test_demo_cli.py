@@ -38,13 +38,28 @@ def _blend(grey: int, rgb: tuple[int, int, int], alpha: float = 0.5) -> np.ndarr
     return (1 - alpha) * grey + alpha * np.array(rgb[::-1], dtype=float)
 
 
-def test_demo_headless_records_overlay_and_writes_stats(tmp_path: Path, fake_model: ColourSegmenter,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_headless_records_overlay_and_writes_stats(
+    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+) -> None:
     # left half grey 110, right half grey 150; wide enough that the HUD and legend sit side by side on top
     clip = write_clip(tmp_path / "clip.mp4", frames=20, h=96, w=256)
     out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
-    code = main(["demo", "--model", "m.onnx", "--source", str(clip), "--headless", "--size", "96x256",
-                 "--record", str(out), "--stats", str(stats_path)])
+    code = main(
+        [
+            "demo",
+            "--model",
+            "m.onnx",
+            "--source",
+            str(clip),
+            "--headless",
+            "--size",
+            "96x256",
+            "--record",
+            str(out),
+            "--stats",
+            str(stats_path),
+        ]
+    )
     assert code == 0
     assert fake_model.load_calls == [("m.onnx", "auto", (96, 256))]  # type: ignore[attr-defined]
     assert fake_model.closed  # the demo opened the model, so it closed it
@@ -76,32 +91,52 @@ def test_demo_headless_records_overlay_and_writes_stats(tmp_path: Path, fake_mod
 def test_side_by_side_mask_and_max_frames(tmp_path: Path, fake_model: ColourSegmenter) -> None:
     clip = write_clip(tmp_path / "clip.mp4", frames=20)
     out = tmp_path / "sbs.mp4"
-    assert main(["demo", "-m", "m.onnx", "-s", str(clip), "--headless", "--view", "side-by-side",
-                 "--record", str(out), "--max-frames", "7"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "-m",
+                "m.onnx",
+                "-s",
+                str(clip),
+                "--headless",
+                "--view",
+                "side-by-side",
+                "--record",
+                str(out),
+                "--max-frames",
+                "7",
+            ]
+        )
+        == 0
+    )
     frames = read_video(out)
     assert len(frames) == 7 and frames[0].shape == (64, 256, 3)
-    right_half = frames[3][48:, 128 + 72:128 + 120].reshape(-1, 3).mean(axis=0)  # the pure mask
+    right_half = frames[3][48:, 128 + 72 : 128 + 120].reshape(-1, 3).mean(axis=0)  # the pure mask
     assert np.abs(right_half - np.array(PALETTE_RGB[1][::-1])).max() < 12
     assert len(fake_model.seen) <= 7 + 2 * 4  # reading stopped near max-frames (queues hold a few)
 
 
-def test_json_flag_prints_stats(tmp_path: Path, fake_model: ColourSegmenter,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_flag_prints_stats(
+    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+) -> None:
     clip = write_clip(tmp_path / "clip.mp4", frames=5)
     assert main(["demo", "-m", "m.onnx", "-s", str(clip), "--headless", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["frames_rendered"] == 5
 
 
-def test_bad_source_is_one_line_and_non_zero(tmp_path: Path, fake_model: ColourSegmenter,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_source_is_one_line_and_non_zero(
+    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["demo", "-m", "m.onnx", "-s", str(tmp_path / "missing.mp4"), "--headless"])
     err = capsys.readouterr().err
     assert code != 0 and err.count("\n") == 1 and "missing.mp4" in err and "does not exist" in err
     assert fake_model.load_calls == []  # type: ignore[attr-defined]  # failed before loading the model
 
 
-def test_undecodable_video_is_one_line(tmp_path: Path, fake_model: ColourSegmenter,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_undecodable_video_is_one_line(
+    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"this is not a video")
     code = main(["demo", "-m", "m.onnx", "-s", str(bad), "--headless"])
@@ -109,8 +144,9 @@ def test_undecodable_video_is_one_line(tmp_path: Path, fake_model: ColourSegment
     assert code != 0 and err.count("\n") == 1 and "cannot open video" in err
 
 
-def test_bad_options_are_one_line(tmp_path: Path, fake_model: ColourSegmenter,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_options_are_one_line(
+    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+) -> None:
     clip = write_clip(tmp_path / "clip.mp4", frames=2)
     for extra in (["--alpha", "1.5"], ["--view", "heatmap"], ["--record", str(tmp_path / "o.gif")]):
         assert main(["demo", "-m", "m.onnx", "-s", str(clip), "--headless", *extra]) != 0
@@ -118,8 +154,9 @@ def test_bad_options_are_one_line(tmp_path: Path, fake_model: ColourSegmenter,
 
 
 @pytest.mark.skipif(opencv_has_gui(), reason="this OpenCV has a GUI")
-def test_window_without_gui_opencv_says_use_headless(tmp_path: Path, fake_model: ColourSegmenter,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_window_without_gui_opencv_says_use_headless(
+    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+) -> None:
     clip = write_clip(tmp_path / "clip.mp4", frames=2)
     assert main(["demo", "-m", "m.onnx", "-s", str(clip)]) != 0
     err = capsys.readouterr().err
@@ -127,16 +164,20 @@ def test_window_without_gui_opencv_says_use_headless(tmp_path: Path, fake_model:
 
 
 @pytest.mark.skipif(opencv_has_gstreamer(), reason="this OpenCV has GStreamer")
-def test_csi_without_gstreamer_is_one_line(fake_model: ColourSegmenter,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_csi_without_gstreamer_is_one_line(
+    fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["demo", "-m", "m.onnx", "-s", "csi://0", "--headless"]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "GStreamer" in err
 
 
-def test_dead_stream_exits_non_zero_after_summary(tmp_path: Path, fake_model: ColourSegmenter,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_dead_stream_exits_non_zero_after_summary(
+    tmp_path: Path,
+    fake_model: ColourSegmenter,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     opens: list[int] = []
 
     def opener(spec):  # noqa: ANN001, ANN202
@@ -148,13 +189,28 @@ def test_dead_stream_exits_non_zero_after_summary(tmp_path: Path, fake_model: Co
         return ScriptedCapture(8, interval_s=0.002)
 
     monkeypatch.setattr(demo_app, "open_capture", opener)
-    code = main(["demo", "-m", "m.onnx", "-s", "rtsp://cam.local/live", "--headless", "--retries", "2",
-                 "--retry-delay", "0.001",
-                 "--stats", str(tmp_path / "s.json")])
+    code = main(
+        [
+            "demo",
+            "-m",
+            "m.onnx",
+            "-s",
+            "rtsp://cam.local/live",
+            "--headless",
+            "--retries",
+            "2",
+            "--retry-delay",
+            "0.001",
+            "--stats",
+            str(tmp_path / "s.json"),
+        ]
+    )
     captured = capsys.readouterr()
     assert code != 0 and len(opens) == 3
     assert "8 frames read" in captured.out  # the summary
-    assert captured.err.count("reconnecting") == 2 and captured.err.strip().splitlines()[-1].startswith("error:")
+    assert captured.err.count("reconnecting") == 2 and captured.err.strip().splitlines()[-1].startswith(
+        "error:"
+    )
     assert json.loads((tmp_path / "s.json").read_text())["ended_by"] == "source_lost"
 
 
@@ -163,7 +219,7 @@ def test_demo_runs_without_torch(tmp_path: Path) -> None:
     script = f"""
 import sys
 sys.modules['torch'] = None  # any 'import torch' now raises ImportError
-sys.path.insert(0, {str(ROOT / 'tests')!r})
+sys.path.insert(0, {str(ROOT / "tests")!r})
 import cv2
 from pathlib import Path
 from demo_fakes import ColourSegmenter, marked_frame
@@ -178,7 +234,9 @@ assert stats.frames_rendered == 3, stats
 print('ok')
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
@@ -193,8 +251,27 @@ def test_demo_with_a_real_onnx_model(tmp_path: Path) -> None:
     model = export_tiny_onnx(tmp_path / "tiny.onnx", 128, 256)
     clip = write_clip(tmp_path / "clip.mp4", frames=12, h=128, w=256)
     out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
-    assert main(["demo", "-m", str(model), "-s", str(clip), "--headless", "--backend", "onnxruntime-cpu",
-                 "--view", "mask", "--record", str(out), "--stats", str(stats_path)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "-m",
+                str(model),
+                "-s",
+                str(clip),
+                "--headless",
+                "--backend",
+                "onnxruntime-cpu",
+                "--view",
+                "mask",
+                "--record",
+                str(out),
+                "--stats",
+                str(stats_path),
+            ]
+        )
+        == 0
+    )
     stats = json.loads(stats_path.read_text())
     assert stats["backend"] == "onnxruntime-cpu" and stats["input_size"] == [128, 256]
     assert stats["frames_processed"] == stats["frames_recorded"] == 12

@@ -34,7 +34,9 @@ class Opener:
 
 def _config(tmp_path: Path, source: str = LIVE, **kw) -> DemoConfig:
     kw.setdefault("backoff_s", 0.001)
-    return DemoConfig(model="fake.onnx", source=source, headless=True, stats_path=tmp_path / "stats.json", **kw)
+    return DemoConfig(
+        model="fake.onnx", source=source, headless=True, stats_path=tmp_path / "stats.json", **kw
+    )
 
 
 def test_live_source_newest_frame_wins(tmp_path: Path) -> None:
@@ -61,7 +63,12 @@ def test_file_source_processes_every_frame_in_order(tmp_path: Path) -> None:
         cv2.imwrite(str(folder / f"{i:04d}.png"), marked_frame(i))
     stats = run_demo(_config(tmp_path, source=str(folder)), segmenter=seg)
     assert seg.seen == list(range(15))
-    assert (stats.frames_read, stats.frames_processed, stats.frames_rendered, stats.frames_dropped) == (15, 15, 15, 0)
+    assert (stats.frames_read, stats.frames_processed, stats.frames_rendered, stats.frames_dropped) == (
+        15,
+        15,
+        15,
+        0,
+    )
     assert stats.ended_by == "end_of_stream"
 
 
@@ -70,8 +77,12 @@ def test_source_that_dies_gets_bounded_reconnects_then_clean_exit(tmp_path: Path
     events: list[str] = []
     record = tmp_path / "out.mp4"
     with pytest.raises(SourceError, match="3 reconnect attempts failed") as info:
-        run_demo(_config(tmp_path, max_retries=3, record=record), segmenter=ColourSegmenter(),
-                 opener=opener, on_event=events.append)
+        run_demo(
+            _config(tmp_path, max_retries=3, record=record),
+            segmenter=ColourSegmenter(),
+            opener=opener,
+            on_event=events.append,
+        )
     assert "\n" not in str(info.value)
     assert opener.calls == 1 + 3  # the first open plus exactly max_retries attempts
     stats = json.loads((tmp_path / "stats.json").read_text())  # the summary is still written
@@ -84,7 +95,9 @@ def test_source_that_dies_gets_bounded_reconnects_then_clean_exit(tmp_path: Path
 
 def test_source_that_comes_back_is_resumed(tmp_path: Path) -> None:
     # Drops after 10 frames, the first reopen fails, the second brings 10 more, then gone for good.
-    opener = Opener(ScriptedCapture(10, interval_s=0.002), None, ScriptedCapture(10, start=10, interval_s=0.002))
+    opener = Opener(
+        ScriptedCapture(10, interval_s=0.002), None, ScriptedCapture(10, start=10, interval_s=0.002)
+    )
     seg = ColourSegmenter()
     with pytest.raises(SourceError):
         run_demo(_config(tmp_path, max_retries=2), segmenter=seg, opener=opener)
@@ -96,16 +109,22 @@ def test_source_that_comes_back_is_resumed(tmp_path: Path) -> None:
 
 
 def test_max_frames_on_a_live_source(tmp_path: Path) -> None:
-    stats = run_demo(_config(tmp_path, max_frames=5), segmenter=ColourSegmenter(),
-                     opener=Opener(ScriptedCapture(10_000, interval_s=0.001)))
+    stats = run_demo(
+        _config(tmp_path, max_frames=5),
+        segmenter=ColourSegmenter(),
+        opener=Opener(ScriptedCapture(10_000, interval_s=0.001)),
+    )
     assert stats.ended_by == "max_frames" and stats.frames_rendered == 5
 
 
 def test_backend_crash_still_finalises_recording_and_stats(tmp_path: Path) -> None:
     record = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError, match="fake backend crashed"):
-        run_demo(_config(tmp_path, record=record), segmenter=ColourSegmenter(fail_after=4),
-                 opener=Opener(ScriptedCapture(50, interval_s=0.002)))
+        run_demo(
+            _config(tmp_path, record=record),
+            segmenter=ColourSegmenter(fail_after=4),
+            opener=Opener(ScriptedCapture(50, interval_s=0.002)),
+        )
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["ended_by"] == "error" and stats["frames_processed"] == 4
     assert len(read_video(record)) == stats["frames_rendered"] >= 1
@@ -118,8 +137,12 @@ def test_ctrl_c_stops_cleanly_and_finalises_the_recording(tmp_path: Path) -> Non
         if stats.frames_rendered == 6:
             raise KeyboardInterrupt
 
-    stats = run_demo(_config(tmp_path, record=record), segmenter=ColourSegmenter(),
-                     opener=Opener(ScriptedCapture(10_000, interval_s=0.001)), on_frame=interrupt_after_six)
+    stats = run_demo(
+        _config(tmp_path, record=record),
+        segmenter=ColourSegmenter(),
+        opener=Opener(ScriptedCapture(10_000, interval_s=0.001)),
+        on_frame=interrupt_after_six,
+    )
     assert stats.ended_by == "interrupted" and stats.frames_rendered == 6
     assert len(read_video(record)) == 6
     assert json.loads((tmp_path / "stats.json").read_text())["ended_by"] == "interrupted"
@@ -165,18 +188,21 @@ def test_window_keys_switch_view_pause_and_quit(tmp_path: Path) -> None:
         win.rendered_at_resume = stats.frames_rendered
         return win.polls_while_paused > 20
 
-    window = FakeWindow([
-        (lambda w: len(w.shown) >= 3, ord("v")),            # overlay -> mask
-        (lambda w: len(w.shown) >= 6, ord("v")),            # mask -> side-by-side
-        (lambda w: len(w.shown) >= 9, ord(" ")),            # pause
-        (paused_for_a_while, ord(" ")),                     # ... 20 polls later, resume
-        (lambda w: len(w.shown) >= 14, ord("q")),           # quit
-    ])
+    window = FakeWindow(
+        [
+            (lambda w: len(w.shown) >= 3, ord("v")),  # overlay -> mask
+            (lambda w: len(w.shown) >= 6, ord("v")),  # mask -> side-by-side
+            (lambda w: len(w.shown) >= 9, ord(" ")),  # pause
+            (paused_for_a_while, ord(" ")),  # ... 20 polls later, resume
+            (lambda w: len(w.shown) >= 14, ord("q")),  # quit
+        ]
+    )
     renderer = Renderer(["dark", "bright", "blue"], [(0, 255, 0), (255, 0, 255), (255, 255, 0)])
     spec = parse_source(LIVE)
     opener = Opener(ScriptedCapture(100_000, interval_s=0.002))
-    result = run_pipeline(ColourSegmenter(), spec, opener(spec), opener, renderer, stats, PipelineOptions(),
-                          window=window)  # type: ignore[arg-type]
+    result = run_pipeline(
+        ColourSegmenter(), spec, opener(spec), opener, renderer, stats, PipelineOptions(), window=window
+    )  # type: ignore[arg-type]
     assert result.error is None and stats.ended_by == "quit" and window.closed
     assert window.shown[0] == (64, 128, 3) and (64, 256, 3) in window.shown  # the view really switched
     assert renderer.view == "side-by-side"

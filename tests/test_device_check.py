@@ -20,8 +20,13 @@ from edgeseg.deploy.trt.device_check import (
 )
 
 
-def _tools(calls: list[str], agreement: float = 1.0, fp16_flag: bool = True, parse_errors: list[str] | None = None,
-           fail_build: str | None = None) -> Tools:
+def _tools(
+    calls: list[str],
+    agreement: float = 1.0,
+    fp16_flag: bool = True,
+    parse_errors: list[str] | None = None,
+    fail_build: str | None = None,
+) -> Tools:
     def export(name: str, kwargs: dict[str, Any], out: Path) -> Path:
         calls.append(f"export {name}")
         out.write_bytes(b"onnx")
@@ -33,16 +38,22 @@ def _tools(calls: list[str], agreement: float = 1.0, fp16_flag: bool = True, par
             raise RuntimeError("TensorRT failed to build the engine\nsecond line")
         return {"engine": str(out)}
 
-    return Tools(versions=lambda: {"tensorrt": "10.3.0", "numpy": "1.26.4"}, fp16_flag=lambda: fp16_flag,
-                 export=export, graph_problems=lambda p: {"8.6": [], "10.x": []},
-                 parse=lambda p: list(parse_errors or []), build=build,
-                 agreement=lambda e, o, s: agreement,
-                 bench=lambda e, o: {"engine_ms": 1.5, "onnx_ms": 9.0, "onnx_backend": "onnxruntime-cuda"})
+    return Tools(
+        versions=lambda: {"tensorrt": "10.3.0", "numpy": "1.26.4"},
+        fp16_flag=lambda: fp16_flag,
+        export=export,
+        graph_problems=lambda p: {"8.6": [], "10.x": []},
+        parse=lambda p: list(parse_errors or []),
+        build=build,
+        agreement=lambda e, o, s: agreement,
+        bench=lambda e, o: {"engine_ms": 1.5, "onnx_ms": 9.0, "onnx_backend": "onnxruntime-cuda"},
+    )
 
 
 def _cfg(tmp_path: Path, **kw: Any) -> CheckConfig:
-    return CheckConfig(work_dir=tmp_path / "work", results_dir=tmp_path / "results", size=(64, 128), tag="orin nano",
-                       **kw)
+    return CheckConfig(
+        work_dir=tmp_path / "work", results_dir=tmp_path / "results", size=(64, 128), tag="orin nano", **kw
+    )
 
 
 def test_engine_cases_follow_the_tensorrt_release() -> None:
@@ -68,11 +79,18 @@ def test_run_check_exports_builds_compares_and_writes_reports(tmp_path: Path) ->
 
 def test_run_check_fails_below_the_bar_and_keeps_going(tmp_path: Path) -> None:
     calls: list[str] = []
-    report = run_check(_cfg(tmp_path, checkpoint=Path("b0.safetensors")),
-                       _tools(calls, agreement=0.998, fail_build="labels_fp32"), log=lambda _m: None)
+    report = run_check(
+        _cfg(tmp_path, checkpoint=Path("b0.safetensors")),
+        _tools(calls, agreement=0.998, fail_build="labels_fp32"),
+        log=lambda _m: None,
+    )
     assert not report["ok"]
-    assert report["engines"]["labels_fp32"] == {"onnx": "labels", "precision": "fp32", "ok": False,
-                                                "error": "RuntimeError: TensorRT failed to build the engine"}
+    assert report["engines"]["labels_fp32"] == {
+        "onnx": "labels",
+        "precision": "fp32",
+        "ok": False,
+        "error": "RuntimeError: TensorRT failed to build the engine",
+    }
     assert not report["engines"]["labels_fp16"]["ok"]  # 99.8% < 99.9%
     assert report["engines"]["int8_trt_int8"]["ok"]  # INT8 agreement is reported, not gated
     assert "build fp16 fp16" in calls  # later cases still ran
@@ -92,8 +110,11 @@ def test_run_check_on_a_jetson_takes_onnx_files_from_elsewhere(tmp_path: Path) -
 
 
 def test_parser_errors_fail_the_variant(tmp_path: Path) -> None:
-    report = run_check(_cfg(tmp_path, checkpoint=Path("b0.safetensors")),
-                       _tools([], parse_errors=["Cast: unsupported type"]), log=lambda _m: None)
+    report = run_check(
+        _cfg(tmp_path, checkpoint=Path("b0.safetensors")),
+        _tools([], parse_errors=["Cast: unsupported type"]),
+        log=lambda _m: None,
+    )
     assert report["onnx"]["labels"]["parser_errors"] == ["Cast: unsupported type"] and not report["ok"]
 
 
@@ -117,14 +138,19 @@ def test_parse_with_a_fake_tensorrt(tmp_path: Path) -> None:
 
 
 def test_summarize_bench() -> None:
-    results = {"results": [{"backend": "tensorrt", "latency_ms": {"median": 2.0}},
-                           {"backend": "onnxruntime-cuda", "latency_ms": {"median": 7.0}}]}
+    results = {
+        "results": [
+            {"backend": "tensorrt", "latency_ms": {"median": 2.0}},
+            {"backend": "onnxruntime-cuda", "latency_ms": {"median": 7.0}},
+        ]
+    }
     assert summarize_bench(results) == {"engine_ms": 2.0, "onnx_ms": 7.0, "onnx_backend": "onnxruntime-cuda"}
 
 
 def test_main_without_tensorrt_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT installed")
     except ImportError:
         pass
@@ -139,6 +165,8 @@ def test_device_modules_import_without_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import edgeseg.deploy.trt.device_check, edgeseg.deploy.trt.plan, edgeseg.deploy.trt.support, "
-            "edgeseg.deploy.trt.build, edgeseg.deploy.runtime.tensorrt_backend; assert 'torch' not in sys.modules")
+    code = (
+        "import sys; import edgeseg.deploy.trt.device_check, edgeseg.deploy.trt.plan, edgeseg.deploy.trt.support, "
+        "edgeseg.deploy.trt.build, edgeseg.deploy.runtime.tensorrt_backend; assert 'torch' not in sys.modules"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0

@@ -56,9 +56,16 @@ def test_gpu_extra_declares_the_supported_tensorrt_range() -> None:
 
 def test_jetson_image_checks_what_the_device_commands_import() -> None:
     text = (ROOT / "Dockerfile.jetson").read_text()
-    check = text[text.index("python3 -c"):]
-    for needed in ("cv2", "tensorrt", "edgeseg.deploy.runtime.backends",
-                   "edgeseg.deploy.runtime.tensorrt_backend", "edgeseg.bench",
-                   "edgeseg.demo", "import_cudart()", "load_target"):
+    check = text[text.index("python3 -c") :]
+    for needed in (
+        "cv2",
+        "tensorrt",
+        "edgeseg.deploy.runtime.backends",
+        "edgeseg.deploy.runtime.tensorrt_backend",
+        "edgeseg.bench",
+        "edgeseg.demo",
+        "import_cudart()",
+        "load_target",
+    ):
         assert needed in check, needed
     assert "r35" not in text.split("FROM")[0].replace("r35.x", "")  # no JetPack 5 tag offered

@@ -38,15 +38,20 @@ def test_device_commands_in_a_venv_without_torch(tmp_path: Path) -> None:
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(py), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+        return subprocess.run(
+            [str(py), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900
+        )
 
     install = run("-m", "pip", "install", "-q", "-r", str(ROOT / "requirements" / "device-cpu.txt"))
     assert install.returncode == 0, install.stderr[-2000:]
     install = run("-m", "pip", "install", "-q", "--no-deps", str(ROOT))
     assert install.returncode == 0, install.stderr[-2000:]
     assert run("-c", "import torch").returncode != 0, "torch must not be installed in the device venv"
-    check = run("-c", "import sys, edgeseg.cli, edgeseg.deploy.runtime.backends, edgeseg.bench, edgeseg.demo;"
-                      "assert 'torch' not in sys.modules; print('ok')")
+    check = run(
+        "-c",
+        "import sys, edgeseg.cli, edgeseg.deploy.runtime.backends, edgeseg.bench, edgeseg.demo;"
+        "assert 'torch' not in sys.modules; print('ok')",
+    )
     assert check.returncode == 0 and "ok" in check.stdout, check.stderr[-2000:]
     for command in (["bench", "--help"], ["demo", "--help"]):
         result = run("-m", "edgeseg", *command)
@@ -87,7 +92,13 @@ def test_device_side_modules_import_and_list_backends_with_torch_hidden(run_with
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert not out["failed"] and out["torch"] == [], out
     assert set(out["codes"].values()) == {0}, out["codes"]
-    for name in ("edgeseg.deploy.runtime.backends", "edgeseg.deploy.runtime.onnxruntime_backend",
-                 "edgeseg.deploy.runtime.tensorrt_backend", "edgeseg.deploy.runtime.torch_backend",
-                 "edgeseg.deploy.trt.build", "edgeseg.bench.core", "edgeseg.demo.app"):
+    for name in (
+        "edgeseg.deploy.runtime.backends",
+        "edgeseg.deploy.runtime.onnxruntime_backend",
+        "edgeseg.deploy.runtime.tensorrt_backend",
+        "edgeseg.deploy.runtime.torch_backend",
+        "edgeseg.deploy.trt.build",
+        "edgeseg.bench.core",
+        "edgeseg.demo.app",
+    ):
         assert name in out["modules"]

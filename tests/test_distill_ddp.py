@@ -17,7 +17,7 @@ from uda_tiny import render_tiny
 
 import edgeseg
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
 
@@ -44,7 +44,7 @@ WORKER = textwrap.dedent('''
                   for k, v in module.named_parameters()}
         save_file(params, str(out / f"rank{info.rank}.safetensors"))
         (out / f"rank{info.rank}.json").write_text(json.dumps({"batch_sum": int(first.astype(np.int64).sum())}))
-''')
+""")
 
 
 @pytest.mark.slow
@@ -55,10 +55,22 @@ def test_two_process_gloo_step(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     repo = Path(edgeseg.__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
-           str(data_root), str(out), str(Path(__file__).parent)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(worker),
+        str(data_root),
+        str(out),
+        str(Path(__file__).parent),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))

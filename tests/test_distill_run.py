@@ -33,10 +33,16 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return render_tiny(tmp_path_factory.mktemp("synth"))
 
 
-def test_cli_run_writes_student_report_and_baseline(data_root: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = tiny_config(data_root, "iters=2", "train.source_only_baseline=true", "train.save_teacher=true",
-                      "duda.inconsistency.finetune_fraction=0.5")
+def test_cli_run_writes_student_report_and_baseline(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tiny_config(
+        data_root,
+        "iters=2",
+        "train.source_only_baseline=true",
+        "train.save_teacher=true",
+        "duda.inconsistency.finetune_fraction=0.5",
+    )
     config = tmp_path / "tiny.toml"
     config.write_text(to_toml(cfg))
     out = tmp_path / "run"
@@ -47,8 +53,9 @@ def test_cli_run_writes_student_report_and_baseline(data_root: Path, tmp_path: P
     for key in ("source_only", "student", "teacher"):
         assert 0.0 <= report[key]["target_miou"] <= 1.0
     assert report["wall_time_s"] > 0 and report["method"] == "duda"
-    assert report["gain_over_source_only"] == pytest.approx(report["student"]["target_miou"]
-                                                            - report["source_only"]["target_miou"])
+    assert report["gain_over_source_only"] == pytest.approx(
+        report["student"]["target_miou"] - report["source_only"]["target_miou"]
+    )
     student = load_model(out / "student.safetensors")
     assert student.arch == "segformer_tiny" and student.num_classes == 19
     prov = read_checkpoint_meta(out / "student.safetensors")["provenance"]
@@ -77,9 +84,14 @@ def test_students_share_an_initialisation(data_root: Path, tmp_path: Path) -> No
     # an encoder-only checkpoint (e.g. ImageNet MiT weights) initialises just the encoder
     encoder = tmp_path / "encoder.safetensors"
     model = create_model("segformer_tiny", num_classes=19)
-    save_state({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}, encoder,
-               model_meta(model, kind="encoder"))  # the layout `edgeseg convert mit_b0.pth` writes
-    cfg = tiny_config(data_root, "iters=1", f"models.small_init={encoder}", "method=source_only", "optim.lr=0")
+    save_state(
+        {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()},
+        encoder,
+        model_meta(model, kind="encoder"),
+    )  # the layout `edgeseg convert mit_b0.pth` writes
+    cfg = tiny_config(
+        data_root, "iters=1", f"models.small_init={encoder}", "method=source_only", "optim.lr=0"
+    )
     state, _ = load_state(run_distill(cfg, tmp_path / "b", log=lambda m: None).student_path)
     for key, value in model.encoder.state_dict().items():
         assert torch.equal(state[f"encoder.{key}"], value)
@@ -116,20 +128,25 @@ def test_resume_continues_exactly(data_root: Path, tmp_path: Path, monkeypatch: 
         run_distill(tiny_config(data_root, *overrides, "seed=1"), tmp_path / "resumed", resume=True)
 
 
-def test_user_errors_come_before_training(data_root: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_come_before_training(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(InputPathError, match="data.target_root"):
         run_distill(tiny_config(data_root, f"data.target_root={tmp_path / 'nowhere'}"), tmp_path / "x")
     wrong = tmp_path / "teacher7.safetensors"
     save_model(create_model("segformer_tiny", num_classes=7), wrong)
     with pytest.raises(ModelMismatchError, match="7 classes"):
-        run_distill(tiny_config(data_root, "method=fixed_teacher", f"models.teacher_init=[\"{wrong}\"]"),
-                    tmp_path / "y")
+        run_distill(
+            tiny_config(data_root, "method=fixed_teacher", f'models.teacher_init=["{wrong}"]'), tmp_path / "y"
+        )
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="fp16"):
             run_distill(tiny_config(data_root, "train.amp=fp16"), tmp_path / "z")
     assert not any((tmp_path / d).exists() for d in "xyz")  # nothing was written
-    for argv in (["distill", "--set", "duda.nonsense=1"], ["distill", "--set", f"data.source_root={tmp_path / 'no'}"]):
+    for argv in (
+        ["distill", "--set", "duda.nonsense=1"],
+        ["distill", "--set", f"data.source_root={tmp_path / 'no'}"],
+    ):
         assert main(argv) != 0
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and len(err.splitlines()) == 1
@@ -140,8 +157,17 @@ def test_pl_precision_is_logged_without_changing_training(data_root: Path, tmp_p
     runs = {}
     for flag in ("false", "true"):
         out = tmp_path / flag
-        run_distill(tiny_config(data_root, "iters=3", "train.log_every=1", f"train.pl_precision={flag}",
-                                "uda.pseudo_threshold=0.0"), out, log=lambda m: None)
+        run_distill(
+            tiny_config(
+                data_root,
+                "iters=3",
+                "train.log_every=1",
+                f"train.pl_precision={flag}",
+                "uda.pseudo_threshold=0.0",
+            ),
+            out,
+            log=lambda m: None,
+        )
         runs[flag] = out
     a = load_model(runs["false"] / "student.safetensors").state_dict()
     b = load_model(runs["true"] / "student.safetensors").state_dict()
@@ -150,8 +176,9 @@ def test_pl_precision_is_logged_without_changing_training(data_root: Path, tmp_p
     values = [line["student.pl_precision"] for line in lines if "student.pl_precision" in line]
     assert values and all(0.0 <= v <= 1.0 for v in values)
     assert any("aux0.pl_precision" in line for line in lines)
-    assert not any("pl_precision" in k for k in
-                   json.loads((runs["false"] / "metrics.jsonl").read_text().splitlines()[0]))
+    assert not any(
+        "pl_precision" in k for k in json.loads((runs["false"] / "metrics.jsonl").read_text().splitlines()[0])
+    )
 
 
 def test_pl_precision_counts_confident_labelled_pixels_only() -> None:

@@ -67,15 +67,28 @@ def test_predictions_match_official_cityscapes_evaluation(tmp_path, capsys):
     ds = load_dataset("cityscapes", data, "val")
     preds = _write_predictions(preds_dir, ds, np.random.default_rng(1), nested=True)
 
-    code = main(["eval", "--predictions", str(preds_dir), "--data", str(data), "--dataset", "cityscapes",
-                 "--json", str(tmp_path / "r.json")])
+    code = main(
+        [
+            "eval",
+            "--predictions",
+            str(preds_dir),
+            "--data",
+            str(data),
+            "--dataset",
+            "cityscapes",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     ours = json.loads((tmp_path / "r.json").read_text())
 
     # The official script needs labelIds predictions; convert ours (255 -> 0 'unlabeled').
     pred_files, gt_files = [], []
     for s in ds.samples:
-        pred_files.append(str(write(official_dir / f"{s.frame_id}.png", train_ids_to_label_ids(preds[s.frame_id]))))
+        pred_files.append(
+            str(write(official_dir / f"{s.frame_id}.png", train_ids_to_label_ids(preds[s.frame_id])))
+        )
         gt_files.append(str(s.label))
     args = ev.args
     args.evalInstLevelScore, args.JSONOutput, args.quiet = False, False, True
@@ -112,7 +125,9 @@ def test_prediction_with_wrong_size_or_channels_is_an_error(tmp_path, capsys):
     ids = make_cityscapes(data, per_city=1)
     for fid in ids:
         write(preds_dir / f"{fid}.png", np.zeros((24, 32, 3), np.uint8))
-    assert main(["eval", "--predictions", str(preds_dir), "--data", str(data), "--dataset", "cityscapes"]) != 0
+    assert (
+        main(["eval", "--predictions", str(preds_dir), "--data", str(data), "--dataset", "cityscapes"]) != 0
+    )
     assert "grayscale" in capsys.readouterr().err
 
 
@@ -126,7 +141,9 @@ def _fake_logits(x):
 
 def test_whole_and_slide_inference_agree_for_a_local_model():
     rng = np.random.default_rng(0)
-    img = cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (128, 96), interpolation=cv2.INTER_NEAREST)
+    img = cv2.resize(
+        rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (128, 96), interpolation=cv2.INTER_NEAREST
+    )
     whole = make_predictor(_fake_logits, mode="whole")(img)
     slide = make_predictor(_fake_logits, mode="slide", crop=(64, 64), stride=(32, 32))(img)
     assert whole.shape == (96, 128) and whole.dtype == np.uint8
@@ -144,8 +161,22 @@ def test_eval_a_checkpoint_on_synthetic_domains(tmp_path, capsys, one_thread):
     torch.manual_seed(0)
     save_model(create_model("segformer_tiny", num_classes=19), tmp_path / "m.safetensors")
     out = tmp_path / "r.json"
-    code = main(["eval", str(tmp_path / "m.safetensors"), "--data", str(tmp_path / "synth"), "--dataset", "synthetic",
-                 "--domain", "fog,night", "--json", str(out), "--save-pred", str(tmp_path / "pred")])
+    code = main(
+        [
+            "eval",
+            str(tmp_path / "m.safetensors"),
+            "--data",
+            str(tmp_path / "synth"),
+            "--dataset",
+            "synthetic",
+            "--domain",
+            "fog,night",
+            "--json",
+            str(out),
+            "--save-pred",
+            str(tmp_path / "pred"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     res = json.loads(out.read_text())
     assert set(res["domains"]) == {"synthetic/fog", "synthetic/night"}
@@ -155,6 +186,22 @@ def test_eval_a_checkpoint_on_synthetic_domains(tmp_path, capsys, one_thread):
     assert len(saved) == 2 and cv2.imread(str(saved[0]), cv2.IMREAD_UNCHANGED).shape == (64, 128)
     # The saved predictions evaluate to the same numbers through the --predictions path.
     assert len(list((tmp_path / "pred" / "synthetic_fog" / "color").glob("*.png"))) == 2
-    assert main(["eval", "--predictions", str(saved[0].parent), "--data", str(tmp_path / "synth"),
-                 "--dataset", "synthetic", "--domain", "fog", "--json", str(tmp_path / "p.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--predictions",
+                str(saved[0].parent),
+                "--data",
+                str(tmp_path / "synth"),
+                "--dataset",
+                "synthetic",
+                "--domain",
+                "fog",
+                "--json",
+                str(tmp_path / "p.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "p.json").read_text())["miou"] == pytest.approx(m[0])

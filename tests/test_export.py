@@ -66,7 +66,7 @@ def test_labels_graph_agrees_with_pytorch_through_onnxruntime() -> None:
     model = load_model(tiny_checkpoint())
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = normalize_batch(frames, SIZE, model.meta["mean"], model.meta["std"])
-    labels = np.concatenate([sess.run(None, {"input": x[i:i + 1]})[0] for i in range(3)])
+    labels = np.concatenate([sess.run(None, {"input": x[i : i + 1]})[0] for i in range(3)])
     assert labels.dtype == np.uint8 and labels.shape == (3, *SIZE)
     assert (labels == _torch_labels(frames)).mean() >= 0.999
 
@@ -109,8 +109,13 @@ def test_fp16_keeps_normalisation_in_fp32() -> None:
 
 def test_int8_export_reports_speed_and_agreement() -> None:
     out = scratch("int8") / "tiny_int8.onnx"
-    report = export_onnx(tiny_checkpoint(), out, ExportConfig(size=SIZE, precision="int8", calib_dir=calib_dir(),
-                                                              calib_images=4, parity_images=2, slim=False))
+    report = export_onnx(
+        tiny_checkpoint(),
+        out,
+        ExportConfig(
+            size=SIZE, precision="int8", calib_dir=calib_dir(), calib_images=4, parity_images=2, slim=False
+        ),
+    )
     model = onnx.load(str(out))
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     # attention products (MatMul of two activations) stay float: neither input is dequantised
@@ -119,14 +124,17 @@ def test_int8_export_reports_speed_and_agreement() -> None:
 
     def is_weight(name: str) -> bool:
         node = producers.get(name)
-        return name in weights or (node is not None and node.op_type == "DequantizeLinear"
-                                   and node.input[0] in weights)
+        return name in weights or (
+            node is not None and node.op_type == "DequantizeLinear" and node.input[0] in weights
+        )
 
     matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
     attention = [n for n in matmuls if not any(is_weight(i) for i in n.input)]
     assert len(attention) == 8  # 4 stages x (q @ k, p @ v)
     assert all(producers[i].op_type != "DequantizeLinear" for n in attention for i in n.input)
-    assert any(is_weight(n.input[1]) and producers.get(n.input[1]) is not None for n in matmuls)  # int8 linears
+    assert any(
+        is_weight(n.input[1]) and producers.get(n.input[1]) is not None for n in matmuls
+    )  # int8 linears
     assert read_onnx_file_meta(str(out))["precision"] == "int8"
     info = report.int8
     assert info is not None and info["fp32_ms"] > 0 and info["int8_ms"] > 0
@@ -160,10 +168,28 @@ def test_config_errors_are_one_line() -> None:
         ExportConfig(output="scores")
 
 
-def test_cli_export_writes_json_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export_writes_json_and_reports_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli.onnx"
-    code = main(["export", str(tiny_checkpoint()), "--out", str(out), "--size", "64x128", "--no-slim",
-                 "--parity-images", "1", "--output", "logits", "--json", str(tmp_path / "r.json"), "--no-progress"])
+    code = main(
+        [
+            "export",
+            str(tiny_checkpoint()),
+            "--out",
+            str(out),
+            "--size",
+            "64x128",
+            "--no-slim",
+            "--parity-images",
+            "1",
+            "--output",
+            "logits",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--no-progress",
+        ]
+    )
     assert code == 0 and out.exists()
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["parity"]["passed"] and report["output"] == "logits"

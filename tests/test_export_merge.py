@@ -47,15 +47,39 @@ def _data() -> Path:
 def test_merge_export_bn_with_evaluation(capsys: pytest.CaptureFixture[str]) -> None:
     out = scratch("merge-export-bn")
     a, b = _students()
-    code = main(["merge-export", str(a), str(b), "--method", "bn", "--out", str(out), "--size", "64x128",
-                 "--eval-data", str(_data()), "--domains", "city,night", "--parity-images", "1", "--engine",
-                 "--no-slim", "--no-progress"])
+    code = main(
+        [
+            "merge-export",
+            str(a),
+            str(b),
+            "--method",
+            "bn",
+            "--out",
+            str(out),
+            "--size",
+            "64x128",
+            "--eval-data",
+            str(_data()),
+            "--domains",
+            "city,night",
+            "--parity-images",
+            "1",
+            "--engine",
+            "--no-slim",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     assert (out / "merged.safetensors").exists() and (out / "merged.onnx").exists()
     assert report["exports"]["merged.onnx"]["parity"]["passed"]
     names = [s["name"] for s in report["evaluation"]["scores"]]
-    assert names == ["city.safetensors", "night.safetensors", "merged.safetensors", "merged.onnx (FP32, ONNX Runtime)"]
+    assert names == [
+        "city.safetensors",
+        "night.safetensors",
+        "merged.safetensors",
+        "merged.onnx (FP32, ONNX Runtime)",
+    ]
     for s in report["evaluation"]["scores"]:
         assert set(s["miou"]) == {"city", "night"} and s["harmonic_mean"] is not None
     torch_merged, onnx_merged = report["evaluation"]["scores"][2:]
@@ -70,11 +94,34 @@ def test_merge_export_bn_with_evaluation(capsys: pytest.CaptureFixture[str]) -> 
 def test_merge_export_backbone_exports_one_graph_per_head() -> None:
     out = scratch("merge-export-backbone")
     a, b = _students()
-    assert main(["merge-export", str(a), str(b), "--method", "backbone", "--out", str(out), "--size", "64x128",
-                 "--param", "heads=day,dark", "--parity-images", "1", "--no-slim", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "merge-export",
+                str(a),
+                str(b),
+                "--method",
+                "backbone",
+                "--out",
+                str(out),
+                "--size",
+                "64x128",
+                "--param",
+                "heads=day,dark",
+                "--parity-images",
+                "1",
+                "--no-slim",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())  # the method parameter reached the merge
     assert report["merge"]["params"] == {"heads": ["day", "dark"]}
-    assert sorted(Path(p).name for p in report["artifacts"]["onnx"]) == ["merged_dark.onnx", "merged_day.onnx"]
+    assert sorted(Path(p).name for p in report["artifacts"]["onnx"]) == [
+        "merged_dark.onnx",
+        "merged_day.onnx",
+    ]
     assert all(e["parity"]["passed"] for e in report["exports"].values())
 
 
@@ -86,7 +133,9 @@ def test_merge_export_option_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--calib" in capsys.readouterr().err
 
 
-def test_merge_export_bad_input_creates_no_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_merge_export_bad_input_creates_no_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     a, _ = _students()
     out = tmp_path / "deploy"
     assert main(["merge-export", str(a), str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one
 
 # -- the contract --------------------------------------------------------------------------------------------
 
+
 def snapshot(path: Path) -> dict[str, str] | None:
     """Every file under `path` (or `path` itself) -> sha256; None if nothing is there."""
     if not path.exists() and not path.is_symlink():
@@ -39,8 +40,10 @@ def snapshot(path: Path) -> dict[str, str] | None:
         return {".": hashlib.sha256(path.read_bytes()).hexdigest()}
     if not path.is_dir():
         return {".": "special"}
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(path.rglob("*"))}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(path.rglob("*"))
+    }
 
 
 def debris(folder: Path) -> list[str]:
@@ -50,8 +53,9 @@ def debris(folder: Path) -> list[str]:
         return []
 
 
-def assert_refused(argv: list[str], capsys: pytest.CaptureFixture[str], outputs: list[Path] = (),
-                   expect: str | None = None) -> str:
+def assert_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str], outputs: list[Path] = (), expect: str | None = None
+) -> str:
     """Run; check the one-line contract; outputs that did not exist must still not exist, outputs that did
     must be byte-identical. Returns the error line."""
     before = {p: snapshot(p) for p in outputs}
@@ -73,9 +77,11 @@ def assert_refused(argv: list[str], capsys: pytest.CaptureFixture[str], outputs:
 
 # -- the cases -----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Case:
     """`build(tmp)` -> (argv, outputs to watch); `expect`: a fragment of the error line."""
+
     build: Callable[[Path], tuple[list[str], list[Path]]]
     expect: str | None = None
     marks: list = field(default_factory=list)
@@ -111,29 +117,102 @@ def existing_file(tmp: Path) -> Path:
 FILE_OUTPUTS: dict[str, Callable[[Path], list[str]]] = {
     "convert": lambda o: ["convert", str(H.foreign_weights()["unknown-keys"]), str(o)],
     "merge": lambda o: ["merge", ck(), str(H.second_checkpoint()), "--out", str(o), "--no-progress"],
-    "merge--json": lambda o: ["merge", ck(), str(H.second_checkpoint()), "--out", str(o.parent / "m_ok.st"),
-                              "--json", str(o), "--no-progress"],
+    "merge--json": lambda o: [
+        "merge",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(o.parent / "m_ok.st"),
+        "--json",
+        str(o),
+        "--no-progress",
+    ],
     "export": lambda o: ["export", ck(), "--out", str(o), "--size", "64x128", "--no-progress"],
-    "export--json": lambda o: ["export", ck(), "--out", str(o.parent / "ok.onnx"), "--json", str(o),
-                               "--size", "64x128", "--no-progress"],
+    "export--json": lambda o: [
+        "export",
+        ck(),
+        "--out",
+        str(o.parent / "ok.onnx"),
+        "--json",
+        str(o),
+        "--size",
+        "64x128",
+        "--no-progress",
+    ],
     "eval--json": lambda o: ["eval", ck(), *data_args(), "--json", str(o)],
     "data-stats--out": lambda o: ["data", "stats", *data_args(), "--out", str(o)],
-    "bench--json": lambda o: ["bench", str(H.onnx_model()), "--json", str(o), "--iters", "2", "--no-progress"],
-    "demo--record": lambda o: ["demo", "-m", str(H.onnx_model()), "-s", str(H.image_folder()), "--headless",
-                               "--record", str(o)],
-    "demo--stats": lambda o: ["demo", "-m", str(H.onnx_model()), "-s", str(H.image_folder()), "--headless",
-                              "--stats", str(o)],
+    "bench--json": lambda o: [
+        "bench",
+        str(H.onnx_model()),
+        "--json",
+        str(o),
+        "--iters",
+        "2",
+        "--no-progress",
+    ],
+    "demo--record": lambda o: [
+        "demo",
+        "-m",
+        str(H.onnx_model()),
+        "-s",
+        str(H.image_folder()),
+        "--headless",
+        "--record",
+        str(o),
+    ],
+    "demo--stats": lambda o: [
+        "demo",
+        "-m",
+        str(H.onnx_model()),
+        "-s",
+        str(H.image_folder()),
+        "--headless",
+        "--stats",
+        str(o),
+    ],
     "build-engine": lambda o: ["build-engine", str(H.onnx_model()), "--out", str(o), "--no-progress"],
 }
 DIR_OUTPUTS: dict[str, Callable[[Path], list[str]]] = {
-    "data-synth": lambda o: ["data", "synth", "--out", str(o), "--num", "1", "--size", "64x128",
-                             "--domains", "city"],
+    "data-synth": lambda o: [
+        "data",
+        "synth",
+        "--out",
+        str(o),
+        "--num",
+        "1",
+        "--size",
+        "64x128",
+        "--domains",
+        "city",
+    ],
     "eval--save-pred": lambda o: ["eval", ck(), *data_args(), "--save-pred", str(o)],
-    "merge-scan": lambda o: ["merge", "scan", ck(), str(H.second_checkpoint()), "--data", str(H.dataset()),
-                             "--domains", "city", "--out", str(o), "--no-plot", "--steps", "2", "--no-progress"],
+    "merge-scan": lambda o: [
+        "merge",
+        "scan",
+        ck(),
+        str(H.second_checkpoint()),
+        "--data",
+        str(H.dataset()),
+        "--domains",
+        "city",
+        "--out",
+        str(o),
+        "--no-plot",
+        "--steps",
+        "2",
+        "--no-progress",
+    ],
     "merge-split": lambda o: ["merge", "split", ck(), "--out", str(o)],
-    "merge-export": lambda o: ["merge-export", ck(), str(H.second_checkpoint()), "--out", str(o),
-                               "--size", "64x128", "--no-progress"],
+    "merge-export": lambda o: [
+        "merge-export",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(o),
+        "--size",
+        "64x128",
+        "--no-progress",
+    ],
     "distill": lambda o: ["distill", "--out", str(o), "--set", "iters=1"],
     "pretrain": lambda o: ["pretrain", "--out", str(o), "--iters", "2", "--arch", "segformer_tiny"],
     "quickstart": lambda o: ["quickstart", "--out", str(o)],
@@ -151,16 +230,30 @@ def case(cid: str, build: Callable[[Path], tuple[list[str], list[Path]]], expect
 # 1. Output paths ---------------------------------------------------------------------------------------------
 for name, argv_of in FILE_OUTPUTS.items():
     case(f"{name}:out-is-existing-dir", lambda t, a=argv_of: (a(existing_dir(t)), [t / "adir"]), "folder")
-    case(f"{name}:parent-is-a-file", lambda t, a=argv_of: (a(_file_in_dir_is_file(t)), [t / "afile"]),
-         "is a file")
-    case(f"{name}:unwritable-folder", lambda t, a=argv_of: (a(H.unwritable_dir() / "edgeseg_out.x"),
-                                                            [t / "none"]), "permission")
+    case(
+        f"{name}:parent-is-a-file",
+        lambda t, a=argv_of: (a(_file_in_dir_is_file(t)), [t / "afile"]),
+        "is a file",
+    )
+    case(
+        f"{name}:unwritable-folder",
+        lambda t, a=argv_of: (a(H.unwritable_dir() / "edgeseg_out.x"), [t / "none"]),
+        "permission",
+    )
 for name, argv_of in DIR_OUTPUTS.items():
-    case(f"{name}:out-is-existing-file", lambda t, a=argv_of: (a(existing_file(t)), [t / "afile.bin"]), "file")
-    case(f"{name}:parent-is-a-file", lambda t, a=argv_of: (a(_file_in_dir_is_file(t)), [t / "afile"]),
-         "is a file")
-    case(f"{name}:unwritable-folder", lambda t, a=argv_of: (a(H.unwritable_dir() / "edgeseg_out"),
-                                                            [t / "none"]), "permission")
+    case(
+        f"{name}:out-is-existing-file", lambda t, a=argv_of: (a(existing_file(t)), [t / "afile.bin"]), "file"
+    )
+    case(
+        f"{name}:parent-is-a-file",
+        lambda t, a=argv_of: (a(_file_in_dir_is_file(t)), [t / "afile"]),
+        "is a file",
+    )
+    case(
+        f"{name}:unwritable-folder",
+        lambda t, a=argv_of: (a(H.unwritable_dir() / "edgeseg_out"), [t / "none"]),
+        "permission",
+    )
 
 
 # output == input (symlinks resolved) ------------------------------------------------------------------------
@@ -176,19 +269,57 @@ def _link(t: Path, target: Path) -> Path:
     return link
 
 
-case("export:out-is-input", lambda t: (["export", str(_copy_ckpt(t)), "--out", str(t / "m.safetensors")],
-                                       [t / "m.safetensors"]), "input")
-case("export:out-is-input-via-symlink",
-     lambda t: (["export", str(_copy_ckpt(t)), "--out", str(_link(t, t / "m.safetensors"))],
-                [t / "m.safetensors"]), "input")
-case("merge:out-is-input", lambda t: (["merge", str(_copy_ckpt(t)), str(H.second_checkpoint()), "--out",
-                                       str(t / "m.safetensors")], [t / "m.safetensors"]), "input")
-case("convert:out-is-input", lambda t: (["convert", str(_pth_copy(t)), str(t / "w.pth")], [t / "w.pth"]),
-     "input")
-case("bench:json-is-model", lambda t: (["bench", str(_onnx_copy(t)), "--json", str(t / "m.onnx"), "--iters", "2",
-                                        "--no-progress"], [t / "m.onnx"]), "input")
-case("merge:json-and-out-same", lambda t: (["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "x"),
-                                            "--json", str(t / "x"), "--no-progress"], [t / "x"]), "same path")
+case(
+    "export:out-is-input",
+    lambda t: (["export", str(_copy_ckpt(t)), "--out", str(t / "m.safetensors")], [t / "m.safetensors"]),
+    "input",
+)
+case(
+    "export:out-is-input-via-symlink",
+    lambda t: (
+        ["export", str(_copy_ckpt(t)), "--out", str(_link(t, t / "m.safetensors"))],
+        [t / "m.safetensors"],
+    ),
+    "input",
+)
+case(
+    "merge:out-is-input",
+    lambda t: (
+        ["merge", str(_copy_ckpt(t)), str(H.second_checkpoint()), "--out", str(t / "m.safetensors")],
+        [t / "m.safetensors"],
+    ),
+    "input",
+)
+case(
+    "convert:out-is-input",
+    lambda t: (["convert", str(_pth_copy(t)), str(t / "w.pth")], [t / "w.pth"]),
+    "input",
+)
+case(
+    "bench:json-is-model",
+    lambda t: (
+        ["bench", str(_onnx_copy(t)), "--json", str(t / "m.onnx"), "--iters", "2", "--no-progress"],
+        [t / "m.onnx"],
+    ),
+    "input",
+)
+case(
+    "merge:json-and-out-same",
+    lambda t: (
+        [
+            "merge",
+            ck(),
+            str(H.second_checkpoint()),
+            "--out",
+            str(t / "x"),
+            "--json",
+            str(t / "x"),
+            "--no-progress",
+        ],
+        [t / "x"],
+    ),
+    "same path",
+)
 
 
 def _pth_copy(t: Path) -> Path:
@@ -204,214 +335,729 @@ def _onnx_copy(t: Path) -> Path:
 
 
 # 2. Option values: nan, inf, negative, zero, absurd ---------------------------------------------------------
-def opt(cid: str, argv: Callable[[Path], list[str]], expect: str | None = None, out: str | None = None) -> None:
+def opt(
+    cid: str, argv: Callable[[Path], list[str]], expect: str | None = None, out: str | None = None
+) -> None:
     case(cid, lambda t, a=argv: (a(t), [t / out] if out else []), expect)
 
 
 opt("data-synth:num-zero", lambda t: ["data", "synth", "--out", str(t / "o"), "--num", "0"], out="o")
 opt("data-synth:num-negative", lambda t: ["data", "synth", "--out", str(t / "o"), "--num", "-3"], out="o")
-opt("data-synth:val-num-negative", lambda t: ["data", "synth", "--out", str(t / "o"), "--val-num", "-1"], out="o")
-opt("data-synth:size-absurd", lambda t: ["data", "synth", "--out", str(t / "o"), "--size", "100000x100000"],
-    "too large", out="o")
+opt(
+    "data-synth:val-num-negative",
+    lambda t: ["data", "synth", "--out", str(t / "o"), "--val-num", "-1"],
+    out="o",
+)
+opt(
+    "data-synth:size-absurd",
+    lambda t: ["data", "synth", "--out", str(t / "o"), "--size", "100000x100000"],
+    "too large",
+    out="o",
+)
 opt("data-synth:size-garbage", lambda t: ["data", "synth", "--out", str(t / "o"), "--size", "axb"], out="o")
 opt("data-synth:seed-negative", lambda t: ["data", "synth", "--out", str(t / "o"), "--seed", "-1"], out="o")
 opt("data-synth:domains-empty", lambda t: ["data", "synth", "--out", str(t / "o"), "--domains", ","], out="o")
-opt("data-synth:domain-unknown", lambda t: ["data", "synth", "--out", str(t / "o"), "--domains", "mars",
-                                            "--num", "1", "--size", "64x64"], "unknown", out="o")
-opt("data-stats:temperature-zero", lambda t: ["data", "stats", *data_args(), "--temperature", "0",
-                                              "--out", str(t / "s.json")], out="s.json")
-opt("data-stats:temperature-nan", lambda t: ["data", "stats", *data_args(), "--temperature", "nan",
-                                             "--out", str(t / "s.json")], out="s.json")
-opt("data-stats:temperature-negative", lambda t: ["data", "stats", *data_args(), "--temperature", "-1",
-                                                  "--out", str(t / "s.json")], out="s.json")
+opt(
+    "data-synth:domain-unknown",
+    lambda t: ["data", "synth", "--out", str(t / "o"), "--domains", "mars", "--num", "1", "--size", "64x64"],
+    "unknown",
+    out="o",
+)
+opt(
+    "data-stats:temperature-zero",
+    lambda t: ["data", "stats", *data_args(), "--temperature", "0", "--out", str(t / "s.json")],
+    out="s.json",
+)
+opt(
+    "data-stats:temperature-nan",
+    lambda t: ["data", "stats", *data_args(), "--temperature", "nan", "--out", str(t / "s.json")],
+    out="s.json",
+)
+opt(
+    "data-stats:temperature-negative",
+    lambda t: ["data", "stats", *data_args(), "--temperature", "-1", "--out", str(t / "s.json")],
+    out="s.json",
+)
 opt("data-list:unknown-option", lambda t: ["data", "list", "--bogus"])
-opt("info:size-absurd", lambda t: ["info", "--arch", "segformer_tiny", "--size", "100000x100000"], "too large")
+opt(
+    "info:size-absurd", lambda t: ["info", "--arch", "segformer_tiny", "--size", "100000x100000"], "too large"
+)
 opt("info:size-zero", lambda t: ["info", "--arch", "segformer_tiny", "--size", "0x64"])
 opt("info:size-below-stride", lambda t: ["info", "--arch", "segformer_tiny", "--size", "16x16"], "32x32")
-opt("convert:num-classes-zero", lambda t: ["convert", str(H.foreign_weights()["unknown-keys"]), str(t / "o.st"),
-                                           "--num-classes", "0"], out="o.st")
-opt("eval:mode-unknown", lambda t: ["eval", ck(), *data_args(), "--mode", "zoom", "--json", str(t / "r.json")],
-    out="r.json")
-opt("eval:crop-absurd", lambda t: ["eval", ck(), *data_args(), "--mode", "slide", "--crop", "99999x99999"],
-    "too large")
+opt(
+    "convert:num-classes-zero",
+    lambda t: ["convert", str(H.foreign_weights()["unknown-keys"]), str(t / "o.st"), "--num-classes", "0"],
+    out="o.st",
+)
+opt(
+    "eval:mode-unknown",
+    lambda t: ["eval", ck(), *data_args(), "--mode", "zoom", "--json", str(t / "r.json")],
+    out="r.json",
+)
+opt(
+    "eval:crop-absurd",
+    lambda t: ["eval", ck(), *data_args(), "--mode", "slide", "--crop", "99999x99999"],
+    "too large",
+)
 opt("eval:stride-negative", lambda t: ["eval", ck(), *data_args(), "--mode", "slide", "--stride", "-1x4"])
 opt("pretrain:lr-nan", lambda t: ["pretrain", "--out", str(t / "p"), "--lr", "nan"], out="p")
 opt("pretrain:lr-zero", lambda t: ["pretrain", "--out", str(t / "p"), "--lr", "0"], out="p")
 opt("pretrain:iters-zero", lambda t: ["pretrain", "--out", str(t / "p"), "--iters", "0"], out="p")
 opt("pretrain:batch-negative", lambda t: ["pretrain", "--out", str(t / "p"), "--batch-size", "-2"], out="p")
 opt("pretrain:seed-negative", lambda t: ["pretrain", "--out", str(t / "p"), "--seed", "-5"], out="p")
-opt("pretrain:unknown-arch", lambda t: ["pretrain", "--out", str(t / "p"), "--arch", "nope", "--iters", "1"],
-    "unknown", out="p")
+opt(
+    "pretrain:unknown-arch",
+    lambda t: ["pretrain", "--out", str(t / "p"), "--arch", "nope", "--iters", "1"],
+    "unknown",
+    out="p",
+)
 opt("pretrain:size-absurd", lambda t: ["pretrain", "--out", str(t / "p"), "--size", "100000x100000"], out="p")
-opt("distill:lr-nan", lambda t: ["distill", "--out", str(t / "d"), "--set", "optim.lr=nan"], "finite", out="d")
-opt("distill:lr-inf", lambda t: ["distill", "--out", str(t / "d"), "--set", "optim.lr=inf"], "finite", out="d")
-opt("distill:temperature-zero", lambda t: ["distill", "--out", str(t / "d"), "--set", "duda.temperature=0"],
-    out="d")
+opt(
+    "distill:lr-nan", lambda t: ["distill", "--out", str(t / "d"), "--set", "optim.lr=nan"], "finite", out="d"
+)
+opt(
+    "distill:lr-inf", lambda t: ["distill", "--out", str(t / "d"), "--set", "optim.lr=inf"], "finite", out="d"
+)
+opt(
+    "distill:temperature-zero",
+    lambda t: ["distill", "--out", str(t / "d"), "--set", "duda.temperature=0"],
+    out="d",
+)
 opt("distill:seed-negative", lambda t: ["distill", "--out", str(t / "d"), "--set", "seed=-1"], out="d")
 opt("distill:iters-zero", lambda t: ["distill", "--out", str(t / "d"), "--set", "iters=0"], out="d")
 opt("distill:unknown-key", lambda t: ["distill", "--out", str(t / "d"), "--set", "nope.key=1"], out="d")
 opt("export:opset-old", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--opset", "9"], out="o.onnx")
 opt("export:batch-zero", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--batch", "0"], out="o.onnx")
-opt("export:min-agreement-nan", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--min-agreement", "nan"],
-    out="o.onnx")
-opt("export:min-agreement-above-one", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--min-agreement",
-                                                 "1.5"], out="o.onnx")
-opt("export:size-absurd", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--size", "100000x100000"],
-    "too large", out="o.onnx")
-opt("export:size-below-stride", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--size", "16x16",
-                                           "--no-progress"], "32x32", out="o.onnx")
-opt("export:parity-negative", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--parity-images", "-1"],
-    out="o.onnx")
-opt("export:fp16-and-int8", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--fp16", "--int8"],
-    out="o.onnx")
-opt("export:bf16-and-int8", lambda t: ["export", ck(), "--out", str(t / "o.xml"), "--for", "openvino", "--bf16",
-                                       "--int8"], "one of", out="o.xml")
-opt("export:for-unknown", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "tflite"],
-    "onnxruntime, openvino", out="o.onnx")
-opt("export:bf16-without-openvino", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--bf16"],
-    "--for openvino", out="o.onnx")
-opt("export:fp16-for-openvino", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "openvino",
-                                           "--fp16"], "--bf16", out="o.onnx")
-opt("export:xml-without-openvino", lambda t: ["export", ck(), "--out", str(t / "o.xml")], "--for openvino",
-    out="o.xml")
-opt("export:openvino-int8-to-onnx", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "openvino",
-                                               "--int8", "--calib", str(t)], "model.xml", out="o.onnx")
-opt("export:openvino-wrong-suffix", lambda t: ["export", ck(), "--out", str(t / "o.engine"), "--for",
-                                               "openvino"], "writes .onnx", out="o.engine")
-opt("build-engine:workspace-zero", lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"),
-                                              "--workspace", "0"], out="e")
-opt("build-engine:dla-negative", lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"),
-                                            "--dla", "-1"], out="e")
-opt("build-engine:batch-zero", lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"),
-                                          "--batch", "0"], out="e")
-opt("merge:weights-nan", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                    "--weights", "1,nan"], out="m")
-opt("merge:weights-negative", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                         "--weights", "1,-1"], out="m")
-opt("merge:density-zero", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                     "--method", "ties", "--base", ck(), "-p", "density=0"], "density", out="m")
-opt("merge:ramp-start-inf", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                       "--method", "layerwise", "-p", "ramp_start=inf"], "ramp_start", out="m")
-opt("merge:scale-nan", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                  "--method", "task-arithmetic", "--base", ck(), "-p", "scale=nan"], "scale",
-    out="m")
-opt("merge:param-unknown", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                      "-p", "density=0.5"], "unknown parameter 'density'", out="m")
-opt("merge-export:param-unknown", lambda t: ["merge-export", ck(), str(H.second_checkpoint()), "--out",
-                                             str(t / "d"), "--method", "ties", "--base", ck(), "-p", "drop=0.5"],
-    "valid: scale, density", out="d")
-opt("merge:limit-zero", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                   "--limit", "0"], out="m")
-opt("merge:method-unknown", lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"),
-                                       "--method", "magic", "--no-progress"], "unknown", out="m")
-opt("merge-scan:steps-one", lambda t: ["merge", "scan", ck(), str(H.second_checkpoint()), "--data", "x",
-                                       "--domains", "city", "--out", str(t / "s"), "--steps", "1"], out="s")
-opt("merge-scan:steps-absurd", lambda t: ["merge", "scan", ck(), str(H.second_checkpoint()), "--data", "x",
-                                          "--domains", "city", "--out", str(t / "s"), "--steps", "100000"], out="s")
-opt("merge-export:weights-inf", lambda t: ["merge-export", ck(), str(H.second_checkpoint()), "--out",
-                                           str(t / "d"), "--weights", "inf,1"], out="d")
-opt("merge-export:size-absurd", lambda t: ["merge-export", ck(), str(H.second_checkpoint()), "--out",
-                                           str(t / "d"), "--size", "100000x100000"], "too large", out="d")
-opt("merge-export:parity-negative", lambda t: ["merge-export", ck(), str(H.second_checkpoint()), "--out",
-                                               str(t / "d"), "--parity-images", "-4"], out="d")
-opt("bench:duration-inf", lambda t: ["bench", str(H.onnx_model()), "--duration-s", "inf",
-                                     "--json", str(t / "b.json")], out="b.json")
-opt("bench:duration-nan", lambda t: ["bench", str(H.onnx_model()), "--duration-s", "nan",
-                                     "--json", str(t / "b.json")], out="b.json")
+opt(
+    "export:min-agreement-nan",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--min-agreement", "nan"],
+    out="o.onnx",
+)
+opt(
+    "export:min-agreement-above-one",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--min-agreement", "1.5"],
+    out="o.onnx",
+)
+opt(
+    "export:size-absurd",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--size", "100000x100000"],
+    "too large",
+    out="o.onnx",
+)
+opt(
+    "export:size-below-stride",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--size", "16x16", "--no-progress"],
+    "32x32",
+    out="o.onnx",
+)
+opt(
+    "export:parity-negative",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--parity-images", "-1"],
+    out="o.onnx",
+)
+opt(
+    "export:fp16-and-int8",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--fp16", "--int8"],
+    out="o.onnx",
+)
+opt(
+    "export:bf16-and-int8",
+    lambda t: ["export", ck(), "--out", str(t / "o.xml"), "--for", "openvino", "--bf16", "--int8"],
+    "one of",
+    out="o.xml",
+)
+opt(
+    "export:for-unknown",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "tflite"],
+    "onnxruntime, openvino",
+    out="o.onnx",
+)
+opt(
+    "export:bf16-without-openvino",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--bf16"],
+    "--for openvino",
+    out="o.onnx",
+)
+opt(
+    "export:fp16-for-openvino",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "openvino", "--fp16"],
+    "--bf16",
+    out="o.onnx",
+)
+opt(
+    "export:xml-without-openvino",
+    lambda t: ["export", ck(), "--out", str(t / "o.xml")],
+    "--for openvino",
+    out="o.xml",
+)
+opt(
+    "export:openvino-int8-to-onnx",
+    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "openvino", "--int8", "--calib", str(t)],
+    "model.xml",
+    out="o.onnx",
+)
+opt(
+    "export:openvino-wrong-suffix",
+    lambda t: ["export", ck(), "--out", str(t / "o.engine"), "--for", "openvino"],
+    "writes .onnx",
+    out="o.engine",
+)
+opt(
+    "build-engine:workspace-zero",
+    lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"), "--workspace", "0"],
+    out="e",
+)
+opt(
+    "build-engine:dla-negative",
+    lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"), "--dla", "-1"],
+    out="e",
+)
+opt(
+    "build-engine:batch-zero",
+    lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"), "--batch", "0"],
+    out="e",
+)
+opt(
+    "merge:weights-nan",
+    lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"), "--weights", "1,nan"],
+    out="m",
+)
+opt(
+    "merge:weights-negative",
+    lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"), "--weights", "1,-1"],
+    out="m",
+)
+opt(
+    "merge:density-zero",
+    lambda t: [
+        "merge",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(t / "m"),
+        "--method",
+        "ties",
+        "--base",
+        ck(),
+        "-p",
+        "density=0",
+    ],
+    "density",
+    out="m",
+)
+opt(
+    "merge:ramp-start-inf",
+    lambda t: [
+        "merge",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(t / "m"),
+        "--method",
+        "layerwise",
+        "-p",
+        "ramp_start=inf",
+    ],
+    "ramp_start",
+    out="m",
+)
+opt(
+    "merge:scale-nan",
+    lambda t: [
+        "merge",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(t / "m"),
+        "--method",
+        "task-arithmetic",
+        "--base",
+        ck(),
+        "-p",
+        "scale=nan",
+    ],
+    "scale",
+    out="m",
+)
+opt(
+    "merge:param-unknown",
+    lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"), "-p", "density=0.5"],
+    "unknown parameter 'density'",
+    out="m",
+)
+opt(
+    "merge-export:param-unknown",
+    lambda t: [
+        "merge-export",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(t / "d"),
+        "--method",
+        "ties",
+        "--base",
+        ck(),
+        "-p",
+        "drop=0.5",
+    ],
+    "valid: scale, density",
+    out="d",
+)
+opt(
+    "merge:limit-zero",
+    lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"), "--limit", "0"],
+    out="m",
+)
+opt(
+    "merge:method-unknown",
+    lambda t: [
+        "merge",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(t / "m"),
+        "--method",
+        "magic",
+        "--no-progress",
+    ],
+    "unknown",
+    out="m",
+)
+opt(
+    "merge-scan:steps-one",
+    lambda t: [
+        "merge",
+        "scan",
+        ck(),
+        str(H.second_checkpoint()),
+        "--data",
+        "x",
+        "--domains",
+        "city",
+        "--out",
+        str(t / "s"),
+        "--steps",
+        "1",
+    ],
+    out="s",
+)
+opt(
+    "merge-scan:steps-absurd",
+    lambda t: [
+        "merge",
+        "scan",
+        ck(),
+        str(H.second_checkpoint()),
+        "--data",
+        "x",
+        "--domains",
+        "city",
+        "--out",
+        str(t / "s"),
+        "--steps",
+        "100000",
+    ],
+    out="s",
+)
+opt(
+    "merge-export:weights-inf",
+    lambda t: ["merge-export", ck(), str(H.second_checkpoint()), "--out", str(t / "d"), "--weights", "inf,1"],
+    out="d",
+)
+opt(
+    "merge-export:size-absurd",
+    lambda t: [
+        "merge-export",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(t / "d"),
+        "--size",
+        "100000x100000",
+    ],
+    "too large",
+    out="d",
+)
+opt(
+    "merge-export:parity-negative",
+    lambda t: [
+        "merge-export",
+        ck(),
+        str(H.second_checkpoint()),
+        "--out",
+        str(t / "d"),
+        "--parity-images",
+        "-4",
+    ],
+    out="d",
+)
+opt(
+    "bench:duration-inf",
+    lambda t: ["bench", str(H.onnx_model()), "--duration-s", "inf", "--json", str(t / "b.json")],
+    out="b.json",
+)
+opt(
+    "bench:duration-nan",
+    lambda t: ["bench", str(H.onnx_model()), "--duration-s", "nan", "--json", str(t / "b.json")],
+    out="b.json",
+)
 opt("bench:warmup-s-negative", lambda t: ["bench", str(H.onnx_model()), "--warmup-s", "-1"])
 opt("bench:batch-zero", lambda t: ["bench", str(H.onnx_model()), "--batch", "0"])
 opt("bench:iters-zero", lambda t: ["bench", str(H.onnx_model()), "--iters", "0"])
 opt("bench:power-s-inf", lambda t: ["bench", str(H.onnx_model()), "--power-s", "inf"])
 opt("bench:size-absurd", lambda t: ["bench", str(H.onnx_model()), "--size", "100000x100000"], "too large")
-opt("demo:alpha-nan", lambda t: ["demo", "-m", str(H.onnx_model()), "-s", str(H.image_folder()), "--headless",
-                                 "--alpha", "nan"])
-opt("demo:retry-delay-inf", lambda t: ["demo", "-m", str(H.onnx_model()), "-s", "rtsp://127.0.0.1:9/x",
-                                       "--headless", "--retry-delay", "inf"])
-opt("demo:retries-negative", lambda t: ["demo", "-m", str(H.onnx_model()), "-s", str(H.image_folder()),
-                                        "--headless", "--retries", "-1"])
-opt("demo:max-frames-zero", lambda t: ["demo", "-m", str(H.onnx_model()), "-s", str(H.image_folder()),
-                                       "--headless", "--max-frames", "0"])
-opt("demo:size-absurd", lambda t: ["demo", "-m", str(H.onnx_model()), "-s", str(H.image_folder()), "--headless",
-                                   "--size", "100000x100000"], "too large")
+opt(
+    "demo:alpha-nan",
+    lambda t: [
+        "demo",
+        "-m",
+        str(H.onnx_model()),
+        "-s",
+        str(H.image_folder()),
+        "--headless",
+        "--alpha",
+        "nan",
+    ],
+)
+opt(
+    "demo:retry-delay-inf",
+    lambda t: [
+        "demo",
+        "-m",
+        str(H.onnx_model()),
+        "-s",
+        "rtsp://127.0.0.1:9/x",
+        "--headless",
+        "--retry-delay",
+        "inf",
+    ],
+)
+opt(
+    "demo:retries-negative",
+    lambda t: [
+        "demo",
+        "-m",
+        str(H.onnx_model()),
+        "-s",
+        str(H.image_folder()),
+        "--headless",
+        "--retries",
+        "-1",
+    ],
+)
+opt(
+    "demo:max-frames-zero",
+    lambda t: [
+        "demo",
+        "-m",
+        str(H.onnx_model()),
+        "-s",
+        str(H.image_folder()),
+        "--headless",
+        "--max-frames",
+        "0",
+    ],
+)
+opt(
+    "demo:size-absurd",
+    lambda t: [
+        "demo",
+        "-m",
+        str(H.onnx_model()),
+        "-s",
+        str(H.image_folder()),
+        "--headless",
+        "--size",
+        "100000x100000",
+    ],
+    "too large",
+)
 opt("quickstart:iters-zero", lambda t: ["quickstart", "--out", str(t / "q"), "--iters", "0"], out="q")
 opt("quickstart:jobs-zero", lambda t: ["quickstart", "--out", str(t / "q"), "--jobs", "0"], out="q")
 opt("quickstart:seed-negative", lambda t: ["quickstart", "--out", str(t / "q"), "--seed", "-1"], out="q")
 opt("quickstart:one-domain", lambda t: ["quickstart", "--out", str(t / "q"), "--domains", "city"], out="q")
-opt("quickstart:unknown-domain", lambda t: ["quickstart", "--out", str(t / "q"), "--domains", "city,mars"],
-    "unknown", out="q")
-opt("quickstart:unknown-method", lambda t: ["quickstart", "--out", str(t / "q"), "--method", "magic"], out="q")
-opt("quickstart:bad-set-late-key", lambda t: ["quickstart", "--out", str(t / "q"), "--set", "optim.lr=nan"],
-    "finite", out="q")
+opt(
+    "quickstart:unknown-domain",
+    lambda t: ["quickstart", "--out", str(t / "q"), "--domains", "city,mars"],
+    "unknown",
+    out="q",
+)
+opt(
+    "quickstart:unknown-method", lambda t: ["quickstart", "--out", str(t / "q"), "--method", "magic"], out="q"
+)
+opt(
+    "quickstart:bad-set-late-key",
+    lambda t: ["quickstart", "--out", str(t / "q"), "--set", "optim.lr=nan"],
+    "finite",
+    out="q",
+)
 opt("weights-list:unknown-option", lambda t: ["weights", "list", "--bogus"])
 opt("weights-verify:extra-argument", lambda t: ["weights", "verify", "extra"])
-opt("weights-pack:no-run", lambda t: ["weights", "pack", str(t / "missing"), "--name", "x", "--dest",
-                                      str(t / "dest")], out="dest")
+opt(
+    "weights-pack:no-run",
+    lambda t: ["weights", "pack", str(t / "missing"), "--name", "x", "--dest", str(t / "dest")],
+    out="dest",
+)
 
 # 3. Malformed metadata in our own files; 4. broken models ------------------------------------------------------
-for bad in ("nan-weights", "inf-weights", "int-weights", "classes-is-number", "mean-is-strings", "std-zero",
-            "version-is-number", "num-classes-is-string", "palette-is-string", "arch-missing", "meta-not-json",
-            "truncated", "garbage"):
-    case(f"eval:{bad}", lambda t, b=bad: (["eval", str(H.broken_checkpoints()[b]), *data_args(), "--json",
-                                           str(t / "r.json")], [t / "r.json"]))
-    case(f"export:{bad}", lambda t, b=bad: (["export", str(H.broken_checkpoints()[b]), "--out", str(t / "o.onnx"),
-                                             "--size", "64x128", "--no-progress"], [t / "o.onnx"]))
-for bad in ("nan-weights", "int-weights", "classes-is-number", "mean-is-strings", "version-is-number",
-            "truncated"):
+for bad in (
+    "nan-weights",
+    "inf-weights",
+    "int-weights",
+    "classes-is-number",
+    "mean-is-strings",
+    "std-zero",
+    "version-is-number",
+    "num-classes-is-string",
+    "palette-is-string",
+    "arch-missing",
+    "meta-not-json",
+    "truncated",
+    "garbage",
+):
+    case(
+        f"eval:{bad}",
+        lambda t, b=bad: (
+            ["eval", str(H.broken_checkpoints()[b]), *data_args(), "--json", str(t / "r.json")],
+            [t / "r.json"],
+        ),
+    )
+    case(
+        f"export:{bad}",
+        lambda t, b=bad: (
+            [
+                "export",
+                str(H.broken_checkpoints()[b]),
+                "--out",
+                str(t / "o.onnx"),
+                "--size",
+                "64x128",
+                "--no-progress",
+            ],
+            [t / "o.onnx"],
+        ),
+    )
+for bad in (
+    "nan-weights",
+    "int-weights",
+    "classes-is-number",
+    "mean-is-strings",
+    "version-is-number",
+    "truncated",
+):
     case(f"info:{bad}", lambda t, b=bad: (["info", str(H.broken_checkpoints()[b]), "--size", "64x128"], []))
-    case(f"merge:{bad}", lambda t, b=bad: (["merge", ck(), str(H.broken_checkpoints()[b]), "--out",
-                                            str(t / "m.st"), "--no-progress"], [t / "m.st"]))
-    case(f"merge-export:{bad}", lambda t, b=bad: (["merge-export", ck(), str(H.broken_checkpoints()[b]), "--out",
-                                                   str(t / "d"), "--size", "64x128", "--no-progress"], [t / "d"]))
+    case(
+        f"merge:{bad}",
+        lambda t, b=bad: (
+            ["merge", ck(), str(H.broken_checkpoints()[b]), "--out", str(t / "m.st"), "--no-progress"],
+            [t / "m.st"],
+        ),
+    )
+    case(
+        f"merge-export:{bad}",
+        lambda t, b=bad: (
+            [
+                "merge-export",
+                ck(),
+                str(H.broken_checkpoints()[b]),
+                "--out",
+                str(t / "d"),
+                "--size",
+                "64x128",
+                "--no-progress",
+            ],
+            [t / "d"],
+        ),
+    )
     if bad not in ("nan-weights", "int-weights"):  # a segmentor file is refused by split before its weights
-        case(f"merge-split:{bad}", lambda t, b=bad: (["merge", "split", str(H.broken_checkpoints()[b]), "--out",
-                                                      str(t / "d")], [t / "d"]))
-    case(f"distill:init-{bad}", lambda t, b=bad: (["distill", "--out", str(t / "d"), "--set", "models.small=segformer_tiny",
-                                                   "--set", f"models.small_init={H.broken_checkpoints()[b]}"],
-                                                  [t / "d"]))
-for bad in ("version-is-string", "classes-is-number", "mean-is-strings", "output-unknown", "input-size-negative",
-            "truncated"):
-    case(f"eval:onnx-{bad}", lambda t, b=bad: (["eval", str(H.broken_onnx()[b]), *data_args(), "--json",
-                                                str(t / "r.json")], [t / "r.json"]))
-    case(f"demo:onnx-{bad}", lambda t, b=bad: (["demo", "-m", str(H.broken_onnx()[b]), "-s", str(H.image_folder()),
-                                                "--headless", "--stats", str(t / "s.json")], [t / "s.json"]))
-    case(f"bench:onnx-{bad}", lambda t, b=bad: (["bench", str(H.broken_onnx()[b]), "--iters", "2", "--json",
-                                                 str(t / "b.json"), "--no-progress"], [t / "b.json"]))
-    case(f"build-engine:onnx-{bad}", lambda t, b=bad: (["build-engine", str(H.broken_onnx()[b]), "--out",
-                                                        str(t / "e.engine"), "--no-progress"], [t / "e.engine"]))
-case("eval:class-count-mismatch", lambda t: (["eval", str(H.five_class_checkpoint()), *data_args(), "--json",
-                                              str(t / "r.json")], [t / "r.json"]), "classes")
-case("merge:class-count-mismatch", lambda t: (["merge", ck(), str(H.five_class_checkpoint()), "--out",
-                                               str(t / "m.st"), "--no-progress"], [t / "m.st"]))
+        case(
+            f"merge-split:{bad}",
+            lambda t, b=bad: (
+                ["merge", "split", str(H.broken_checkpoints()[b]), "--out", str(t / "d")],
+                [t / "d"],
+            ),
+        )
+    case(
+        f"distill:init-{bad}",
+        lambda t, b=bad: (
+            [
+                "distill",
+                "--out",
+                str(t / "d"),
+                "--set",
+                "models.small=segformer_tiny",
+                "--set",
+                f"models.small_init={H.broken_checkpoints()[b]}",
+            ],
+            [t / "d"],
+        ),
+    )
+for bad in (
+    "version-is-string",
+    "classes-is-number",
+    "mean-is-strings",
+    "output-unknown",
+    "input-size-negative",
+    "truncated",
+):
+    case(
+        f"eval:onnx-{bad}",
+        lambda t, b=bad: (
+            ["eval", str(H.broken_onnx()[b]), *data_args(), "--json", str(t / "r.json")],
+            [t / "r.json"],
+        ),
+    )
+    case(
+        f"demo:onnx-{bad}",
+        lambda t, b=bad: (
+            [
+                "demo",
+                "-m",
+                str(H.broken_onnx()[b]),
+                "-s",
+                str(H.image_folder()),
+                "--headless",
+                "--stats",
+                str(t / "s.json"),
+            ],
+            [t / "s.json"],
+        ),
+    )
+    case(
+        f"bench:onnx-{bad}",
+        lambda t, b=bad: (
+            ["bench", str(H.broken_onnx()[b]), "--iters", "2", "--json", str(t / "b.json"), "--no-progress"],
+            [t / "b.json"],
+        ),
+    )
+    case(
+        f"build-engine:onnx-{bad}",
+        lambda t, b=bad: (
+            ["build-engine", str(H.broken_onnx()[b]), "--out", str(t / "e.engine"), "--no-progress"],
+            [t / "e.engine"],
+        ),
+    )
+case(
+    "eval:class-count-mismatch",
+    lambda t: (
+        ["eval", str(H.five_class_checkpoint()), *data_args(), "--json", str(t / "r.json")],
+        [t / "r.json"],
+    ),
+    "classes",
+)
+case(
+    "merge:class-count-mismatch",
+    lambda t: (
+        ["merge", ck(), str(H.five_class_checkpoint()), "--out", str(t / "m.st"), "--no-progress"],
+        [t / "m.st"],
+    ),
+)
 
 # 5. Inputs smaller than the stride ---------------------------------------------------------------------------
-case("eval:images-below-stride", lambda t: (["eval", ck(), "--data", str(H.small_image_dataset()), "--dataset",
-                                             "cityscapes", "--json", str(t / "r.json")], [t / "r.json"]), "32x32")
-case("eval:onnx-dynamic-images-below-stride",
-     lambda t: (["eval", str(__import__("deploy_helpers").exported("dynamic")[0]), "--data",
-                 str(H.small_image_dataset()), "--dataset", "cityscapes", "--json", str(t / "r.json")],
-                [t / "r.json"]), "32x32")
+case(
+    "eval:images-below-stride",
+    lambda t: (
+        [
+            "eval",
+            ck(),
+            "--data",
+            str(H.small_image_dataset()),
+            "--dataset",
+            "cityscapes",
+            "--json",
+            str(t / "r.json"),
+        ],
+        [t / "r.json"],
+    ),
+    "32x32",
+)
+case(
+    "eval:onnx-dynamic-images-below-stride",
+    lambda t: (
+        [
+            "eval",
+            str(__import__("deploy_helpers").exported("dynamic")[0]),
+            "--data",
+            str(H.small_image_dataset()),
+            "--dataset",
+            "cityscapes",
+            "--json",
+            str(t / "r.json"),
+        ],
+        [t / "r.json"],
+    ),
+    "32x32",
+)
 
 # 6. Devices --------------------------------------------------------------------------------------------------
-case("eval:device-cuda-on-cpu-torch", lambda t: (["eval", ck(), *data_args(), "--device", "cuda", "--json",
-                                                  str(t / "r.json")], [t / "r.json"]), "cuda")
-case("eval:device-unknown", lambda t: (["eval", ck(), *data_args(), "--device", "toaster", "--json",
-                                        str(t / "r.json")], [t / "r.json"]), "device")
-case("distill:device-unknown", lambda t: (["distill", "--out", str(t / "d"), "--set", "train.device=toaster"],
-                                          [t / "d"]), "device")
-case("distill:device-cuda-on-cpu-torch", lambda t: (["distill", "--out", str(t / "d"), "--set",
-                                                     "train.device=cuda"], [t / "d"]), "cuda")
+case(
+    "eval:device-cuda-on-cpu-torch",
+    lambda t: (["eval", ck(), *data_args(), "--device", "cuda", "--json", str(t / "r.json")], [t / "r.json"]),
+    "cuda",
+)
+case(
+    "eval:device-unknown",
+    lambda t: (
+        ["eval", ck(), *data_args(), "--device", "toaster", "--json", str(t / "r.json")],
+        [t / "r.json"],
+    ),
+    "device",
+)
+case(
+    "distill:device-unknown",
+    lambda t: (["distill", "--out", str(t / "d"), "--set", "train.device=toaster"], [t / "d"]),
+    "device",
+)
+case(
+    "distill:device-cuda-on-cpu-torch",
+    lambda t: (["distill", "--out", str(t / "d"), "--set", "train.device=cuda"], [t / "d"]),
+    "cuda",
+)
 
 # 8. Late checks and silent endings ----------------------------------------------------------------------------
-case("distill:resume-nothing", lambda t: (["distill", "--out", str(t / "d"), "--resume"], [t / "d"]), "resume")
-case("demo:video-without-frames", lambda t: (["demo", "-m", str(H.onnx_model()), "-s", str(H.empty_video()),
-                                              "--headless", "--record", str(t / "r.mp4")], [t / "r.mp4"]))
+case(
+    "distill:resume-nothing", lambda t: (["distill", "--out", str(t / "d"), "--resume"], [t / "d"]), "resume"
+)
+case(
+    "demo:video-without-frames",
+    lambda t: (
+        [
+            "demo",
+            "-m",
+            str(H.onnx_model()),
+            "-s",
+            str(H.empty_video()),
+            "--headless",
+            "--record",
+            str(t / "r.mp4"),
+        ],
+        [t / "r.mp4"],
+    ),
+)
 
 # 9. Foreign weight files -------------------------------------------------------------------------------------
-for bad in ("list-not-dict", "dict-of-lists", "empty-dict", "scalar-weights", "unknown-keys", "missing-head-keys",
-            "pickle-payload", "hf-config-is-list"):
-    case(f"convert:{bad}", lambda t, b=bad: (["convert", str(H.foreign_weights()[b]), str(t / "o.safetensors")],
-                                             [t / "o.safetensors"]))
-case("convert:nan-in-foreign", lambda t: (["convert", str(_nan_foreign(t)), str(t / "o.st")], [t / "o.st"]), "nan")
+for bad in (
+    "list-not-dict",
+    "dict-of-lists",
+    "empty-dict",
+    "scalar-weights",
+    "unknown-keys",
+    "missing-head-keys",
+    "pickle-payload",
+    "hf-config-is-list",
+):
+    case(
+        f"convert:{bad}",
+        lambda t, b=bad: (
+            ["convert", str(H.foreign_weights()[b]), str(t / "o.safetensors")],
+            [t / "o.safetensors"],
+        ),
+    )
+case(
+    "convert:nan-in-foreign",
+    lambda t: (["convert", str(_nan_foreign(t)), str(t / "o.st")], [t / "o.st"]),
+    "nan",
+)
 
 
 def _nan_foreign(t: Path) -> Path:
@@ -433,12 +1079,31 @@ MISSING = {
     "convert": lambda t: ["convert", str(t / "nope.pth"), str(t / "o.st")],
     "info": lambda t: ["info", str(t / "nope.safetensors")],
     "eval": lambda t: ["eval", str(t / "nope.safetensors"), *data_args()],
-    "eval-data": lambda t: ["eval", ck(), "--data", str(t / "nodata"), "--dataset", "synthetic", "--domain", "city"],
+    "eval-data": lambda t: [
+        "eval",
+        ck(),
+        "--data",
+        str(t / "nodata"),
+        "--dataset",
+        "synthetic",
+        "--domain",
+        "city",
+    ],
     "export": lambda t: ["export", str(t / "nope.safetensors"), "--out", str(t / "o.onnx")],
     "build-engine": lambda t: ["build-engine", str(t / "nope.onnx"), "--out", str(t / "o.engine")],
     "merge": lambda t: ["merge", ck(), str(t / "nope.safetensors"), "--out", str(t / "o.st")],
-    "merge-scan": lambda t: ["merge", "scan", ck(), str(t / "nope.st"), "--data", str(H.dataset()), "--domains",
-                             "city", "--out", str(t / "o")],
+    "merge-scan": lambda t: [
+        "merge",
+        "scan",
+        ck(),
+        str(t / "nope.st"),
+        "--data",
+        str(H.dataset()),
+        "--domains",
+        "city",
+        "--out",
+        str(t / "o"),
+    ],
     "merge-split": lambda t: ["merge", "split", str(t / "nope.st"), "--out", str(t / "o")],
     "merge-export": lambda t: ["merge-export", ck(), str(t / "nope.st"), "--out", str(t / "o")],
     "bench": lambda t: ["bench", str(t / "nope.onnx")],
@@ -483,6 +1148,7 @@ def test_every_command_has_cases() -> None:
 
 # -- failures after work started: nothing half-made, nothing old replaced ----------------------------------------
 
+
 def _old_deploy(folder: Path) -> dict[str, str] | None:
     folder.mkdir()
     for name in ("merged.safetensors", "merged.onnx", "report.json", "report.md"):
@@ -491,9 +1157,9 @@ def _old_deploy(folder: Path) -> dict[str, str] | None:
 
 
 @pytest.mark.parametrize("pre_existing", [False, True], ids=["fresh", "rerun"])
-def test_merge_export_failing_late_leaves_nothing_or_the_old_run(pre_existing: bool, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_merge_export_failing_late_leaves_nothing_or_the_old_run(
+    pre_existing: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The merge and the ONNX export succeed, then the evaluation fails: no new folder, or the earlier run's
     files untouched - never a new checkpoint beside the old run's ONNX files and report."""
     try:  # the deploy package is being reorganised; the module lives in one of the two places
@@ -512,22 +1178,59 @@ def test_merge_export_failing_late_leaves_nothing_or_the_old_run(pre_existing: b
     out = tmp_path / "deploy"
     if pre_existing:
         _old_deploy(out)
-    assert_refused(["merge-export", ck(), str(H.second_checkpoint()), "--out", str(out), "--size", "64x128",
-                    "--eval-data", str(H.dataset()), "--domains", "city", "--parity-images", "1",
-                    "--no-slim", "--no-progress"], capsys, [out], "vanished")
+    assert_refused(
+        [
+            "merge-export",
+            ck(),
+            str(H.second_checkpoint()),
+            "--out",
+            str(out),
+            "--size",
+            "64x128",
+            "--eval-data",
+            str(H.dataset()),
+            "--domains",
+            "city",
+            "--parity-images",
+            "1",
+            "--no-slim",
+            "--no-progress",
+        ],
+        capsys,
+        [out],
+        "vanished",
+    )
     assert {"merged.safetensors", "merged.onnx"} <= set(seen)  # the failure really came after the work
     assert not debris(tmp_path)
 
 
 def test_merge_scan_failing_late_leaves_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "scan"
-    assert_refused(["merge", "scan", ck(), str(H.five_class_checkpoint()), "--data", str(H.dataset()),
-                    "--domains", "city", "--out", str(out), "--no-plot", "--steps", "2", "--no-progress"],
-                   capsys, [out])
+    assert_refused(
+        [
+            "merge",
+            "scan",
+            ck(),
+            str(H.five_class_checkpoint()),
+            "--data",
+            str(H.dataset()),
+            "--domains",
+            "city",
+            "--out",
+            str(out),
+            "--no-plot",
+            "--steps",
+            "2",
+            "--no-progress",
+        ],
+        capsys,
+        [out],
+    )
 
 
-def test_eval_save_pred_failing_leaves_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eval_save_pred_failing_leaves_no_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Predictions are staged: the second domain fails after the first domain's PNGs were written, and no
     half-filled prediction folder remains."""
     import edgeseg.evaluate as ev
@@ -544,20 +1247,48 @@ def test_eval_save_pred_failing_leaves_no_folder(tmp_path: Path, capsys: pytest.
 
     monkeypatch.setattr(ev, "evaluate_dataset", second_fails)
     out = tmp_path / "pred"
-    assert_refused(["eval", ck(), "--data", str(H.dataset()), "--dataset", "synthetic", "--domain", "city,source",
-                    "--save-pred", str(out)], capsys, [out], "unreadable")
+    assert_refused(
+        [
+            "eval",
+            ck(),
+            "--data",
+            str(H.dataset()),
+            "--dataset",
+            "synthetic",
+            "--domain",
+            "city,source",
+            "--save-pred",
+            str(out),
+        ],
+        capsys,
+        [out],
+        "unreadable",
+    )
     assert len(calls) == 2
 
 
-def test_distill_failing_before_a_checkpoint_leaves_no_folder(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_distill_failing_before_a_checkpoint_leaves_no_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A config that passes every cheap check but fails on the data (its folder is missing)."""
     out = tmp_path / "run"
-    assert_refused(["distill", "--out", str(out), "--set", "data.source=cityscapes", "--set",
-                    f"data.source_root={tmp_path / 'nothing'}"], capsys, [out])
+    assert_refused(
+        [
+            "distill",
+            "--out",
+            str(out),
+            "--set",
+            "data.source=cityscapes",
+            "--set",
+            f"data.source_root={tmp_path / 'nothing'}",
+        ],
+        capsys,
+        [out],
+    )
 
 
 # -- unit checks of the mechanisms -----------------------------------------------------------------------------
+
 
 def test_atomic_writes_follow_the_umask_not_mkstemp(tmp_path: Path) -> None:
     from edgeseg.checkpoint import save_model
@@ -594,8 +1325,9 @@ def test_write_os_error_is_one_line(tmp_path: Path) -> None:
 def test_stale_temps_of_dead_processes_are_removed_live_ones_kept(tmp_path: Path) -> None:
     from edgeseg.io_utils import clean_stale_temps, write_text_atomic
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     stale = tmp_path / f".m.safetensors.edgeseg-tmp-{dead}-0badc0de.safetensors"
     stale_stage = tmp_path / f".deploy.edgeseg-stage-{dead}-0badc0de"
     live = tmp_path / f".n.json.edgeseg-tmp-{os.getppid()}-0badc0de.json"
@@ -617,8 +1349,9 @@ def test_interrupted_swap_restores_the_old_folder(tmp_path: Path) -> None:
     """Killed between the two renames of a folder swap: the set-aside old folder is put back, not deleted."""
     from edgeseg.io_utils import clean_stale_temps
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     aside = tmp_path / f".city.edgeseg-old-{dead}-0badc0de"
     aside.mkdir()
     (aside / "a.png").write_text("old")
@@ -647,8 +1380,9 @@ def test_torn_metrics_line_does_not_break_resume(tmp_path: Path) -> None:
     assert path.read_text().splitlines() == ['{"step": 1, "loss": 1.0}', '{"step": 2, "loss": 0.9}']
 
 
-def test_debug_env_shows_the_traceback_with_its_cause(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_env_shows_the_traceback_with_its_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EDGESEG_DEBUG", "1")
     assert main(["convert", str(H.foreign_weights()["missing-head-keys"]), str(tmp_path / "o.st")]) != 0
     err = capsys.readouterr().err
@@ -700,8 +1434,11 @@ def test_signal_during_a_long_file_write(sig: int, tmp_path: Path) -> None:
     target.write_bytes(b"old complete file")
     proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITE, str(target)], env=_env())
     try:
-        _wait_for(lambda: any(debris(tmp_path)) and any(
-            (tmp_path / n).stat().st_size > 65536 for n in debris(tmp_path)))
+        _wait_for(
+            lambda: (
+                any(debris(tmp_path)) and any((tmp_path / n).stat().st_size > 65536 for n in debris(tmp_path))
+            )
+        )
         proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:
@@ -723,12 +1460,34 @@ def test_signal_during_a_long_file_write(sig: int, tmp_path: Path) -> None:
 def test_signal_during_data_synth(sig: int, tmp_path: Path) -> None:
     """The real CLI, killed while it renders a dataset into its staging folder."""
     out = tmp_path / "synth"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "data", "synth", "--out", str(out), "--num", "400",
-                             "--size", "128x256", "--domains", "city"], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeseg",
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            "--num",
+            "400",
+            "--size",
+            "128x256",
+            "--domains",
+            "city",
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        _wait_for(lambda: any(".edgeseg-stage-" in n for n in debris(tmp_path))
-                  and any(True for _ in next(tmp_path.glob(".synth.edgeseg-stage-*")).rglob("*.png")))
+        _wait_for(
+            lambda: (
+                any(".edgeseg-stage-" in n for n in debris(tmp_path))
+                and any(True for _ in next(tmp_path.glob(".synth.edgeseg-stage-*")).rglob("*.png"))
+            )
+        )
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -740,9 +1499,27 @@ def test_signal_during_data_synth(sig: int, tmp_path: Path) -> None:
         assert debris(tmp_path) == []
     else:
         assert debris(tmp_path)  # the staging folder of the killed run ...
-        ok = subprocess.run([sys.executable, "-m", "edgeseg", "data", "synth", "--out", str(out), "--num", "1",
-                             "--size", "64x64", "--domains", "city"], env=_env(), capture_output=True, text=True,
-                            timeout=120)
+        ok = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edgeseg",
+                "data",
+                "synth",
+                "--out",
+                str(out),
+                "--num",
+                "1",
+                "--size",
+                "64x64",
+                "--domains",
+                "city",
+            ],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert ok.returncode == 0, ok.stderr
         assert debris(tmp_path) == []  # ... removed by the next run
         assert (out / "synthetic.json").is_file()
@@ -767,6 +1544,8 @@ def test_read_only_folder_is_refused_before_work(tmp_path: Path, capsys: pytest.
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        assert_refused(["export", ck(), "--out", str(folder / "m.onnx")], capsys, [folder / "m.onnx"], "permission")
+        assert_refused(
+            ["export", ck(), "--out", str(folder / "m.onnx")], capsys, [folder / "m.onnx"], "permission"
+        )
     finally:
         folder.chmod(0o755)

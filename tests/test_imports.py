@@ -29,8 +29,12 @@ def _modules() -> list[str]:
 
 
 MODULES = _modules()
-GROUPS = sorted({".".join(m.split(".")[:3]) if m.startswith("edgeseg.deploy.") else ".".join(m.split(".")[:2])
-                 for m in MODULES})
+GROUPS = sorted(
+    {
+        ".".join(m.split(".")[:3]) if m.startswith("edgeseg.deploy.") else ".".join(m.split(".")[:2])
+        for m in MODULES
+    }
+)
 
 # Each module imported first, alone: edgeseg's own modules are dropped from sys.modules before each import
 # (third-party ones stay cached, which keeps this fast), so a cycle that only bites when a module is the
@@ -52,8 +56,13 @@ print(json.dumps(failures))
 @functools.cache
 def _failures() -> dict[str, str]:
     """One subprocess for all modules (third-party imports are paid once)."""
-    result = subprocess.run([sys.executable, "-c", _ALONE, json.dumps(MODULES)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", _ALONE, json.dumps(MODULES)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -65,9 +74,14 @@ def test_each_module_imports_alone(group: str) -> None:
 
 
 def test_module_list_covers_the_deploy_layout() -> None:
-    for name in ("edgeseg.deploy.runtime.backends", "edgeseg.deploy.runtime.segmenter",
-                 "edgeseg.deploy.runtime.tensorrt_backend", "edgeseg.deploy.trt.build",
-                 "edgeseg.deploy.trt.cuda_helpers", "edgeseg.deploy.export.onnx_export"):
+    for name in (
+        "edgeseg.deploy.runtime.backends",
+        "edgeseg.deploy.runtime.segmenter",
+        "edgeseg.deploy.runtime.tensorrt_backend",
+        "edgeseg.deploy.trt.build",
+        "edgeseg.deploy.trt.cuda_helpers",
+        "edgeseg.deploy.export.onnx_export",
+    ):
         assert name in MODULES
 
 
@@ -79,7 +93,9 @@ def _imports(path: Path, top_level_only: bool) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found += [(node.lineno, node.module)] + [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+            found += [(node.lineno, node.module)] + [
+                (node.lineno, f"{node.module}.{a.name}") for a in node.names
+            ]
     return found
 
 

@@ -53,13 +53,21 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------- BN statistics (Eq. 4/5)
 
+
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(1, 40), min_size=2, max_size=5), channels=st.integers(1, 4),
-       seed=st.integers(0, 2**16))
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=2, max_size=5),
+    channels=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
 def test_bn_merge_equals_pooled_statistics_of_the_concatenated_data(sizes, channels, seed):
     g = torch.Generator().manual_seed(seed)
-    parts = [torch.randn(n, channels, generator=g, dtype=torch.float64) * (1 + 3 * torch.rand(1, generator=g,
-             dtype=torch.float64)) + 5 * torch.randn(channels, generator=g, dtype=torch.float64) for n in sizes]
+    parts = [
+        torch.randn(n, channels, generator=g, dtype=torch.float64)
+        * (1 + 3 * torch.rand(1, generator=g, dtype=torch.float64))
+        + 5 * torch.randn(channels, generator=g, dtype=torch.float64)
+        for n in sizes
+    ]
     means = [p.mean(0) for p in parts]
     variances = [p.var(0, unbiased=False) for p in parts]
     mu, var, n = merge_bn_statistics(means, variances, sizes)
@@ -86,22 +94,37 @@ def test_bn_merge_of_checkpoints_pools_the_statistics(tmp_path):
     state = _state(Path(out))
     data = torch.cat(parts)
     torch.testing.assert_close(state[BN + "running_mean"].double(), data.mean(0), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(state[BN + "running_var"].double(), data.var(0, unbiased=False), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        state[BN + "running_var"].double(), data.var(0, unbiased=False), rtol=1e-5, atol=1e-5
+    )
     assert int(state[BN + "num_batches_tracked"]) == sum(sizes)
     # the plain linear method averages the statistics instead (what the paper's ablation compares against)
-    lin = _state(Path(merge_checkpoints(paths, tmp_path / "lin.safetensors", MergeOptions(method="linear")).out))
-    torch.testing.assert_close(lin[BN + "running_mean"].double(), torch.stack([p.mean(0) for p in parts]).mean(0),
-                               rtol=1e-5, atol=1e-5)
+    lin = _state(
+        Path(merge_checkpoints(paths, tmp_path / "lin.safetensors", MergeOptions(method="linear")).out)
+    )
+    torch.testing.assert_close(
+        lin[BN + "running_mean"].double(),
+        torch.stack([p.mean(0) for p in parts]).mean(0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_find_bn_groups():
-    keys = ["a.bn.running_mean", "a.bn.running_var", "a.bn.num_batches_tracked", "a.bn.weight", "b.running_mean"]
+    keys = [
+        "a.bn.running_mean",
+        "a.bn.running_var",
+        "a.bn.num_batches_tracked",
+        "a.bn.weight",
+        "b.running_mean",
+    ]
     groups = find_bn_groups(keys)
     assert set(groups) == {"a.bn.running_mean", "a.bn.running_var", "a.bn.num_batches_tracked"}
     assert groups["a.bn.running_var"].count == "a.bn.num_batches_tracked"
 
 
 # ---------------------------------------------------------------- identity and order invariance
+
 
 @pytest.mark.parametrize("method", ["linear", "bn", "layerwise", "task-arithmetic", "ties", "backbone"])
 def test_merging_identical_models_is_the_identity(tmp_path, method):
@@ -111,15 +134,19 @@ def test_merging_identical_models_is_the_identity(tmp_path, method):
         paths.append(tmp_path / f"same{i}.safetensors")
         save_model(model, paths[-1])
     base = _save(tmp_path, "init", 99)
-    extra = {"task-arithmetic": {"base": base}, "ties": {"base": base, "params": {"density": 1.0}},
-             "backbone": {"params": {"heads": ["a", "b", "c"]}}}.get(method, {})
+    extra = {
+        "task-arithmetic": {"base": base},
+        "ties": {"base": base, "params": {"density": 1.0}},
+        "backbone": {"params": {"heads": ["a", "b", "c"]}},
+    }.get(method, {})
     options = MergeOptions(method=method, weights=[0.5, 0.3, 0.2], **extra)
     merged = _state(Path(merge_checkpoints(paths, tmp_path / "m.safetensors", options).out))
     original = model.state_dict()
     for key, value in original.items():
         if key.endswith("num_batches_tracked"):
-            assert int(merged[key if method != "backbone" else key.replace("head.", "heads.a.")]) == \
-                (10 if method == "backbone" and key.startswith("head.") else 30)
+            assert int(merged[key if method != "backbone" else key.replace("head.", "heads.a.")]) == (
+                10 if method == "backbone" and key.startswith("head.") else 30
+            )
             continue
         if method == "backbone" and key.startswith("head."):
             for d in "abc":
@@ -132,16 +159,24 @@ def test_merging_identical_models_is_the_identity(tmp_path, method):
 
 
 @settings(max_examples=6, deadline=None)
-@given(perm=st.permutations([0, 1, 2]), method=st.sampled_from(["linear", "bn", "task-arithmetic", "ties"]),
-       weights=st.lists(st.floats(0.05, 1.0), min_size=3, max_size=3))
+@given(
+    perm=st.permutations([0, 1, 2]),
+    method=st.sampled_from(["linear", "bn", "task-arithmetic", "ties"]),
+    weights=st.lists(st.floats(0.05, 1.0), min_size=3, max_size=3),
+)
 def test_symmetric_methods_do_not_depend_on_input_order(perm, method, weights):
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         paths = [_save(d, f"m{i}", i, batches=5 * (i + 1)) for i in range(3)]
         base = _save(d, "init", 7) if method in ("task-arithmetic", "ties") else None
-        a = merge_checkpoints(paths, d / "a.safetensors", MergeOptions(method=method, weights=weights, base=base))
-        b = merge_checkpoints([paths[i] for i in perm], d / "b.safetensors",
-                              MergeOptions(method=method, weights=[weights[i] for i in perm], base=base))
+        a = merge_checkpoints(
+            paths, d / "a.safetensors", MergeOptions(method=method, weights=weights, base=base)
+        )
+        b = merge_checkpoints(
+            [paths[i] for i in perm],
+            d / "b.safetensors",
+            MergeOptions(method=method, weights=[weights[i] for i in perm], base=base),
+        )
         sa, sb = _state(Path(a.out)), _state(Path(b.out))
         assert sa.keys() == sb.keys()
         for key in sa:
@@ -150,16 +185,28 @@ def test_symmetric_methods_do_not_depend_on_input_order(perm, method, weights):
 
 # ---------------------------------------------------------------- layer-wise schedule
 
+
 def test_depth_order_is_true_depth_not_key_order():
-    keys = ["head.classifier.weight", "encoder.norms.0.weight", "encoder.stages.0.10.norm1.weight",
-            "encoder.stages.0.9.norm1.weight", "encoder.patch_embeds.1.proj.weight",
-            "encoder.patch_embeds.0.proj.weight", "encoder.stages.1.0.norm1.weight"]
+    keys = [
+        "head.classifier.weight",
+        "encoder.norms.0.weight",
+        "encoder.stages.0.10.norm1.weight",
+        "encoder.stages.0.9.norm1.weight",
+        "encoder.patch_embeds.1.proj.weight",
+        "encoder.patch_embeds.0.proj.weight",
+        "encoder.stages.1.0.norm1.weight",
+    ]
     t = depth_positions(keys)
     order = sorted(keys, key=t.__getitem__)
-    assert order == ["encoder.patch_embeds.0.proj.weight", "encoder.stages.0.9.norm1.weight",
-                     "encoder.stages.0.10.norm1.weight", "encoder.norms.0.weight",
-                     "encoder.patch_embeds.1.proj.weight", "encoder.stages.1.0.norm1.weight",
-                     "head.classifier.weight"]
+    assert order == [
+        "encoder.patch_embeds.0.proj.weight",
+        "encoder.stages.0.9.norm1.weight",
+        "encoder.stages.0.10.norm1.weight",
+        "encoder.norms.0.weight",
+        "encoder.patch_embeds.1.proj.weight",
+        "encoder.stages.1.0.norm1.weight",
+        "head.classifier.weight",
+    ]
     assert t["encoder.patch_embeds.0.proj.weight"] == 0.0 and t["head.classifier.weight"] == 1.0
 
 
@@ -191,7 +238,9 @@ def test_layerwise_weights_match_the_schedule_at_first_middle_last_layer(tmp_pat
         paths.append(tmp_path / f"c{i}.safetensors")
         save_model(model, paths[-1])
     params = {"anchor": str(paths[2]), "ramp_start": 0.25, "ramp_shape": "linear", "anchor_final": 0.9}
-    report = merge_checkpoints(paths, tmp_path / "lw.safetensors", MergeOptions(method="layerwise", params=params))
+    report = merge_checkpoints(
+        paths, tmp_path / "lw.safetensors", MergeOptions(method="layerwise", params=params)
+    )
     state = _state(Path(report.out))
 
     def anchor_weight(key: str) -> float:  # others share the rest equally: m = a*100 + (1-a)*(1+10)/2
@@ -200,19 +249,29 @@ def test_layerwise_weights_match_the_schedule_at_first_middle_last_layer(tmp_pat
     # segformer_tiny has 13 layers in depth order: per stage patch_embed, 1 block, norm (x4), then the head.
     # first layer t=0 -> 1/3; layer 6 (patch_embeds.2) t=0.5 -> 1/3 + (0.9-1/3) * (0.5-0.25)/0.75; head -> 0.9
     assert anchor_weight("encoder.patch_embeds.0.proj.weight") == pytest.approx(1 / 3, abs=1e-6)
-    assert anchor_weight("encoder.patch_embeds.2.proj.weight") == pytest.approx(1 / 3 + (0.9 - 1 / 3) / 3, abs=1e-6)
-    assert anchor_weight("encoder.norms.3.weight") == pytest.approx(1 / 3 + (0.9 - 1 / 3) * (11 / 12 - 0.25) / 0.75,
-                                                                    abs=1e-6)
+    assert anchor_weight("encoder.patch_embeds.2.proj.weight") == pytest.approx(
+        1 / 3 + (0.9 - 1 / 3) / 3, abs=1e-6
+    )
+    assert anchor_weight("encoder.norms.3.weight") == pytest.approx(
+        1 / 3 + (0.9 - 1 / 3) * (11 / 12 - 0.25) / 0.75, abs=1e-6
+    )
     assert anchor_weight("head.classifier.weight") == pytest.approx(0.9, abs=1e-6)
     assert report.layer_anchor_weights["head"] == pytest.approx(0.9)
-    assert list(report.layer_anchor_weights)[:3] == ["encoder.patch_embeds.0", "encoder.stages.0.0", "encoder.norms.0"]
+    assert list(report.layer_anchor_weights)[:3] == [
+        "encoder.patch_embeds.0",
+        "encoder.stages.0.0",
+        "encoder.norms.0",
+    ]
 
 
 def test_layerwise_across_architectures_merges_the_shared_backbone_only(tmp_path):
     seg = _save(tmp_path, "seg", 1, arch="segformer_tiny")
     daf = _save(tmp_path, "daf", 2, arch="daformer_tiny")
-    report = merge_checkpoints([seg, daf], tmp_path / "x.safetensors",
-                               MergeOptions(method="layerwise", params={"anchor": "daf.safetensors"}))
+    report = merge_checkpoints(
+        [seg, daf],
+        tmp_path / "x.safetensors",
+        MergeOptions(method="layerwise", params={"anchor": "daf.safetensors"}),
+    )
     assert any("architectures differ" in m for m in report.messages)
     merged, meta = load_state(report.out)
     s_seg, s_daf = _state(seg), _state(daf)
@@ -228,6 +287,7 @@ def test_layerwise_across_architectures_merges_the_shared_backbone_only(tmp_path
 
 # ---------------------------------------------------------------- task arithmetic / TIES
 
+
 def test_ties_by_hand():
     base = torch.zeros(4)
     t1, t2 = torch.tensor([3.0, -1.0, 0.5, 2.0]), torch.tensor([1.0, 2.0, -0.4, -3.0])
@@ -242,8 +302,13 @@ def test_ties_by_hand():
 def test_task_arithmetic_with_scale_one_is_linear_and_needs_a_base(tmp_path):
     paths = [_save(tmp_path, f"m{i}", i) for i in range(2)]
     base = _save(tmp_path, "init", 5)
-    ta = _state(Path(merge_checkpoints(paths, tmp_path / "ta.safetensors",
-                                       MergeOptions(method="task-arithmetic", base=base)).out))
+    ta = _state(
+        Path(
+            merge_checkpoints(
+                paths, tmp_path / "ta.safetensors", MergeOptions(method="task-arithmetic", base=base)
+            ).out
+        )
+    )
     lin = _state(Path(merge_checkpoints(paths, tmp_path / "lin.safetensors", MergeOptions(method="bn")).out))
     for key in lin:
         torch.testing.assert_close(ta[key], lin[key], rtol=1e-5, atol=1e-6)
@@ -255,17 +320,23 @@ def test_task_arithmetic_with_scale_one_is_linear_and_needs_a_base(tmp_path):
 def test_encoder_only_base_falls_back_to_the_mean_for_the_head(tmp_path):
     paths = [_save(tmp_path, f"m{i}", i) for i in range(2)]
     state, meta = load_state(_save(tmp_path, "full", 5))
-    save_state({k: v for k, v in state.items() if k.startswith("encoder.")}, tmp_path / "enc.safetensors",
-               {**meta, "kind": "encoder"})
-    report = merge_checkpoints(paths, tmp_path / "t.safetensors",
-                               MergeOptions(method="ties", base=tmp_path / "enc.safetensors"))
+    save_state(
+        {k: v for k, v in state.items() if k.startswith("encoder.")},
+        tmp_path / "enc.safetensors",
+        {**meta, "kind": "encoder"},
+    )
+    report = merge_checkpoints(
+        paths, tmp_path / "t.safetensors", MergeOptions(method="ties", base=tmp_path / "enc.safetensors")
+    )
     assert any("not in the base" in m for m in report.messages)
     merged, s0, s1 = _state(Path(report.out)), _state(paths[0]), _state(paths[1])
-    torch.testing.assert_close(merged["head.classifier.weight"], (s0["head.classifier.weight"] +
-                                                                  s1["head.classifier.weight"]) / 2)
+    torch.testing.assert_close(
+        merged["head.classifier.weight"], (s0["head.classifier.weight"] + s1["head.classifier.weight"]) / 2
+    )
 
 
 # ---------------------------------------------------------------- backbone-only (multi-head)
+
 
 def test_backbone_merge_writes_a_multihead_checkpoint(tmp_path):
     from edgeseg.merge.multihead import load_any_model, split_multihead
@@ -291,11 +362,13 @@ def test_backbone_merge_writes_a_multihead_checkpoint(tmp_path):
         singles = split_multihead(report.out, tmp_path / "split")
         torch.testing.assert_close(load_model(singles[0])(x), outs[0])
     with pytest.raises(ConfigError, match="cannot name a head"):
-        merge_checkpoints(paths, tmp_path / "bad.safetensors",
-                          MergeOptions(method="backbone", params={"heads": "a.b,c"}))
+        merge_checkpoints(
+            paths, tmp_path / "bad.safetensors", MergeOptions(method="backbone", params={"heads": "a.b,c"})
+        )
 
 
 # ---------------------------------------------------------------- validation before writing
+
 
 def test_mismatches_name_the_first_bad_key_and_write_nothing(tmp_path):
     a = _save(tmp_path, "a", 0)
@@ -347,15 +420,19 @@ def test_integer_buffers_must_be_equal_and_are_copied(tmp_path):
 
 def test_options_the_method_would_ignore_are_errors(tmp_path):
     paths = [_save(tmp_path, f"m{i}", i) for i in range(2)]
-    for options, flag in ((MergeOptions(method="bn", params={"anchor": "1"}), "'anchor' for merge method 'bn'"),
-                          (MergeOptions(method="linear", base=paths[0]), "--base does not apply"),
-                          (MergeOptions(method="task-arithmetic", base=paths[0], params={"density": 0.5}),
-                           r"'density' for merge method 'task-arithmetic' \(valid: scale\)"),
-                          (MergeOptions(method="bn", params={"ramp_start": 0.1}), "ramp_start"),
-                          (MergeOptions(method="layerwise", params={"heads": "a,b"}), "heads"),
-                          (MergeOptions(method="ties", base=paths[0], params={"density": 0}), "density.*> 0"),
-                          (MergeOptions(method="layerwise", params={"ramp_shape": "exp"}), "one of linear"),
-                          (MergeOptions(method="task-arithmetic", base=paths[0], params={"scale": "nan"}), "scale")):
+    for options, flag in (
+        (MergeOptions(method="bn", params={"anchor": "1"}), "'anchor' for merge method 'bn'"),
+        (MergeOptions(method="linear", base=paths[0]), "--base does not apply"),
+        (
+            MergeOptions(method="task-arithmetic", base=paths[0], params={"density": 0.5}),
+            r"'density' for merge method 'task-arithmetic' \(valid: scale\)",
+        ),
+        (MergeOptions(method="bn", params={"ramp_start": 0.1}), "ramp_start"),
+        (MergeOptions(method="layerwise", params={"heads": "a,b"}), "heads"),
+        (MergeOptions(method="ties", base=paths[0], params={"density": 0}), "density.*> 0"),
+        (MergeOptions(method="layerwise", params={"ramp_shape": "exp"}), "one of linear"),
+        (MergeOptions(method="task-arithmetic", base=paths[0], params={"scale": "nan"}), "scale"),
+    ):
         with pytest.raises(ConfigError, match=flag):
             merge_checkpoints(paths, tmp_path / "o.safetensors", options)
     assert not (tmp_path / "o.safetensors").exists()
@@ -373,7 +450,9 @@ def test_weights_are_checked_and_normalised():
 
 def test_provenance_records_inputs_method_and_weights(tmp_path):
     paths = [_save(tmp_path, f"m{i}", i) for i in range(2)]
-    report = merge_checkpoints(paths, tmp_path / "m.safetensors", MergeOptions(method="linear", weights=[3, 1]))
+    report = merge_checkpoints(
+        paths, tmp_path / "m.safetensors", MergeOptions(method="linear", weights=[3, 1])
+    )
     assert report.weights == [0.75, 0.25] and report.messages
     _, meta = load_state(report.out)
     merge = meta["provenance"]["merge"]

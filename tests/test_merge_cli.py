@@ -40,10 +40,21 @@ def models(tmp_path) -> list[Path]:
 
 
 def test_stream_writer_round_trips_mixed_dtypes(tmp_path):
-    tensors = {"a": torch.randn(3, 5), "b": torch.randn(7).to(torch.bfloat16), "n": torch.tensor(12),
-               "e": torch.zeros(0, 4), "h": torch.randn(2, 2).half(), "m": torch.tensor([True, False, True])}
-    names = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64", torch.float16: "F16",
-             torch.bool: "BOOL"}
+    tensors = {
+        "a": torch.randn(3, 5),
+        "b": torch.randn(7).to(torch.bfloat16),
+        "n": torch.tensor(12),
+        "e": torch.zeros(0, 4),
+        "h": torch.randn(2, 2).half(),
+        "m": torch.tensor([True, False, True]),
+    }
+    names = {
+        torch.float32: "F32",
+        torch.bfloat16: "BF16",
+        torch.int64: "I64",
+        torch.float16: "F16",
+        torch.bool: "BOOL",
+    }
     plan = [(k, TensorInfo(names[v.dtype], tuple(v.shape))) for k, v in tensors.items()]
     path = tmp_path / "s.safetensors"
     with open(path, "wb") as f:
@@ -69,8 +80,24 @@ def test_stream_writer_refuses_off_plan_tensors():
 
 def test_cli_merge_and_user_errors(tmp_path, models, capsys):
     out = tmp_path / "merged.safetensors"
-    assert main(["merge", *map(str, models), "--out", str(out), "--method", "linear", "--weights", "3,1",
-                 "--no-progress", "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                *map(str, models),
+                "--out",
+                str(out),
+                "--method",
+                "linear",
+                "--weights",
+                "3,1",
+                "--no-progress",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "normalised" in captured.err and "merged 2 models (linear" in captured.out
     assert load_state(out)[1]["provenance"]["merge"]["weights"] == [0.75, 0.25]
@@ -78,17 +105,37 @@ def test_cli_merge_and_user_errors(tmp_path, models, capsys):
 
     assert main(["merge", str(models[0]), "--out", str(tmp_path / "x.safetensors")]) != 0
     assert "at least 2" in capsys.readouterr().err
-    assert main(["merge", *map(str, models), "--out", str(tmp_path / "x.safetensors"), "--method", "mean"]) != 0
+    assert (
+        main(["merge", *map(str, models), "--out", str(tmp_path / "x.safetensors"), "--method", "mean"]) != 0
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown merge method 'mean'" in err[0]
-    assert main(["merge", *map(str, models), "--out", str(tmp_path / "x.safetensors"), "--weights", "1,nan"]) != 0
+    assert (
+        main(["merge", *map(str, models), "--out", str(tmp_path / "x.safetensors"), "--weights", "1,nan"])
+        != 0
+    )
     assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_cli_merge_with_evaluation_table(tmp_path, models, synth, capsys):
     out = tmp_path / "mh.safetensors"
-    code = main(["merge", *map(str, models), "--out", str(out), "--method", "backbone", "--eval-data", str(synth),
-                 "--domains", "city,night", "--no-progress", "--json", str(tmp_path / "r.json")])
+    code = main(
+        [
+            "merge",
+            *map(str, models),
+            "--out",
+            str(out),
+            "--method",
+            "backbone",
+            "--eval-data",
+            str(synth),
+            "--domains",
+            "city,night",
+            "--no-progress",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "heads: city, night" in printed and "H-mean" in printed
@@ -101,8 +148,22 @@ def test_cli_merge_with_evaluation_table(tmp_path, models, synth, capsys):
 def test_cli_scan_writes_csv_json_and_plot(tmp_path, models, synth, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "scan"
-    code = main(["merge", "scan", *map(str, models), "--data", str(synth), "--domains", "city,night",
-                 "--out", str(out), "--steps", "3", "--no-progress"])
+    code = main(
+        [
+            "merge",
+            "scan",
+            *map(str, models),
+            "--data",
+            str(synth),
+            "--domains",
+            "city,night",
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert "best harmonic mean" in capsys.readouterr().out
     rows = list(csv.DictReader((out / "scan.csv").open()))

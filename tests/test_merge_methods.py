@@ -60,7 +60,9 @@ def students(tmp_path_factory) -> tuple[list[Path], Path]:
     paths = []
     for i, domain in enumerate(("city", "night")):
         paths.append(folder / f"{domain}.safetensors")
-        save_model(_perturbed(init, 10 + i, batches=4 * (i + 1)), paths[-1], provenance={"target_domain": domain})
+        save_model(
+            _perturbed(init, 10 + i, batches=4 * (i + 1)), paths[-1], provenance={"target_domain": domain}
+        )
     return paths, base
 
 
@@ -74,6 +76,7 @@ def _state(path: Path | str) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------- the contract, for every registered method
 
+
 @pytest.mark.parametrize("name", METHODS)
 def test_every_method_merges_two_students(name, students, tmp_path):
     paths, base = students
@@ -83,7 +86,9 @@ def test_every_method_merges_two_students(name, students, tmp_path):
     assert report.method == name and meta["provenance"]["merge"]["method"] == name
     expected = {k: v for k, v in inputs.items() if not (report.heads and k.startswith("head."))}
     for head in report.heads or []:  # a multi-head result: each input's head under heads.<domain>.
-        expected.update({f"heads.{head}.{k[len('head.'):]}": v for k, v in inputs.items() if k.startswith("head.")})
+        expected.update(
+            {f"heads.{head}.{k[len('head.') :]}": v for k, v in inputs.items() if k.startswith("head.")}
+        )
     assert list(merged) == list(expected)  # keys (and their order) preserved
     for key, value in merged.items():
         assert value.shape == expected[key].shape and value.dtype == expected[key].dtype, key
@@ -120,7 +125,17 @@ def test_help_lists_every_method_and_parameter(command, capsys, monkeypatch):
 def test_unknown_param_is_one_line_listing_the_valid_ones(name, students, tmp_path, capsys):
     paths, base = students
     out = tmp_path / "m.safetensors"
-    argv = ["merge", *map(str, paths), "--out", str(out), "--method", name, "--param", "bogus=1", "--no-progress"]
+    argv = [
+        "merge",
+        *map(str, paths),
+        "--out",
+        str(out),
+        "--method",
+        name,
+        "--param",
+        "bogus=1",
+        "--no-progress",
+    ]
     if REGISTRY[name].needs_base:
         argv += ["--base", str(base)]
     assert main(argv) == 2
@@ -131,8 +146,10 @@ def test_unknown_param_is_one_line_listing_the_valid_ones(name, students, tmp_pa
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("name", "spec"), [(n, s) for n in METHODS for s in param_specs(REGISTRY[n].Params)
-                                            if s.kind in (int, float)])
+@pytest.mark.parametrize(
+    ("name", "spec"),
+    [(n, s) for n in METHODS for s in param_specs(REGISTRY[n].Params) if s.kind in (int, float)],
+)
 @pytest.mark.parametrize("bad", ["nan", "inf", "-1e30", "1e30", "x"])
 def test_numeric_params_refuse_bad_values(name, spec, bad):
     with pytest.raises(ConfigError, match=spec.name):
@@ -142,13 +159,17 @@ def test_numeric_params_refuse_bad_values(name, spec, bad):
 def test_param_syntax_errors_through_the_cli(students, tmp_path, capsys):
     paths, base = students
     common = ["merge", *map(str, paths), "--out", str(tmp_path / "m.st"), "--no-progress"]
-    for extra, fragment in ((["-p", "density"], "NAME=VALUE"),
-                            (["--method", "ties", "--base", str(base), "-p", "density=0.1", "-p", "density=0.2"],
-                             "more than once"),
-                            (["--method", "ties", "--base", str(base), "-p", "density=0"], "> 0 and <= 1"),
-                            (["--method", "ties"], "needs --base"),
-                            (["--base", str(base)], "--base does not apply to --method bn"),
-                            (["--method", "layerwise", "-p", "ramp_shape=exp"], "one of linear, cosine, step")):
+    for extra, fragment in (
+        (["-p", "density"], "NAME=VALUE"),
+        (
+            ["--method", "ties", "--base", str(base), "-p", "density=0.1", "-p", "density=0.2"],
+            "more than once",
+        ),
+        (["--method", "ties", "--base", str(base), "-p", "density=0"], "> 0 and <= 1"),
+        (["--method", "ties"], "needs --base"),
+        (["--base", str(base)], "--base does not apply to --method bn"),
+        (["--method", "layerwise", "-p", "ramp_shape=exp"], "one of linear, cosine, step"),
+    ):
         assert main(common + extra) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and fragment in err[0], (extra, err)
@@ -158,13 +179,49 @@ def test_param_syntax_errors_through_the_cli(students, tmp_path, capsys):
 def test_cli_params_reach_the_merge(students, tmp_path, capsys):
     paths, base = students
     out = tmp_path / "t.safetensors"
-    assert main(["merge", *map(str, paths), "--out", str(out), "--method", "ties", "--base", str(base),
-                 "-p", "density=0.5", "--param", "scale=0.8", "--no-progress", "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                *map(str, paths),
+                "--out",
+                str(out),
+                "--method",
+                "ties",
+                "--base",
+                str(base),
+                "-p",
+                "density=0.5",
+                "--param",
+                "scale=0.8",
+                "--no-progress",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     merge = load_state(out)[1]["provenance"]["merge"]
     assert (merge["density"], merge["scale"], merge["base"]["file"]) == (0.5, 0.8, "init.safetensors")
     out = tmp_path / "l.safetensors"
-    assert main(["merge", *map(str, paths), "--out", str(out), "--method", "layerwise", "-p", "anchor=night",
-                 "-p", "ramp_shape=step", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                *map(str, paths),
+                "--out",
+                str(out),
+                "--method",
+                "layerwise",
+                "-p",
+                "anchor=night",
+                "-p",
+                "ramp_shape=step",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     merge = load_state(out)[1]["provenance"]["merge"]
     assert merge["anchor"] == "night.safetensors" and merge["schedule"]["shape"] == "step"
     assert "anchor night.safetensors" in capsys.readouterr().out
@@ -172,6 +229,7 @@ def test_cli_params_reach_the_merge(students, tmp_path, capsys):
 
 def test_a_new_method_needs_no_cli_edit(students, tmp_path, monkeypatch, capsys):
     """Register a method at run time: `edgeseg merge` takes it and its --param without any change."""
+
     @dataclass(frozen=True)
     class FirstParams(MergeParams):
         owner: ClassVar[str] = "first"
@@ -184,14 +242,30 @@ def test_a_new_method_needs_no_cli_edit(students, tmp_path, monkeypatch, capsys)
 
         def plan(self, job: MergeJob) -> Plan:
             copy = job.merger.copy
-            return Plan([Step(k, info, lambda k=k: copy(job.params.which, k)) for k, info in job.ref.tensors.items()],
-                        provenance={"which": job.params.which})
+            return Plan(
+                [Step(k, info, lambda k=k: copy(job.params.which, k)) for k, info in job.ref.tensors.items()],
+                provenance={"which": job.params.which},
+            )
 
     monkeypatch.setitem(REGISTRY, "first", FirstMethod())
     paths, _ = students
     out = tmp_path / "first.safetensors"
-    assert main(["merge", *map(str, paths), "--out", str(out), "--method", "first", "-p", "which=1",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                *map(str, paths),
+                "--out",
+                str(out),
+                "--method",
+                "first",
+                "-p",
+                "which=1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     merged, src = _state(out), _state(paths[1])
     assert all(torch.equal(merged[k], src[k]) for k in src)
     assert main(["merge", *map(str, paths), "--out", str(out), "--method", "first", "-p", "which=-1"]) == 2
@@ -203,7 +277,9 @@ def test_a_new_method_needs_no_cli_edit(students, tmp_path, monkeypatch, capsys)
 TASK_VECTOR_METHODS = ("task-arithmetic", "ties", "dare")
 
 
-def _reference(name: str, states: list[dict], weights: list[float], base: dict, params) -> dict[str, torch.Tensor]:
+def _reference(
+    name: str, states: list[dict], weights: list[float], base: dict, params
+) -> dict[str, torch.Tensor]:
     """The merge computed straight from the maths modules, key by key (no registry, no streaming)."""
     ref = states[0]
     groups = bn.find_bn_groups(ref)
@@ -214,8 +290,9 @@ def _reference(name: str, states: list[dict], weights: list[float], base: dict, 
         group = groups.get(key)
         if group is not None and pooled:
             counts = [int(s[group.count]) for s in states] if group.count else [1] * len(states)
-            mean, var, n = bn.merge_bn_statistics([s[group.mean] for s in states], [s[group.var] for s in states],
-                                                  counts, w)
+            mean, var, n = bn.merge_bn_statistics(
+                [s[group.mean] for s in states], [s[group.var] for s in states], counts, w
+            )
             return {group.mean: mean, group.var: var}.get(key, torch.tensor(n, dtype=ref[key].dtype))
         if key.endswith("num_batches_tracked"):
             return torch.tensor(sum(int(s[key]) for s in states), dtype=ref[key].dtype)
@@ -247,10 +324,15 @@ def _reference(name: str, states: list[dict], weights: list[float], base: dict, 
     return out
 
 
-REFERENCE_PARAMS = {"linear": {}, "bn": {}, "backbone": {}, "layerwise": {"ramp_start": 0.2, "ramp_shape": "cosine",
-                                                                          "anchor_final": 0.8},
-                    "task-arithmetic": {"scale": 0.7}, "ties": {"density": 0.4, "scale": 1.2},
-                    "dare": {"drop": 0.3, "seed": 5, "scale": 0.9}}
+REFERENCE_PARAMS = {
+    "linear": {},
+    "bn": {},
+    "backbone": {},
+    "layerwise": {"ramp_start": 0.2, "ramp_shape": "cosine", "anchor_final": 0.8},
+    "task-arithmetic": {"scale": 0.7},
+    "ties": {"density": 0.4, "scale": 1.2},
+    "dare": {"drop": 0.3, "seed": 5, "scale": 0.9},
+}
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -259,21 +341,41 @@ def test_registry_path_equals_the_maths_modules_bit_for_bit(name, students, tmp_
     params = REFERENCE_PARAMS.get(name, {})
     options = _options(name, base, weights=[0.7, 0.3], params=params)
     merged = _state(merge_checkpoints(paths, tmp_path / "m.safetensors", options).out)
-    expected = _reference(name, [_state(p) for p in paths], [0.7, 0.3], _state(base), REGISTRY[name].parse(params))
+    expected = _reference(
+        name, [_state(p) for p in paths], [0.7, 0.3], _state(base), REGISTRY[name].parse(params)
+    )
     assert sorted(merged) == sorted(expected)
     for key in expected:
-        assert merged[key].dtype == expected[key].dtype and torch.equal(merged[key], expected[key]), (name, key)
+        assert merged[key].dtype == expected[key].dtype and torch.equal(merged[key], expected[key]), (
+            name,
+            key,
+        )
 
 
 # ---------------------------------------------------------------- DARE
 
+
 def test_dare_with_drop_zero_is_task_arithmetic_bit_for_bit(students, tmp_path):
     paths, base = students
     for scale in (1.0, 0.6):
-        dare = _state(merge_checkpoints(paths, tmp_path / "d.safetensors", MergeOptions(
-            method="dare", base=base, weights=[0.3, 0.7], params={"drop": 0, "scale": scale})).out)
-        ta = _state(merge_checkpoints(paths, tmp_path / "t.safetensors", MergeOptions(
-            method="task-arithmetic", base=base, weights=[0.3, 0.7], params={"scale": scale})).out)
+        dare = _state(
+            merge_checkpoints(
+                paths,
+                tmp_path / "d.safetensors",
+                MergeOptions(
+                    method="dare", base=base, weights=[0.3, 0.7], params={"drop": 0, "scale": scale}
+                ),
+            ).out
+        )
+        ta = _state(
+            merge_checkpoints(
+                paths,
+                tmp_path / "t.safetensors",
+                MergeOptions(
+                    method="task-arithmetic", base=base, weights=[0.3, 0.7], params={"scale": scale}
+                ),
+            ).out
+        )
         assert dare.keys() == ta.keys() and all(torch.equal(dare[k], ta[k]) for k in ta)
 
 
@@ -281,8 +383,13 @@ def test_dare_of_inputs_equal_to_the_base_is_the_base(students, tmp_path):
     _, base = students
     copy = tmp_path / "copy.safetensors"
     copy.write_bytes(base.read_bytes())
-    merged = _state(merge_checkpoints([base, copy], tmp_path / "m.safetensors", MergeOptions(
-        method="dare", base=base, params={"drop": 0.9, "seed": 3})).out)
+    merged = _state(
+        merge_checkpoints(
+            [base, copy],
+            tmp_path / "m.safetensors",
+            MergeOptions(method="dare", base=base, params={"drop": 0.9, "seed": 3}),
+        ).out
+    )
     for key, value in _state(base).items():
         if key.endswith("num_batches_tracked"):
             continue  # summed: the merged statistics stand for both inputs' batches
@@ -293,8 +400,13 @@ def test_dare_of_identical_inputs_with_drop_zero_is_the_input(students, tmp_path
     paths, base = students
     copy = tmp_path / "copy.safetensors"
     copy.write_bytes(paths[0].read_bytes())
-    merged = _state(merge_checkpoints([paths[0], copy], tmp_path / "m.safetensors", MergeOptions(
-        method="dare", base=base, params={"drop": 0.0})).out)
+    merged = _state(
+        merge_checkpoints(
+            [paths[0], copy],
+            tmp_path / "m.safetensors",
+            MergeOptions(method="dare", base=base, params={"drop": 0.0}),
+        ).out
+    )
     for key, value in _state(paths[0]).items():
         if not key.endswith("num_batches_tracked"):
             torch.testing.assert_close(merged[key], value, rtol=1e-6, atol=1e-7, msg=key)
@@ -304,8 +416,13 @@ def test_dare_is_deterministic_per_seed(students, tmp_path):
     paths, base = students
 
     def run(seed: int, out: str) -> dict[str, torch.Tensor]:
-        return _state(merge_checkpoints(paths, tmp_path / out, MergeOptions(
-            method="dare", base=base, params={"drop": 0.5, "seed": seed})).out)
+        return _state(
+            merge_checkpoints(
+                paths,
+                tmp_path / out,
+                MergeOptions(method="dare", base=base, params={"drop": 0.5, "seed": seed}),
+            ).out
+        )
 
     a, b, c = run(1, "a.safetensors"), run(1, "b.safetensors"), run(2, "c.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

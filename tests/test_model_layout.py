@@ -29,8 +29,12 @@ def test_layer_names_and_unknown_keys() -> None:
     assert layer_name("encoder.stages.2.5.attn.q.weight") == "encoder.stages.2.5"
     assert layer_name("encoder.patch_embeds.1.proj.weight") == "encoder.patch_embeds.1"
     assert layer_name("head.classifier.weight") == "head"
-    assert layer_id("encoder.patch_embeds.1.proj.weight") < layer_id("encoder.stages.1.0.mlp.fc1.weight") \
-        < layer_id("encoder.norms.1.weight") < layer_id("encoder.patch_embeds.2.norm.bias")
+    assert (
+        layer_id("encoder.patch_embeds.1.proj.weight")
+        < layer_id("encoder.stages.1.0.mlp.fc1.weight")
+        < layer_id("encoder.norms.1.weight")
+        < layer_id("encoder.patch_embeds.2.norm.bias")
+    )
     assert param_kind("student.head.linear_c.0.proj.weight") == "head"
     with pytest.raises(ModelMismatchError, match="layout"):
         layer_id("backbone.layer1.conv.weight")

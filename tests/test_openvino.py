@@ -27,8 +27,11 @@ pytestmark = pytest.mark.slow
 
 def _export(name: str, **cfg: object) -> tuple[Path, object]:
     out = scratch("openvino") / name
-    report = export_onnx(tiny_checkpoint(), out, ExportConfig(size=SIZE, parity_images=2, shaped_for="openvino",
-                                                              slim=False, **cfg))  # type: ignore[arg-type]
+    report = export_onnx(
+        tiny_checkpoint(),
+        out,
+        ExportConfig(size=SIZE, parity_images=2, shaped_for="openvino", slim=False, **cfg),
+    )  # type: ignore[arg-type]
     return out, report
 
 
@@ -105,8 +108,11 @@ def test_bf16_export_records_and_runs_its_precision() -> None:
 
 def test_precision_hint_follows_the_file_never_openvinos_default() -> None:
     assert compile_config("fp32", None, True)["INFERENCE_PRECISION_HINT"] == "f32"
-    assert compile_config("int8", 2, True) == {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY",
-                                               "INFERENCE_NUM_THREADS": 2}
+    assert compile_config("int8", 2, True) == {
+        "INFERENCE_PRECISION_HINT": "bf16",
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": 2,
+    }
     assert compile_config("int8", None, False)["INFERENCE_PRECISION_HINT"] == "f32"
     assert compile_config("bf16", None, True)["INFERENCE_PRECISION_HINT"] == "bf16"
     assert compile_config("bf16", None, False)["INFERENCE_PRECISION_HINT"] == "f32"
@@ -122,7 +128,9 @@ def test_int8_ir_is_quantised_checked_and_compared() -> None:
 
     bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     with open_segmenter(path) as seg:
-        assert seg.meta["precision"] == "int8" and seg.meta["inference_precision"] == ("bf16" if bf16 else "f32")
+        assert seg.meta["precision"] == "int8" and seg.meta["inference_precision"] == (
+            "bf16" if bf16 else "f32"
+        )
         assert seg.predict(synthetic_frames(1, SIZE))[0].shape == SIZE
 
 
@@ -155,8 +163,22 @@ def test_truncated_ir_is_one_line_error(tmp_path: Path) -> None:
 
 def test_cli_exports_ir_and_bench_runs_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli.xml"
-    code = main(["export", str(tiny_checkpoint()), "--out", str(out), "--size", "64x128", "--for", "openvino",
-                 "--no-slim", "--parity-images", "1", "--no-progress"])
+    code = main(
+        [
+            "export",
+            str(tiny_checkpoint()),
+            "--out",
+            str(out),
+            "--size",
+            "64x128",
+            "--for",
+            "openvino",
+            "--no-slim",
+            "--parity-images",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0 and out.exists() and out.with_suffix(".bin").exists()
     capsys.readouterr()
     assert main(["bench", str(out), "--iters", "2", "--warmup", "1", "--threads", "1"]) == 0

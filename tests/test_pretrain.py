@@ -49,8 +49,9 @@ def test_photometric_augment_is_seeded_and_only_changes_appearance() -> None:
     c = photometric_augment(x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(4))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
     assert float((a - x).abs().mean()) > 0.01
-    gray = photometric_augment(x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(0), jitter_p=0,
-                               gray_p=1, blur_p=0)
+    gray = photometric_augment(
+        x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(0), jitter_p=0, gray_p=1, blur_p=0
+    )
     rgb = gray * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     assert torch.allclose(rgb[:, 0], rgb[:, 1], atol=1e-3) and torch.allclose(rgb[:, 1], rgb[:, 2], atol=1e-3)
     with pytest.raises(ConfigError, match="--augment"):
@@ -58,8 +59,17 @@ def test_photometric_augment_is_seeded_and_only_changes_appearance() -> None:
 
 
 def _cfg(**kw) -> PretrainConfig:
-    base = dict(arch="segformer_tiny", iters=6, batch_size=2, size=(32, 64), warmup_iters=2, ckpt_every=3,
-                log_every=1, eval_every=0, eval_images=4)
+    base = dict(
+        arch="segformer_tiny",
+        iters=6,
+        batch_size=2,
+        size=(32, 64),
+        warmup_iters=2,
+        ckpt_every=3,
+        log_every=1,
+        eval_every=0,
+        eval_images=4,
+    )
     return PretrainConfig(**{**base, **kw})
 
 
@@ -90,9 +100,14 @@ def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     assert resumed.report["steps_run"] == 3 and straight.report["steps_run"] == 6
     import json
 
-    logged = [json.loads(ln)["step"] for ln in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-              if "loss" in ln]
-    assert logged == list(range(1, 7))  # the line logged after the checkpoint, before the crash, is not doubled
+    logged = [
+        json.loads(ln)["step"]
+        for ln in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+        if "loss" in ln
+    ]
+    assert logged == list(
+        range(1, 7)
+    )  # the line logged after the checkpoint, before the crash, is not doubled
     assert 0.0 <= resumed.report["heldout"]["miou"] <= 1.0 and resumed.report["machine"]["cores"] >= 1
 
 
@@ -111,8 +126,21 @@ def test_cli_pretrain_writes_report(tmp_path: Path) -> None:
     from edgeseg.cli import main
 
     out = tmp_path / "run"
-    code = main(["pretrain", "--arch", "segformer_tiny", "--iters", "2", "--batch-size", "1", "--size", "64x64",
-                 "--out", str(out)])
+    code = main(
+        [
+            "pretrain",
+            "--arch",
+            "segformer_tiny",
+            "--iters",
+            "2",
+            "--batch-size",
+            "1",
+            "--size",
+            "64x64",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["command"].startswith("edgeseg pretrain --arch segformer_tiny")

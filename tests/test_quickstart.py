@@ -20,15 +20,38 @@ def test_config_rejects_single_domain_and_source() -> None:
 
 def _report() -> dict:
     return {
-        "domains": ["city", "night"], "merge_method": "bn", "input_size": [128, 256],
-        "scores": [{"name": "source only (shared init)", "miou": {"city": 0.2, "night": 0.1}, "harmonic_mean": 0.1333},
-                   {"name": "merged (bn), PyTorch", "miou": {"city": 0.3, "night": None}, "harmonic_mean": None}],
-        "latency": [{"model": "merged.onnx", "backend": "onnxruntime-cpu", "input_size": [128, 256], "median_ms": 9.5,
-                     "p90_ms": 11.0, "cv": 0.05, "fps": 105.3, "gmacs": 0.014}],
+        "domains": ["city", "night"],
+        "merge_method": "bn",
+        "input_size": [128, 256],
+        "scores": [
+            {
+                "name": "source only (shared init)",
+                "miou": {"city": 0.2, "night": 0.1},
+                "harmonic_mean": 0.1333,
+            },
+            {"name": "merged (bn), PyTorch", "miou": {"city": 0.3, "night": None}, "harmonic_mean": None},
+        ],
+        "latency": [
+            {
+                "model": "merged.onnx",
+                "backend": "onnxruntime-cpu",
+                "input_size": [128, 256],
+                "median_ms": 9.5,
+                "p90_ms": 11.0,
+                "cv": 0.05,
+                "fps": 105.3,
+                "gmacs": 0.014,
+            }
+        ],
         "bench_warnings": ["CV high"],
         "demo": {"frames_read": 48, "frames_processed": 48, "end_to_end_fps": 40.0},
-        "artifacts": {"merged": "deploy/merged.safetensors", "onnx": ["deploy/merged.onnx"],
-                      "predictions": "predictions.png", "demo_video": "demo.mp4", "drive_video": "drive.mp4"},
+        "artifacts": {
+            "merged": "deploy/merged.safetensors",
+            "onnx": ["deploy/merged.onnx"],
+            "predictions": "predictions.png",
+            "demo_video": "demo.mp4",
+            "drive_video": "drive.mp4",
+        },
         "timings_s": {"data_s": 1.0, "total_s": 5.0},
     }
 
@@ -60,21 +83,47 @@ def test_tiny_quickstart_end_to_end(tmp_path: Path) -> None:
 
     from edgeseg.quickstart import run_quickstart
 
-    cfg = QuickstartConfig(out=tmp_path / "qs", iters=10, bench_iters=5, demo_frames=6, threads=1,
-                           overrides=("synthetic.train_images=6", "synthetic.val_images=2",
-                                      "synthetic.size=[64,128]", "data.crop=[64,128]", "data.batch_size=2",
-                                      "duda.inconsistency.images=2", "optim.warmup_iters=2",
-                                      # toy budget: a tiny large model; the student keeps its shipped init
-                                      "models.large=segformer_tiny", 'models.large_init=""'))
+    cfg = QuickstartConfig(
+        out=tmp_path / "qs",
+        iters=10,
+        bench_iters=5,
+        demo_frames=6,
+        threads=1,
+        overrides=(
+            "synthetic.train_images=6",
+            "synthetic.val_images=2",
+            "synthetic.size=[64,128]",
+            "data.crop=[64,128]",
+            "data.batch_size=2",
+            "duda.inconsistency.images=2",
+            "optim.warmup_iters=2",
+            # toy budget: a tiny large model; the student keeps its shipped init
+            "models.large=segformer_tiny",
+            'models.large_init=""',
+        ),
+    )
     lines: list[str] = []
     report = run_quickstart(cfg, log=lines.append)
     out = tmp_path / "qs"
-    for name in ("report.md", "report.json", "predictions.png", "demo.mp4", "drive.mp4", "bench.json",
-                 "deploy/merged.onnx", "deploy/merged_int8.onnx", "deploy/merged.safetensors"):
+    for name in (
+        "report.md",
+        "report.json",
+        "predictions.png",
+        "demo.mp4",
+        "drive.mp4",
+        "bench.json",
+        "deploy/merged.onnx",
+        "deploy/merged_int8.onnx",
+        "deploy/merged.safetensors",
+    ):
         assert (out / name).is_file(), name
     assert json.loads((out / "report.json").read_text())["domains"] == ["city", "night"]
     names = [s["name"] for s in report["scores"]]
-    assert names[:3] == ["source only (shared init)", "DUDA student adapted to city", "DUDA student adapted to night"]
+    assert names[:3] == [
+        "source only (shared init)",
+        "DUDA student adapted to city",
+        "DUDA student adapted to night",
+    ]
     assert all(0.0 <= s["miou"]["city"] <= 1.0 for s in report["scores"])
     assert report["demo"]["frames_processed"] == 6
     assert "[7/7]" in "\n".join(lines)
@@ -85,7 +134,15 @@ def test_parallel_students_report_a_failed_run_in_one_line(tmp_path: Path) -> No
     from edgeseg.quickstart import _distill_parallel
     from edgeseg.uda.config import load_config
 
-    bad = load_config("synthetic", overrides=[f"data.source_root={tmp_path / 'nowhere'}",
-                                              f"data.target_root={tmp_path / 'nowhere'}", "iters=2"])
+    bad = load_config(
+        "synthetic",
+        overrides=[
+            f"data.source_root={tmp_path / 'nowhere'}",
+            f"data.target_root={tmp_path / 'nowhere'}",
+            "iters=2",
+        ],
+    )
     with pytest.raises(EdgesegError, match="distilling duda_city failed: error: .*nowhere"):
-        _distill_parallel({"city": (bad, tmp_path / "runs" / "duda_city")}, 2, log=lambda m: None, progress=None)
+        _distill_parallel(
+            {"city": (bad, tmp_path / "runs" / "duda_city")}, 2, log=lambda m: None, progress=None
+        )

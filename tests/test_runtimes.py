@@ -40,8 +40,11 @@ def test_scores_to_labels_matches_torch_bilinear_then_argmax() -> None:
 
     scores = np.random.default_rng(0).standard_normal((7, 9, 13)).astype(np.float32)
     ours = scores_to_labels(scores, (36, 52), np.dtype(np.uint8))
-    ref = F.interpolate(torch.from_numpy(scores)[None], size=(36, 52), mode="bilinear",
-                        align_corners=False).argmax(1)[0].numpy()
+    ref = (
+        F.interpolate(torch.from_numpy(scores)[None], size=(36, 52), mode="bilinear", align_corners=False)
+        .argmax(1)[0]
+        .numpy()
+    )
     assert ours.dtype == np.uint8 and ours.shape == (36, 52)
     assert (ours == ref).mean() > 0.999
 
@@ -174,8 +177,9 @@ def test_runtimes_import_and_run_without_torch(run_without_torch) -> None:
     dyn, _ = exported("dynamic")
     script = f"""
 import json, numpy as np
-import edgeseg.cli, edgeseg.deploy.runtime.backends as rt, edgeseg.deploy.runtime.tensorrt_backend, edgeseg.deploy.trt.build
-import edgeseg.deploy.trt.engine_meta, edgeseg.deploy.targets, edgeseg.deploy.runtime.calibration, edgeseg.deploy.export.quantize
+import edgeseg.cli, edgeseg.deploy.runtime.backends as rt, edgeseg.deploy.runtime.tensorrt_backend
+import edgeseg.deploy.trt.build, edgeseg.deploy.trt.engine_meta, edgeseg.deploy.targets
+import edgeseg.deploy.runtime.calibration, edgeseg.deploy.export.quantize
 from edgeseg.deploy.runtime.calibration import synthetic_frames
 out = {{}}
 for p in [{str(path)!r}, {str(dyn)!r}]:

@@ -26,12 +26,21 @@ ORIN = DeviceFacts("8.6.2.3", "Orin", "8.7")
 
 
 def _sidecar(facts: DeviceFacts = ORIN) -> dict:
-    return make_sidecar(facts, precision="fp16", inputs={"input": {"opt": [1, 3, 64, 128]}},
-                        outputs={"labels": {"shape": [1, 64, 128]}}, model_meta={"output": "labels"},
-                        onnx_path="/x/model.onnx", onnx_sha256="0" * 64, dla_core=None, edgeseg_version="0.1.0")
+    return make_sidecar(
+        facts,
+        precision="fp16",
+        inputs={"input": {"opt": [1, 3, 64, 128]}},
+        outputs={"labels": {"shape": [1, 64, 128]}},
+        model_meta={"output": "labels"},
+        onnx_path="/x/model.onnx",
+        onnx_sha256="0" * 64,
+        dla_core=None,
+        edgeseg_version="0.1.0",
+    )
 
 
 # -- optimisation profiles -----------------------------------------------------------------------------
+
 
 def test_static_graph_profile_is_fixed() -> None:
     shapes = profile_shapes([1, 3, 512, 1024], nhwc=False)
@@ -43,9 +52,19 @@ def test_static_graph_profile_is_fixed() -> None:
 
 
 def test_dynamic_graph_profile_min_opt_max() -> None:
-    shapes = profile_shapes(["batch", 3, "height", "width"], nhwc=False, batch=2, size=(512, 1024),
-                            min_size=(256, 512), max_size=(1024, 2048))
-    assert shapes.min == (1, 3, 256, 512) and shapes.opt == (2, 3, 512, 1024) and shapes.max == (2, 3, 1024, 2048)
+    shapes = profile_shapes(
+        ["batch", 3, "height", "width"],
+        nhwc=False,
+        batch=2,
+        size=(512, 1024),
+        min_size=(256, 512),
+        max_size=(1024, 2048),
+    )
+    assert (
+        shapes.min == (1, 3, 256, 512)
+        and shapes.opt == (2, 3, 512, 1024)
+        and shapes.max == (2, 3, 1024, 2048)
+    )
     nhwc = profile_shapes([-1, -1, -1, 3], nhwc=True, size=(64, 128))
     assert nhwc.min == nhwc.opt == nhwc.max == (1, 64, 128, 3)
     with pytest.raises(ConfigError, match="give --size"):
@@ -72,7 +91,11 @@ def test_features_read_from_the_module() -> None:
 
 def test_build_plan_per_tensorrt_release() -> None:
     plan = build_plan("fp16", "fp32", TRT86, calib_dir=None, qdq_problems=[])
-    assert plan.builder_flags == ("FP16",) and plan.network_flags == ("EXPLICIT_BATCH",) and not plan.strongly_typed
+    assert (
+        plan.builder_flags == ("FP16",)
+        and plan.network_flags == ("EXPLICIT_BATCH",)
+        and not plan.strongly_typed
+    )
     plan = build_plan("int8", "fp32", TRT10, calib_dir=Path("calib"), qdq_problems=[])
     assert plan.builder_flags == ("FP16", "INT8") and plan.network_flags == () and plan.calibrate
     # a TensorRT Q/DQ graph carries its scales: INT8 without a calibrator
@@ -84,14 +107,19 @@ def test_build_plan_per_tensorrt_release() -> None:
     assert build_plan("fp32", "fp32", TRT11, calib_dir=None, qdq_problems=[]).builder_flags == ()
 
 
-@pytest.mark.parametrize(("args", "features", "match"), [
-    (("int8", "fp32"), TRT10, "--calib DIR"),
-    (("fp16", "int8"), TRT10, "build it with --int8"),
-    (("fp32", "fp16"), TRT10, "FP16 weights"),
-    (("fp16", "fp32"), TRT11, "no FP16 builder flag.*edgeseg export CKPT --out model_fp16.onnx --fp16"),
-    (("int8", "fp32"), TRT11, "no INT8 calibrator.*--int8-for tensorrt"),
-])
-def test_build_plan_refusals_say_what_to_run(args: tuple[str, str], features: TensorRTFeatures, match: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "features", "match"),
+    [
+        (("int8", "fp32"), TRT10, "--calib DIR"),
+        (("fp16", "int8"), TRT10, "build it with --int8"),
+        (("fp32", "fp16"), TRT10, "FP16 weights"),
+        (("fp16", "fp32"), TRT11, "no FP16 builder flag.*edgeseg export CKPT --out model_fp16.onnx --fp16"),
+        (("int8", "fp32"), TRT11, "no INT8 calibrator.*--int8-for tensorrt"),
+    ],
+)
+def test_build_plan_refusals_say_what_to_run(
+    args: tuple[str, str], features: TensorRTFeatures, match: str
+) -> None:
     with pytest.raises(ConfigError, match=match) as info:
         build_plan(*args, features, calib_dir=None, qdq_problems=[])
     assert "\n" not in str(info.value)
@@ -114,6 +142,7 @@ def test_check_dla() -> None:
 
 
 # -- calibration batches -------------------------------------------------------------------------------
+
 
 def test_calibration_batcher_full_batches_in_order(tmp_path: Path) -> None:
     import cv2
@@ -144,6 +173,7 @@ def _empty(tmp_path: Path) -> Path:
 
 # -- sidecar compatibility -----------------------------------------------------------------------------
 
+
 def test_sidecar_compatibility_rules() -> None:
     side = _sidecar()
     assert compatibility_problems(side, DeviceFacts("8.6.2.9", "Orin (other module)", "8.7")) == []
@@ -173,6 +203,7 @@ def test_foreign_engine_is_refused_with_rebuild_advice(tmp_path: Path) -> None:
 
 # -- target profiles -----------------------------------------------------------------------------------
 
+
 def test_shipped_target_profiles_parse() -> None:
     assert {"orin-nano", "orin-agx", "x86-cuda", "cpu"} <= set(list_targets())
     assert "xavier-nx" not in list_targets()  # JetPack 5 (Python 3.8, TensorRT 8.5) is not supported
@@ -185,8 +216,14 @@ def test_shipped_target_profiles_parse() -> None:
 
 
 def test_target_profile_validation(tmp_path: Path) -> None:
-    good = {"description": "d", "runtime": "tensorrt", "input_size": "256x512", "precision": "int8",
-            "dla_core": 1, "calib_images": 32}
+    good = {
+        "description": "d",
+        "runtime": "tensorrt",
+        "input_size": "256x512",
+        "precision": "int8",
+        "dla_core": 1,
+        "calib_images": 32,
+    }
     profile = parse_target("t", good, "t.toml")
     assert profile.input_size == (256, 512) and profile.dla_core == 1 and profile.calib_images == 32
     with pytest.raises(ConfigError, match="unknown key"):
@@ -194,22 +231,29 @@ def test_target_profile_validation(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="HxW"):
         parse_target("t", {**good, "input_size": "big"}, "t.toml")
     path = tmp_path / "mine.toml"
-    path.write_text('description = "x"\nruntime = "onnxruntime-cpu"\ninput_size = "64x128"\nprecision = "fp32"\n')
+    path.write_text(
+        'description = "x"\nruntime = "onnxruntime-cpu"\ninput_size = "64x128"\nprecision = "fp32"\n'
+    )
     assert load_target(str(path)).input_size == (64, 128)
 
 
-def test_build_engine_cli_without_tensorrt_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_engine_cli_without_tensorrt_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from edgeseg.cli import main
 
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT installed")
     except ImportError:
         pass
     from deploy_helpers import exported
 
     onnx_path, _ = exported("labels")
-    code = main(["build-engine", str(onnx_path), "--out", str(tmp_path / "m.engine"), "--fp16", "--no-progress"])
+    code = main(
+        ["build-engine", str(onnx_path), "--out", str(tmp_path / "m.engine"), "--fp16", "--no-progress"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "TensorRT is not installed" in err[0]
     assert not (tmp_path / "m.engine").exists()
@@ -228,15 +272,23 @@ def test_build_and_run_engine_on_gpu(tmp_path: Path) -> None:  # pragma: no cove
     from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
     frames = synthetic_frames(2, (64, 128), seed=3)
-    cases = [("labels", exported("labels")[0], "fp32", 0.999), ("fp16", exported("fp16")[0], "fp16", 0.99),
-             ("int8_trt", exported_int8("tensorrt")[0], "int8", 0.9)]
+    cases = [
+        ("labels", exported("labels")[0], "fp32", 0.999),
+        ("fp16", exported("fp16")[0], "fp16", 0.99),
+        ("int8_trt", exported_int8("tensorrt")[0], "int8", 0.9),
+    ]
     if TensorRTFeatures.of(trt).calibrator:
         cases.append(("labels_calibrated", exported("labels")[0], "int8", 0.9))
     for name, onnx_path, precision, bar in cases:
         ref = open_segmenter(onnx_path, backend="onnxruntime-cpu").predict(frames)
         engine = tmp_path / f"{name}.engine"
-        report = build_engine(onnx_path, engine, EngineConfig(precision=precision, timing_cache=tmp_path / "t.cache",
-                                                              calib_dir=calib_dir(), calib_images=4))
+        report = build_engine(
+            onnx_path,
+            engine,
+            EngineConfig(
+                precision=precision, timing_cache=tmp_path / "t.cache", calib_dir=calib_dir(), calib_images=4
+            ),
+        )
         assert sidecar_path(engine).exists() and report.engine_bytes > 0
         seg = open_segmenter(engine)
         assert seg.backend == "tensorrt"
@@ -244,18 +296,22 @@ def test_build_and_run_engine_on_gpu(tmp_path: Path) -> None:  # pragma: no cove
             assert (a == b).mean() >= bar, name
         seg.close()
     if TensorRTFeatures.of(trt).calibrator:
-        assert (tmp_path / "labels_calibrated.engine.calib").exists()  # calibration cache written for rebuilds
+        assert (
+            tmp_path / "labels_calibrated.engine.calib"
+        ).exists()  # calibration cache written for rebuilds
 
 
 def test_targets_env_var_adds_profile_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "my-board.toml").write_text('description = "mine"\nruntime = "tensorrt"\n'
-                                            'input_size = "256x512"\nprecision = "fp16"\n')
+    (tmp_path / "my-board.toml").write_text(
+        'description = "mine"\nruntime = "tensorrt"\ninput_size = "256x512"\nprecision = "fp16"\n'
+    )
     monkeypatch.setenv("EDGESEG_TARGETS", str(tmp_path))
     assert "my-board" in list_targets()
     assert load_target("my-board").input_size == (256, 512)
 
 
 # -- build_engine against a faked TensorRT module (8.6 / 10.x / 11.x API surface) ---------------------------
+
 
 def _build_cli(onnx_path: Path, out: Path, *flags: str) -> list[str]:
     from edgeseg.cli import main
@@ -264,12 +320,16 @@ def _build_cli(onnx_path: Path, out: Path, *flags: str) -> list[str]:
     return [str(code)]
 
 
-@pytest.mark.parametrize(("version", "flags", "network_flags"), [
-    ("8.6.2.3", ["FP16"], 1),  # EXPLICIT_BATCH = bit 0
-    ("10.3.0.26", ["FP16"], 0),
-])
-def test_fake_build_uses_flags_before_11_and_pins_no_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           version: str, flags: list[str], network_flags: int) -> None:
+@pytest.mark.parametrize(
+    ("version", "flags", "network_flags"),
+    [
+        ("8.6.2.3", ["FP16"], 1),  # EXPLICIT_BATCH = bit 0
+        ("10.3.0.26", ["FP16"], 0),
+    ],
+)
+def test_fake_build_uses_flags_before_11_and_pins_no_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, flags: list[str], network_flags: int
+) -> None:
     from deploy_helpers import exported
     from fake_tensorrt import install, make_tensorrt
 
@@ -279,7 +339,9 @@ def test_fake_build_uses_flags_before_11_and_pins_no_layer(tmp_path: Path, monke
     install(monkeypatch, trt)
     onnx_path, _ = exported("labels")
     cache = tmp_path / "timing.cache"
-    report = build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(precision="fp16", timing_cache=cache))
+    report = build_engine(
+        onnx_path, tmp_path / "m.engine", EngineConfig(precision="fp16", timing_cache=cache)
+    )
     assert trt.calls["flags"] == flags and trt.calls["network_flags"] == network_flags
     assert trt.calls["layer_precision"] == 0  # the 8.6/10 parser already runs LayerNorm in FP32
     assert report.plan["strongly_typed"] is False and cache.read_bytes() == b"timing"
@@ -287,7 +349,9 @@ def test_fake_build_uses_flags_before_11_and_pins_no_layer(tmp_path: Path, monke
     assert side["build"]["builder_flags"] == flags and side["tensorrt_version"] == version
 
 
-def test_fake_tensorrt_11_builds_an_fp16_onnx_strongly_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fake_tensorrt_11_builds_an_fp16_onnx_strongly_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from deploy_helpers import exported
     from fake_tensorrt import install, make_tensorrt
 
@@ -299,7 +363,12 @@ def test_fake_tensorrt_11_builds_an_fp16_onnx_strongly_typed(tmp_path: Path, mon
     assert report.plan["strongly_typed"] and trt.calls["flags"] == [] and trt.calls["network_flags"] == 0
     int8_path, _ = exported_int8_tensorrt()
     report = build_engine(int8_path, tmp_path / "q.engine", EngineConfig(precision="int8"))
-    assert report.plan == {"builder_flags": [], "network_flags": [], "calibrated": False, "strongly_typed": True}
+    assert report.plan == {
+        "builder_flags": [],
+        "network_flags": [],
+        "calibrated": False,
+        "strongly_typed": True,
+    }
 
 
 def exported_int8_tensorrt():  # noqa: ANN201 - (Path, ExportReport)
@@ -316,8 +385,9 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return errors[0]
 
 
-def test_build_engine_cli_refuses_onnxruntime_int8_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_engine_cli_refuses_onnxruntime_int8_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from deploy_helpers import exported_int8
     from fake_tensorrt import install, make_tensorrt
 
@@ -329,8 +399,9 @@ def test_build_engine_cli_refuses_onnxruntime_int8_graph(tmp_path: Path, monkeyp
     assert not (tmp_path / "q.engine").exists()
 
 
-def test_build_engine_cli_on_tensorrt_without_fp16_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_engine_cli_on_tensorrt_without_fp16_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from deploy_helpers import exported
     from fake_tensorrt import install, make_tensorrt
 
@@ -340,8 +411,9 @@ def test_build_engine_cli_on_tensorrt_without_fp16_flag(tmp_path: Path, monkeypa
     assert "no FP16 builder flag" in line and "--fp16" in line and "edgeseg export" in line
 
 
-def test_build_engine_cli_dla_on_a_device_without_dla(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_engine_cli_dla_on_a_device_without_dla(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from deploy_helpers import exported
     from fake_tensorrt import install, make_tensorrt
 
@@ -360,7 +432,9 @@ def test_build_engine_refuses_a_foreign_timing_cache(tmp_path: Path, monkeypatch
     cache = tmp_path / "other_gpu.cache"
     cache.write_bytes(b"from another GPU")
     with pytest.raises(ExportError, match="does not fit this GPU.*delete it"):
-        build_engine(exported("labels")[0], tmp_path / "m.engine", EngineConfig(precision="fp16", timing_cache=cache))
+        build_engine(
+            exported("labels")[0], tmp_path / "m.engine", EngineConfig(precision="fp16", timing_cache=cache)
+        )
     assert not (tmp_path / "m.engine").exists()
 
 
@@ -383,8 +457,20 @@ def test_export_cli_int8_flavour_is_validated(tmp_path: Path, capsys: pytest.Cap
 
     from edgeseg.cli import main
 
-    code = main(["export", str(tiny_checkpoint()), "--out", str(tmp_path / "q.onnx"), "--int8", "--int8-for", "trt",
-                 "--calib", str(tmp_path), "--no-progress"])
+    code = main(
+        [
+            "export",
+            str(tiny_checkpoint()),
+            "--out",
+            str(tmp_path / "q.onnx"),
+            "--int8",
+            "--int8-for",
+            "trt",
+            "--calib",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "--int8-for must be one of onnxruntime, tensorrt" in _one_error_line(capsys)
     assert not (tmp_path / "q.onnx").exists()
 
@@ -393,16 +479,26 @@ def test_gpu_detection_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys; sys.path.insert(0, 'tests'); import conftest; conftest._has_gpu(); assert 'torch' not in sys.modules"
+    code = "import sys; sys.path.insert(0, 'tests'); import conftest; conftest._has_gpu(); assert 'torch' not in sys.modules"  # noqa: E501
     root = Path(__file__).resolve().parents[1]
-    assert subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, timeout=120).returncode == 0
+    assert (
+        subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, timeout=120).returncode
+        == 0
+    )
 
 
 def test_target_precedence_is_one_rule_flag_then_profile_then_default() -> None:
     from edgeseg.deploy.targets import DEFAULTS, EXPORT_CALIB_IMAGES, TargetProfile, setting
 
-    profile = TargetProfile(name="t", description="", runtime="tensorrt", input_size=(256, 512), precision="fp16",
-                            calib_images=100, batch=2)
+    profile = TargetProfile(
+        name="t",
+        description="",
+        runtime="tensorrt",
+        input_size=(256, 512),
+        precision="fp16",
+        calib_images=100,
+        batch=2,
+    )
     assert setting("calib_images", 8, profile) == 8  # an explicit flag wins
     assert setting("calib_images", None, profile, EXPORT_CALIB_IMAGES) == 100  # then the profile
     assert setting("calib_images", None, None, EXPORT_CALIB_IMAGES) == EXPORT_CALIB_IMAGES  # then the default

@@ -17,7 +17,7 @@ def _load(name: str) -> onnx.ModelProto:
     from deploy_helpers import exported, exported_int8
 
     if name.startswith("int8_"):
-        return onnx.load(str(exported_int8(name[len("int8_"):])[0]))
+        return onnx.load(str(exported_int8(name[len("int8_") :])[0]))
     return onnx.load(str(exported(name)[0]))
 
 
@@ -47,6 +47,7 @@ def test_tables_come_from_the_operator_matrix() -> None:
 
 # -- the previous labels head, rebuilt here as it was exported before, for comparison --------------------------
 
+
 def _scores_only(model: onnx.ModelProto) -> onnx.ModelProto:
     """The exported graph without its labels head: output `logits` again."""
     out = onnx.ModelProto()
@@ -72,14 +73,23 @@ def _legacy_head(scores: onnx.ModelProto, static: tuple[int, int] | None) -> onn
     if static is not None:
         graph.initializer.append(helper.make_tensor("old/sizes", TensorProto.INT64, [4], [1, *static, 19]))
     else:
-        nodes += [helper.make_node("Shape", [graph.input[0].name], ["old/hw"], start=2, end=4),
-                  helper.make_node("Shape", ["old/nhwc"], ["old/b"], start=0, end=1),
-                  helper.make_node("Shape", ["old/nhwc"], ["old/c"], start=3, end=4),
-                  helper.make_node("Concat", ["old/b", "old/hw", "old/c"], ["old/sizes"], axis=0)]
-    nodes += [helper.make_node("Resize", ["old/nhwc", "", "", "old/sizes"], ["old/up"], mode="linear",
-                               coordinate_transformation_mode="half_pixel"),
-              helper.make_node("ArgMax", ["old/up"], ["old/argmax"], axis=3, keepdims=0),
-              helper.make_node("Cast", ["old/argmax"], ["labels"], to=TensorProto.UINT8)]
+        nodes += [
+            helper.make_node("Shape", [graph.input[0].name], ["old/hw"], start=2, end=4),
+            helper.make_node("Shape", ["old/nhwc"], ["old/b"], start=0, end=1),
+            helper.make_node("Shape", ["old/nhwc"], ["old/c"], start=3, end=4),
+            helper.make_node("Concat", ["old/b", "old/hw", "old/c"], ["old/sizes"], axis=0),
+        ]
+    nodes += [
+        helper.make_node(
+            "Resize",
+            ["old/nhwc", "", "", "old/sizes"],
+            ["old/up"],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        ),
+        helper.make_node("ArgMax", ["old/up"], ["old/argmax"], axis=3, keepdims=0),
+        helper.make_node("Cast", ["old/argmax"], ["labels"], to=TensorProto.UINT8),
+    ]
     graph.node.extend(nodes)
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("labels", TensorProto.UINT8, None))

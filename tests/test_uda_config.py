@@ -47,24 +47,34 @@ def test_paper_presets_carry_the_paper_settings() -> None:
 def test_defaults_and_overrides() -> None:
     cfg = load_config()
     assert cfg.name == "synthetic" and cfg.method == "duda"
-    cfg = load_config(overrides=["iters=7", "duda.gradual.schedule=cosine", "data.crop=[64, 96]",
-                                 "models.small_init=/some/path/student.safetensors", "optim.lr=1"])
+    cfg = load_config(
+        overrides=[
+            "iters=7",
+            "duda.gradual.schedule=cosine",
+            "data.crop=[64, 96]",
+            "models.small_init=/some/path/student.safetensors",
+            "optim.lr=1",
+        ]
+    )
     assert cfg.iters == 7 and cfg.duda.gradual.schedule == "cosine" and cfg.data.crop == (64, 96)
     assert cfg.models.small_init == "/some/path/student.safetensors"
     assert isinstance(cfg.optim.lr, float)  # ints are accepted for floats
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("iters.x=3", "expects an integer"),
-    ("nonsense=1", "unknown config key 'nonsense'"),
-    ("duda.gradual.shape=linear", "unknown config key 'duda.gradual.shape'"),
-    ("duda.kd=mse", "choose one of"),
-    ("iters=many", "expects an integer"),
-    ("data.crop=[64]", "needs 2 values"),
-    ("duda.multi_teacher.teachers=[\"large_ema\", \"oracle\"]", "duda.multi_teacher.teachers"),
-    ("method=fixed_teacher", "teacher_init"),
-    ("iters", "not key=value"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("iters.x=3", "expects an integer"),
+        ("nonsense=1", "unknown config key 'nonsense'"),
+        ("duda.gradual.shape=linear", "unknown config key 'duda.gradual.shape'"),
+        ("duda.kd=mse", "choose one of"),
+        ("iters=many", "expects an integer"),
+        ("data.crop=[64]", "needs 2 values"),
+        ('duda.multi_teacher.teachers=["large_ema", "oracle"]', "duda.multi_teacher.teachers"),
+        ("method=fixed_teacher", "teacher_init"),
+        ("iters", "not key=value"),
+    ],
+)
 def test_bad_overrides_are_one_line_config_errors(override: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(overrides=[override])
@@ -79,7 +89,7 @@ def test_parse_override_nests_and_types() -> None:
 
 
 def test_toml_round_trip_and_config_file(tmp_path: Path) -> None:
-    cfg = load_config(overrides=["iters=11", "duda.multi_teacher.teachers=[\"large_ema\"]"])
+    cfg = load_config(overrides=["iters=11", 'duda.multi_teacher.teachers=["large_ema"]'])
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg))
     again = load_config(config_file=path)

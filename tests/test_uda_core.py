@@ -192,7 +192,9 @@ def test_weighted_cross_entropy_matches_torch_and_scales_with_weights() -> None:
     up = F.interpolate(logits, size=(8, 8), mode="bilinear", align_corners=False)
     ref = F.cross_entropy(up, labels, ignore_index=255, reduction="none").mean()
     torch.testing.assert_close(weighted_cross_entropy(logits, labels), ref)
-    torch.testing.assert_close(weighted_cross_entropy(logits, labels, torch.full((2, 8, 8), 0.25)), 0.25 * ref)
+    torch.testing.assert_close(
+        weighted_cross_entropy(logits, labels, torch.full((2, 8, 8), 0.25)), 0.25 * ref
+    )
     cw = torch.tensor([1.0, 2.0, 1.0, 1.0, 1.0])
     per_pixel = F.cross_entropy(up, labels, ignore_index=255, reduction="none")
     expected = (per_pixel * torch.where(labels == 1, 2.0, 1.0)).mean()

@@ -51,17 +51,31 @@ def test_int8_storage_round_trip_is_close() -> None:
     g = torch.Generator().manual_seed(0)
     state = {"w": torch.randn(8, 4, 3, 3, generator=g), "b": torch.randn(8, generator=g)}
     back = dequantise_state(quantise_state(state))
-    assert (back["w"] - state["w"]).abs().amax(dim=(1, 2, 3)).le(state["w"].abs().amax(dim=(1, 2, 3)) / 127).all()
+    assert (
+        (back["w"] - state["w"])
+        .abs()
+        .amax(dim=(1, 2, 3))
+        .le(state["w"].abs().amax(dim=(1, 2, 3)) / 127)
+        .all()
+    )
     assert torch.equal(back["b"], state["b"])
 
 
 def _tiny_run(tmp_path: Path) -> Path:
     from edgeseg.pretrain import PretrainConfig, run_pretrain
 
-    cfg = PretrainConfig(arch="segformer_tiny", iters=2, batch_size=1, size=(32, 64), warmup_iters=1,
-                         eval_images=2, eval_every=0)
-    run_pretrain(cfg, tmp_path / "run", command="edgeseg pretrain --arch segformer_tiny --iters 2",
-                 log=lambda m: None)
+    cfg = PretrainConfig(
+        arch="segformer_tiny",
+        iters=2,
+        batch_size=1,
+        size=(32, 64),
+        warmup_iters=1,
+        eval_images=2,
+        eval_every=0,
+    )
+    run_pretrain(
+        cfg, tmp_path / "run", command="edgeseg pretrain --arch segformer_tiny --iters 2", log=lambda m: None
+    )
     return tmp_path / "run"
 
 
@@ -102,11 +116,13 @@ def test_synthetic_preset_resolves_the_shipped_init() -> None:
 
     state, _ = load_state(shipped)
     key = next(iter(state))
-    assert torch.equal(nets.student.encoder.state_dict()[key[len("encoder."):]], state[key])
+    assert torch.equal(nets.student.encoder.state_dict()[key[len("encoder.") :]], state[key])
     assert nets.student.meta["provenance"]["init"] == cfg.models.small_init
 
 
-def test_a_missing_shipped_file_stops_distill_with_the_regenerating_command(tmp_path: Path, monkeypatch) -> None:
+def test_a_missing_shipped_file_stops_distill_with_the_regenerating_command(
+    tmp_path: Path, monkeypatch
+) -> None:
     import edgeseg.weights as weights
     from edgeseg.uda.config import load_config
     from edgeseg.uda.nets import check_init_files

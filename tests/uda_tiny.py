@@ -18,11 +18,22 @@ def render_tiny(root: Path) -> Path:
 
 def tiny_config(data_root: Path, *overrides: str) -> DistillConfig:
     base = [
-        f"data.source_root={data_root}", f"data.target_root={data_root}", "data.crop=[64, 128]",
-        "data.batch_size=2", "data.rcs_min_pixels=20", "synthetic.size=[64, 128]",
-        "models.large=segformer_tiny", "models.small=segformer_tiny", 'models.large_init=""',
-        'models.small_init=""', "iters=4", "optim.warmup_iters=2",
-        "train.progress=false", "train.source_only_baseline=false", "train.threads=1",
-        "duda.inconsistency.images=2", "uda.loss_resolution=logits",
+        f"data.source_root={data_root}",
+        f"data.target_root={data_root}",
+        "data.crop=[64, 128]",
+        "data.batch_size=2",
+        "data.rcs_min_pixels=20",
+        "synthetic.size=[64, 128]",
+        "models.large=segformer_tiny",
+        "models.small=segformer_tiny",
+        'models.large_init=""',
+        'models.small_init=""',
+        "iters=4",
+        "optim.warmup_iters=2",
+        "train.progress=false",
+        "train.source_only_baseline=false",
+        "train.threads=1",
+        "duda.inconsistency.images=2",
+        "uda.loss_resolution=logits",
     ]
     return load_config("synthetic", overrides=base + list(overrides))

@@ -11,5 +11,13 @@ from edgeseg.bench.report import SCHEMA_VERSION, validate_report
 from edgeseg.bench.runner import RunPlan
 from edgeseg.bench.stats import LatencyStats, percentile, summarize
 
-__all__ = ["SCHEMA_VERSION", "BenchConfig", "LatencyStats", "RunPlan", "percentile", "run_benchmark",
-           "summarize", "validate_report"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "BenchConfig",
+    "LatencyStats",
+    "RunPlan",
+    "percentile",
+    "run_benchmark",
+    "summarize",
+    "validate_report",
+]

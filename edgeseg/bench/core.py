@@ -36,6 +36,7 @@ class BenchConfig:
     @property
     def num_cases(self) -> int:
         return len(self.models) * len(self.backends) * max(len(self.sizes), 1)
+
     batch: int = 1
     plan: RunPlan = field(default_factory=RunPlan)
     power: bool = False
@@ -71,19 +72,27 @@ def graph_macs(path: Path, model_input: Any) -> dict[str, Any]:
         from edgeseg.bench.onnx_flops import count_onnx_macs, onnx_input_shapes
 
         names = list(onnx_input_shapes(path))
-        shapes = {names[0]: list(model_input.shape)} if len(names) == 1 and hasattr(model_input, "shape") else None
+        shapes = (
+            {names[0]: list(model_input.shape)} if len(names) == 1 and hasattr(model_input, "shape") else None
+        )
         return count_onnx_macs(path, shapes).to_dict()
     except ImportError:
         return missing("install the onnx package to count GMACs")
     except Exception as exc:  # counting is a nice-to-have; the timing stands without it
-        return missing(f"GMACs not counted: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}")
+        return missing(
+            f"GMACs not counted: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        )
 
 
 def file_size_mb(path: Path) -> float:
     """Model file size plus ONNX external-data files next to it (<name>.data / .onnx_data / .bin)."""
     total = path.stat().st_size
     if path.suffix.lower() == ".onnx":
-        for extra in (path.with_suffix(".onnx.data"), path.with_suffix(".data"), path.with_suffix(".onnx_data")):
+        for extra in (
+            path.with_suffix(".onnx.data"),
+            path.with_suffix(".data"),
+            path.with_suffix(".onnx_data"),
+        ):
             if extra.exists() and extra != path:
                 total += extra.stat().st_size
     return round(total / 2**20, 3)
@@ -95,10 +104,13 @@ def _close(segmenter: Any) -> None:
         close()
 
 
-def prepare_cases(config: BenchConfig, opener: Opener = open_model,
-                  mem_run: Callable[[list[str]], str | None] | None = run_command,
-                  on_round: RoundCallback | None = None,
-                  opened: contextlib.ExitStack | None = None) -> list[tuple[CaseRun, str]]:
+def prepare_cases(
+    config: BenchConfig,
+    opener: Opener = open_model,
+    mem_run: Callable[[list[str]], str | None] | None = run_command,
+    on_round: RoundCallback | None = None,
+    opened: contextlib.ExitStack | None = None,
+) -> list[tuple[CaseRun, str]]:
     """Open every model x backend x size once; record memory growth, file size and graph MACs per case.
     Each segmenter opened is registered with `opened` (closed when it exits, also after an error)."""
     paths = [check_model_path(m) for m in config.models]  # fail on a typo before loading anything
@@ -118,17 +130,22 @@ def prepare_cases(config: BenchConfig, opener: Opener = open_model,
                 after = memory.snapshot(mem_run)
                 label = f"{path.name} [{backend}] {h}x{w}"
                 case = CaseRun(segmenter=seg, frames=frames, label=label, model_input=model_input)
-                case.info = {"model": str(path), "model_name": path.stem, "model_file_mb": file_size_mb(path),
-                             "graph": graph_macs(path, model_input),
-                             "memory": memory.delta(before, after)}
+                case.info = {
+                    "model": str(path),
+                    "model_name": path.stem,
+                    "model_file_mb": file_size_mb(path),
+                    "graph": graph_macs(path, model_input),
+                    "memory": memory.delta(before, after),
+                }
                 cases.append((case, backend))
                 if on_round is not None:
                     on_round("open", len(cases), 0.0)
     return cases
 
 
-def measure_power(cases: Sequence[CaseRun], mode: str, seconds: float, idle_s: float,
-                  sampler: Any) -> dict[str, Any]:
+def measure_power(
+    cases: Sequence[CaseRun], mode: str, seconds: float, idle_s: float, sampler: Any
+) -> dict[str, Any]:
     """Idle baseline, then each case back to back for `seconds` while tegrastats samples the input rail."""
     from edgeseg.bench.power import energy_summary
 
@@ -138,19 +155,34 @@ def measure_power(cases: Sequence[CaseRun], mode: str, seconds: float, idle_s: f
     time.sleep(idle_s)
     t1 = time.perf_counter()
     idle_w = sampler.samples.window_mean_w(t0, t1)
-    idle = {"rail": sampler.samples.rail, "mean_w": idle_w, "seconds": t1 - t0,
-            "samples": sampler.samples.window_count(t0, t1)}
+    idle = {
+        "rail": sampler.samples.rail,
+        "mean_w": idle_w,
+        "seconds": t1 - t0,
+        "samples": sampler.samples.window_count(t0, t1),
+    }
     for case in cases:
         start = time.perf_counter()
         frames, elapsed = run_back_to_back(case, mode, seconds)
         end = start + elapsed
-        case.info["power"] = energy_summary(sampler.samples.window_mean_w(start, end), idle_w, elapsed, frames,
-                                            sampler.samples.window_count(start, end), sampler.samples.rail)
+        case.info["power"] = energy_summary(
+            sampler.samples.window_mean_w(start, end),
+            idle_w,
+            elapsed,
+            frames,
+            sampler.samples.window_count(start, end),
+            sampler.samples.rail,
+        )
     return idle
 
 
-def run_benchmark(config: BenchConfig, opener: Opener = open_model, on_round: RoundCallback | None = None,
-                  device_root: str = "/", sampler_factory: Callable[[], Any] | None = None) -> dict[str, Any]:
+def run_benchmark(
+    config: BenchConfig,
+    opener: Opener = open_model,
+    on_round: RoundCallback | None = None,
+    device_root: str = "/",
+    sampler_factory: Callable[[], Any] | None = None,
+) -> dict[str, Any]:
     """Measure every case and return the report (schema: docs/bench.md)."""
     sampler = None
     if config.power:
@@ -170,11 +202,23 @@ def run_benchmark(config: BenchConfig, opener: Opener = open_model, on_round: Ro
             with sampler:
                 power_idle = measure_power(runs, config.plan.mode, config.power_s, config.idle_s, sampler)
         results = [build_result(c, config.plan.mode, backend) for c, backend in cases]
-    settings = {**config.plan.describe(), "batch": config.batch, "threads": config.threads, "power": config.power,
-                "power_seconds_per_case": config.power_s if config.power else None,
-                "input": "synthetic BGR uint8 frames at the input size (content does not change dense-model cost)"}
-    return build_report(results, settings, device, memory.peak_rss_mb(), power_idle, config.command,
-                        host_load={"before": load_before, "after": _load_average()})
+    settings = {
+        **config.plan.describe(),
+        "batch": config.batch,
+        "threads": config.threads,
+        "power": config.power,
+        "power_seconds_per_case": config.power_s if config.power else None,
+        "input": "synthetic BGR uint8 frames at the input size (content does not change dense-model cost)",
+    }
+    return build_report(
+        results,
+        settings,
+        device,
+        memory.peak_rss_mb(),
+        power_idle,
+        config.command,
+        host_load={"before": load_before, "after": _load_average()},
+    )
 
 
 def _load_average() -> list[float] | None:

@@ -22,21 +22,51 @@ CommandRunner = Callable[[list[str]], "str | None"]
 
 # ARM "CPU part" codes (implementer 0x41 = Arm, 0x4e = NVIDIA): aarch64 kernels print no model name.
 _ARM_PARTS = {
-    (0x41, 0xD03): "Cortex-A53", (0x41, 0xD04): "Cortex-A35", (0x41, 0xD05): "Cortex-A55",
-    (0x41, 0xD07): "Cortex-A57", (0x41, 0xD08): "Cortex-A72", (0x41, 0xD09): "Cortex-A73",
-    (0x41, 0xD0A): "Cortex-A75", (0x41, 0xD0B): "Cortex-A76", (0x41, 0xD0C): "Neoverse-N1",
-    (0x41, 0xD40): "Neoverse-V1", (0x41, 0xD41): "Cortex-A78", (0x41, 0xD42): "Cortex-A78AE",
-    (0x41, 0xD44): "Cortex-X1", (0x41, 0xD49): "Neoverse-N2", (0x41, 0xD4F): "Neoverse-V2",
-    (0x4E, 0x003): "NVIDIA Denver 2", (0x4E, 0x004): "NVIDIA Carmel",
+    (0x41, 0xD03): "Cortex-A53",
+    (0x41, 0xD04): "Cortex-A35",
+    (0x41, 0xD05): "Cortex-A55",
+    (0x41, 0xD07): "Cortex-A57",
+    (0x41, 0xD08): "Cortex-A72",
+    (0x41, 0xD09): "Cortex-A73",
+    (0x41, 0xD0A): "Cortex-A75",
+    (0x41, 0xD0B): "Cortex-A76",
+    (0x41, 0xD0C): "Neoverse-N1",
+    (0x41, 0xD40): "Neoverse-V1",
+    (0x41, 0xD41): "Cortex-A78",
+    (0x41, 0xD42): "Cortex-A78AE",
+    (0x41, 0xD44): "Cortex-X1",
+    (0x41, 0xD49): "Neoverse-N2",
+    (0x41, 0xD4F): "Neoverse-V2",
+    (0x4E, 0x003): "NVIDIA Denver 2",
+    (0x4E, 0x004): "NVIDIA Carmel",
 }
 
 # L4T release -> JetPack, from NVIDIA's JetPack archive; exact matches only (anything else: unknown).
 _L4T_TO_JETPACK = {
-    "32.4.3": "4.4", "32.4.4": "4.4.1", "32.5.0": "4.5", "32.5.1": "4.5.1", "32.5.2": "4.5.1",
-    "32.6.1": "4.6", "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4",
-    "32.7.5": "4.6.5", "32.7.6": "4.6.6", "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1",
-    "35.4.1": "5.1.2", "35.5.0": "5.1.3", "35.6.0": "5.1.4", "35.6.1": "5.1.5", "36.2.0": "6.0 DP",
-    "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2", "36.4.4": "6.2.1",
+    "32.4.3": "4.4",
+    "32.4.4": "4.4.1",
+    "32.5.0": "4.5",
+    "32.5.1": "4.5.1",
+    "32.5.2": "4.5.1",
+    "32.6.1": "4.6",
+    "32.7.1": "4.6.1",
+    "32.7.2": "4.6.2",
+    "32.7.3": "4.6.3",
+    "32.7.4": "4.6.4",
+    "32.7.5": "4.6.5",
+    "32.7.6": "4.6.6",
+    "35.1.0": "5.0.2",
+    "35.2.1": "5.1",
+    "35.3.1": "5.1.1",
+    "35.4.1": "5.1.2",
+    "35.5.0": "5.1.3",
+    "35.6.0": "5.1.4",
+    "35.6.1": "5.1.5",
+    "36.2.0": "6.0 DP",
+    "36.3.0": "6.0",
+    "36.4.0": "6.1",
+    "36.4.3": "6.2",
+    "36.4.4": "6.2.1",
 }
 
 # devfreq node names of Jetson GPUs (Orin ga10b, Xavier gv11b, TX2 gp10b, Nano/TX1 gm20b).
@@ -105,8 +135,13 @@ def read_cpu_frequencies(root: Path = Path("/")) -> list[dict[str, Any]]:
         if not freq.is_dir():
             continue
         entry: dict[str, Any] = {"cpu": int(cpu_dir.name[3:])}
-        for name in ("scaling_governor", "scaling_min_freq", "scaling_max_freq", "scaling_cur_freq",
-                     "cpuinfo_max_freq"):
+        for name in (
+            "scaling_governor",
+            "scaling_min_freq",
+            "scaling_max_freq",
+            "scaling_cur_freq",
+            "cpuinfo_max_freq",
+        ):
             value = _read(freq, name)
             if value is not None:
                 value = value.strip()
@@ -150,9 +185,15 @@ def read_libraries() -> dict[str, Any]:
         "numpy": _dist_version("numpy"),
         "onnx": _dist_version("onnx"),
         "onnxruntime": _dist_version("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml"),
-        "opencv": _dist_version("opencv-python-headless", "opencv-python", "opencv-contrib-python",
-                                "opencv-contrib-python-headless") or _module_version("cv2"),
-        "tensorrt": _dist_version("tensorrt", "tensorrt-cu12", "tensorrt-cu11") or _module_version("tensorrt"),
+        "opencv": _dist_version(
+            "opencv-python-headless",
+            "opencv-python",
+            "opencv-contrib-python",
+            "opencv-contrib-python-headless",
+        )
+        or _module_version("cv2"),
+        "tensorrt": _dist_version("tensorrt", "tensorrt-cu12", "tensorrt-cu11")
+        or _module_version("tensorrt"),
         "torch": _dist_version("torch"),
     }
     if libs["onnxruntime"] is not None:
@@ -187,8 +228,13 @@ def parse_nvidia_smi_gpus(text: str) -> list[dict[str, Any]]:
     for line in text.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 3:
-            gpus.append({"name": parts[0], "driver": parts[1],
-                         "memory_total_mb": float(parts[2]) if _is_number(parts[2]) else None})
+            gpus.append(
+                {
+                    "name": parts[0],
+                    "driver": parts[1],
+                    "memory_total_mb": float(parts[2]) if _is_number(parts[2]) else None,
+                }
+            )
     return gpus
 
 
@@ -203,7 +249,9 @@ def _is_number(text: str) -> bool:
 def read_gpus(run: CommandRunner | None) -> list[dict[str, Any]]:
     if run is None:
         return []
-    text = run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"])
+    text = run(
+        ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"]
+    )
     return parse_nvidia_smi_gpus(text) if text else []
 
 
@@ -246,8 +294,9 @@ def parse_nvpmodel_query(text: str) -> dict[str, Any]:
 
 def parse_nvpmodel_conf_names(text: str) -> dict[int, str]:
     """'< POWER_MODEL ID=0 NAME=MAXN >' lines of /etc/nvpmodel.conf -> {0: 'MAXN'}."""
-    return {int(m.group(1)): m.group(2)
-            for m in re.finditer(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)", text)}
+    return {
+        int(m.group(1)): m.group(2) for m in re.finditer(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)", text)
+    }
 
 
 def read_nvpmodel(root: Path, run: CommandRunner | None) -> dict[str, Any] | None:
@@ -288,15 +337,24 @@ def clocks_locked(cpus: list[dict[str, Any]], gpus: list[dict[str, Any]]) -> dic
 
     None means "could not tell" (no cpufreq / devfreq entries), not "no".
     """
-    cpu_pairs = [(c["scaling_min_freq"], c["scaling_max_freq"]) for c in cpus
-                 if isinstance(c.get("scaling_min_freq"), int) and isinstance(c.get("scaling_max_freq"), int)]
-    gpu_pairs = [(g["min_freq"], g["max_freq"]) for g in gpus
-                 if isinstance(g.get("min_freq"), int) and isinstance(g.get("max_freq"), int)]
+    cpu_pairs = [
+        (c["scaling_min_freq"], c["scaling_max_freq"])
+        for c in cpus
+        if isinstance(c.get("scaling_min_freq"), int) and isinstance(c.get("scaling_max_freq"), int)
+    ]
+    gpu_pairs = [
+        (g["min_freq"], g["max_freq"])
+        for g in gpus
+        if isinstance(g.get("min_freq"), int) and isinstance(g.get("max_freq"), int)
+    ]
     cpu_locked = all(lo == hi for lo, hi in cpu_pairs) if cpu_pairs else None
     gpu_locked = all(lo == hi for lo, hi in gpu_pairs) if gpu_pairs else None
     known = [v for v in (cpu_locked, gpu_locked) if v is not None]
-    return {"cpu_min_eq_max": cpu_locked, "gpu_min_eq_max": gpu_locked,
-            "applied": all(known) if known else None}
+    return {
+        "cpu_min_eq_max": cpu_locked,
+        "gpu_min_eq_max": gpu_locked,
+        "applied": all(known) if known else None,
+    }
 
 
 def read_jetson(root: Path = Path("/"), run: CommandRunner | None = None) -> dict[str, Any] | None:
@@ -313,13 +371,21 @@ def read_jetson(root: Path = Path("/"), run: CommandRunner | None = None) -> dic
         jetpack, jetpack_source = _L4T_TO_JETPACK[l4t], "derived from L4T release"
     cpus = read_cpu_frequencies(root)
     gpus = read_gpu_devfreq(root)
-    return {"model": model, "l4t": l4t, "jetpack": jetpack, "jetpack_source": jetpack_source,
-            "nvpmodel": read_nvpmodel(root, run), "gpu_devfreq": gpus,
-            "jetson_clocks": clocks_locked(cpus, gpus)}
+    return {
+        "model": model,
+        "l4t": l4t,
+        "jetpack": jetpack,
+        "jetpack_source": jetpack_source,
+        "nvpmodel": read_nvpmodel(root, run),
+        "gpu_devfreq": gpus,
+        "jetson_clocks": clocks_locked(cpus, gpus),
+    }
 
 
 # ----------------------------------------------------------------------------------------------- all
-def read_device_facts(root: str | os.PathLike[str] = "/", run: CommandRunner | None = run_command) -> dict[str, Any]:
+def read_device_facts(
+    root: str | os.PathLike[str] = "/", run: CommandRunner | None = run_command
+) -> dict[str, Any]:
     """Everything the result depends on. With a fake `root`, host commands and host-only facts are skipped."""
     root = Path(root)
     real = root.resolve() == Path("/")
@@ -329,8 +395,13 @@ def read_device_facts(root: str | os.PathLike[str] = "/", run: CommandRunner | N
     facts: dict[str, Any] = {
         "hostname": platform.node() if real else None,
         "machine": platform.machine() if real else None,
-        "cpu": {**read_cpu(root), "governors": governors,
-                "usable_cores": len(os.sched_getaffinity(0)) if real and hasattr(os, "sched_getaffinity") else None},
+        "cpu": {
+            **read_cpu(root),
+            "governors": governors,
+            "usable_cores": len(os.sched_getaffinity(0))
+            if real and hasattr(os, "sched_getaffinity")
+            else None,
+        },
         "os": read_os(root),
         "python": platform.python_version(),
         "libraries": read_libraries(),

@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any
 
 # op -> (kind, index of the weight / second operand among the node inputs)
-_OPS = {"Conv": ("conv", 1), "ConvInteger": ("conv", 1), "QLinearConv": ("conv", 3),
-        "ConvTranspose": ("convT", 1), "MatMul": ("matmul", 1), "MatMulInteger": ("matmul", 1),
-        "QLinearMatMul": ("matmul", 3), "Gemm": ("gemm", 1)}
+_OPS = {
+    "Conv": ("conv", 1),
+    "ConvInteger": ("conv", 1),
+    "QLinearConv": ("conv", 3),
+    "ConvTranspose": ("convT", 1),
+    "MatMul": ("matmul", 1),
+    "MatMulInteger": ("matmul", 1),
+    "QLinearMatMul": ("matmul", 3),
+    "Gemm": ("gemm", 1),
+}
 COUNTED_OPS = tuple(_OPS)
 
 
@@ -38,12 +45,15 @@ class GraphMacs:
         return 2 * self.macs / 1e9
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gmacs": round(self.gmacs, 4), "gflops": round(self.gflops, 4),
-                "by_op_gmacs": {k: round(v / 1e9, 4) for k, v in sorted(self.by_op.items())},
-                "uncounted_nodes": self.uncounted_nodes,
-                "constant_folded_gmacs": round(self.constant_macs / 1e9, 6),
-                "convention": "MACs per forward pass of Conv/ConvTranspose/MatMul/Gemm (weight-only products "
-                              "excluded: folded at load time); GFLOPs = 2 x GMACs"}
+        return {
+            "gmacs": round(self.gmacs, 4),
+            "gflops": round(self.gflops, 4),
+            "by_op_gmacs": {k: round(v / 1e9, 4) for k, v in sorted(self.by_op.items())},
+            "uncounted_nodes": self.uncounted_nodes,
+            "constant_folded_gmacs": round(self.constant_macs / 1e9, 6),
+            "convention": "MACs per forward pass of Conv/ConvTranspose/MatMul/Gemm (weight-only products "
+            "excluded: folded at load time); GFLOPs = 2 x GMACs",
+        }
 
 
 def _dims(value_info: Any) -> list[int] | None:
@@ -113,8 +123,14 @@ def _np_eval(node: Any, args: list[Any]) -> Any:
     if op == "Cast":
         return a.astype(helper.tensor_dtype_to_np_dtype(_attr(node, "to", 7)))
     if op in ("Add", "Sub", "Mul", "Max", "Min", "Equal"):
-        fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Max": np.maximum, "Min": np.minimum,
-              "Equal": np.equal}[op]
+        fn = {
+            "Add": np.add,
+            "Sub": np.subtract,
+            "Mul": np.multiply,
+            "Max": np.maximum,
+            "Min": np.minimum,
+            "Equal": np.equal,
+        }[op]
         return fn(a, args[1])
     if op == "Div":
         q = np.true_divide(a, args[1])
@@ -186,16 +202,20 @@ def _propagate(model: Any) -> dict[str, list[int]]:
         try:
             schema = onnx.defs.get_schema(node.op_type, opsets.get(node.domain or "", 1), node.domain or "")
             inferred = onnx.shape_inference.infer_node_outputs(
-                schema, node, {i: types[i] for i in ins if i in types},
+                schema,
+                node,
+                {i: types[i] for i in ins if i in types},
                 {i: numpy_helper.from_array(np.asarray(values[i])) for i in ins if i in values},
-                opset_imports=list(model.opset_import))
+                opset_imports=list(model.opset_import),
+            )
         except Exception:  # unknown op / unknown input type: its outputs stay unknown
             inferred = {}
         types.update(inferred)
         for name, value in ((o, values.get(o)) for o in node.output):
             if value is not None and name not in types:
-                types[name] = helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(value.dtype),
-                                                            list(value.shape))
+                types[name] = helper.make_tensor_type_proto(
+                    helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)
+                )
     shapes = {}
     for name, t in types.items():
         dims = _dims(onnx.helper.make_value_info(name, t))
@@ -259,6 +279,8 @@ def onnx_input_shapes(path: str | Path) -> dict[str, list[int | str]]:
     for inp in model.graph.input:
         if inp.name in inits:
             continue
-        out[inp.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                         for d in inp.type.tensor_type.shape.dim]
+        out[inp.name] = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in inp.type.tensor_type.shape.dim
+        ]
     return out

@@ -66,14 +66,24 @@ class PowerSamples:
         return sum(1 for t in self.times if start <= t <= end)
 
 
-def energy_summary(mean_w: float | None, idle_w: float | None, seconds: float, frames: int,
-                   samples: int, rail: str | None) -> dict[str, Any]:
+def energy_summary(
+    mean_w: float | None, idle_w: float | None, seconds: float, frames: int, samples: int, rail: str | None
+) -> dict[str, Any]:
     """Average power and energy per frame (J = W x s); 'above idle' subtracts the idle baseline."""
     per_frame = mean_w * seconds / frames if mean_w is not None and frames else None
-    above = (mean_w - idle_w) * seconds / frames if mean_w is not None and idle_w is not None and frames else None
-    return {"rail": rail, "samples": samples, "seconds": seconds, "frames": frames,
-            "mean_w": mean_w, "idle_w": idle_w, "energy_per_frame_mj": per_frame * 1000 if per_frame else None,
-            "energy_per_frame_above_idle_mj": above * 1000 if above is not None else None}
+    above = (
+        (mean_w - idle_w) * seconds / frames if mean_w is not None and idle_w is not None and frames else None
+    )
+    return {
+        "rail": rail,
+        "samples": samples,
+        "seconds": seconds,
+        "frames": frames,
+        "mean_w": mean_w,
+        "idle_w": idle_w,
+        "energy_per_frame_mj": per_frame * 1000 if per_frame else None,
+        "energy_per_frame_above_idle_mj": above * 1000 if above is not None else None,
+    }
 
 
 class TegrastatsSampler:
@@ -92,8 +102,9 @@ class TegrastatsSampler:
         return shutil.which("tegrastats") is not None
 
     def start(self) -> None:
-        self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      text=True, bufsize=1)
+        self._proc = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
+        )
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 

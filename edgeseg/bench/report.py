@@ -11,11 +11,40 @@ from edgeseg.bench.stats import CLOCK_ADVICE, HIGH_CV, STAT_KEYS, summarize
 
 SCHEMA_VERSION = 1
 
-REPORT_KEYS = ("schema_version", "tool", "edgeseg_version", "created_utc", "command", "settings", "device",
-               "peak_host_rss_mb", "host_load", "power_idle", "results", "warnings")
-RESULT_KEYS = ("model", "model_name", "backend_requested", "backend", "input_size", "batch", "mode",
-               "model_file_mb", "graph", "warmup_iterations", "iterations", "latency_ms", "stages_ms",
-               "device_infer_ms", "fps", "memory", "power", "warnings")
+REPORT_KEYS = (
+    "schema_version",
+    "tool",
+    "edgeseg_version",
+    "created_utc",
+    "command",
+    "settings",
+    "device",
+    "peak_host_rss_mb",
+    "host_load",
+    "power_idle",
+    "results",
+    "warnings",
+)
+RESULT_KEYS = (
+    "model",
+    "model_name",
+    "backend_requested",
+    "backend",
+    "input_size",
+    "batch",
+    "mode",
+    "model_file_mb",
+    "graph",
+    "warmup_iterations",
+    "iterations",
+    "latency_ms",
+    "stages_ms",
+    "device_infer_ms",
+    "fps",
+    "memory",
+    "power",
+    "warnings",
+)
 
 
 def _stats_or_none(samples: Sequence[float]) -> dict[str, Any] | None:
@@ -62,34 +91,50 @@ def device_warnings(device: dict[str, Any]) -> list[str]:
     if jetson:
         locked = (jetson.get("jetson_clocks") or {}).get("applied")
         if locked is False:
-            out.append("jetson_clocks is not applied (min clock < max clock): run `sudo jetson_clocks` for "
-                       "stable numbers")
+            out.append(
+                "jetson_clocks is not applied (min clock < max clock): run `sudo jetson_clocks` for "
+                "stable numbers"
+            )
         mode = jetson.get("nvpmodel") or {}
         if mode.get("id") not in (None, 0):
-            out.append(f"nvpmodel mode is {mode.get('id')} ({mode.get('name')}), not 0: `sudo nvpmodel -m 0` "
-                       "for the maximum-performance mode")
+            out.append(
+                f"nvpmodel mode is {mode.get('id')} ({mode.get('name')}), not 0: `sudo nvpmodel -m 0` "
+                "for the maximum-performance mode"
+            )
     governors = device.get("cpu", {}).get("governors") or []
     if governors and governors != ["performance"] and not jetson:
-        out.append(f"CPU frequency governor is {', '.join(governors)}, not performance: latencies include clock "
-                   "ramp-up (`sudo cpupower frequency-set -g performance`)")
+        out.append(
+            f"CPU frequency governor is {', '.join(governors)}, not performance: latencies include clock "
+            "ramp-up (`sudo cpupower frequency-set -g performance`)"
+        )
     return out
 
 
-def build_report(results: list[dict[str, Any]], settings: dict[str, Any], device: dict[str, Any],
-                 peak_host_rss_mb: float | None, power_idle: dict[str, Any] | None = None,
-                 command: Sequence[str] | None = None, host_load: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    results: list[dict[str, Any]],
+    settings: dict[str, Any],
+    device: dict[str, Any],
+    peak_host_rss_mb: float | None,
+    power_idle: dict[str, Any] | None = None,
+    command: Sequence[str] | None = None,
+    host_load: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from edgeseg import __version__
 
     warnings = device_warnings(device) + [w for r in results for w in r["warnings"]]
     cores = (device.get("cpu") or {}).get("usable_cores") or (device.get("cpu") or {}).get("logical_cores")
     before = (host_load or {}).get("before")  # taken before our own threads start loading the CPU
     if cores and before and before[0] > 0.5 * cores:
-        warnings.append(f"the machine was busy before the run (1-min load average {before[0]:.1f} on {cores} "
-                        "cores): other processes shared the CPU, latencies are pessimistic")
+        warnings.append(
+            f"the machine was busy before the run (1-min load average {before[0]:.1f} on {cores} "
+            "cores): other processes shared the CPU, latencies are pessimistic"
+        )
     noisy = sum(1 for r in results if r["latency_ms"]["cv"] > HIGH_CV)
     if noisy:
-        warnings.append(f"{noisy} of {len(results)} cases have CV > {HIGH_CV:.0%}: small differences are noise; "
-                        f"{CLOCK_ADVICE}")
+        warnings.append(
+            f"{noisy} of {len(results)} cases have CV > {HIGH_CV:.0%}: small differences are noise; "
+            f"{CLOCK_ADVICE}"
+        )
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "edgeseg bench",
@@ -151,8 +196,11 @@ def render_tables(report: dict[str, Any]) -> list[Any]:
     mode = results[0]["mode"] if results else "e2e"
 
     def key(r: dict[str, Any]) -> list[str]:
-        return [r["model_name"], r["backend"] or r["backend_requested"],
-                "x".join(map(str, r["input_size"])) + (f" b{r['batch']}" if r["batch"] != 1 else "")]
+        return [
+            r["model_name"],
+            r["backend"] or r["backend_requested"],
+            "x".join(map(str, r["input_size"])) + (f" b{r['batch']}" if r["batch"] != 1 else ""),
+        ]
 
     what = "end-to-end" if mode == "e2e" else "inference only"
     lat = Table(title=f"latency, ms per batch ({what})", title_justify="left")
@@ -161,8 +209,15 @@ def render_tables(report: dict[str, Any]) -> list[Any]:
         lat.add_column(col, justify="right", no_wrap=True)
     for r in results:
         st = r["latency_ms"]
-        lat.add_row(*key(r), _fmt(st["mean"], 2), _fmt(st["median"], 2), _fmt(st["p90"], 2), _fmt(st["p99"], 2),
-                    f"{st['cv']:.0%}", _fmt(r["fps"], 1))
+        lat.add_row(
+            *key(r),
+            _fmt(st["mean"], 2),
+            _fmt(st["median"], 2),
+            _fmt(st["p90"], 2),
+            _fmt(st["p99"], 2),
+            f"{st['cv']:.0%}",
+            _fmt(r["fps"], 1),
+        )
 
     res = Table(title="breakdown (median ms) and resources", title_justify="left")
     _key_columns(res)
@@ -183,8 +238,11 @@ def render_tables(report: dict[str, Any]) -> list[Any]:
         if has_device:
             row.append(_fmt((r.get("device_infer_ms") or {}).get("median"), 2))
         graph = r.get("graph") or {}
-        row += [_fmt(graph.get("gmacs"), 2), _fmt(r.get("model_file_mb"), 1),
-                _fmt((r.get("memory") or {}).get("host_rss_delta_mb"), 0)]
+        row += [
+            _fmt(graph.get("gmacs"), 2),
+            _fmt(r.get("model_file_mb"), 1),
+            _fmt((r.get("memory") or {}).get("host_rss_delta_mb"), 0),
+        ]
         if has_power:
             p = r.get("power") or {}
             row += [_fmt(p.get("mean_w"), 2), _fmt(p.get("energy_per_frame_mj"), 1)]

@@ -50,9 +50,16 @@ class RunPlan:
             raise ValueError("give warmup_iters or warmup_s")
 
     def describe(self) -> dict[str, Any]:
-        warm = {"iterations": self.warmup_iters} if self.warmup_iters is not None else {"seconds": self.warmup_s}
+        warm = (
+            {"iterations": self.warmup_iters} if self.warmup_iters is not None else {"seconds": self.warmup_s}
+        )
         meas = {"iterations": self.iters} if self.iters is not None else {"seconds": self.duration_s}
-        return {"mode": self.mode, "warmup": warm, "measure": meas, "interleaved": "round-robin per iteration"}
+        return {
+            "mode": self.mode,
+            "warmup": warm,
+            "measure": meas,
+            "interleaved": "round-robin per iteration",
+        }
 
 
 @dataclass
@@ -122,8 +129,17 @@ def measure_once(case: CaseRun, mode: str, record: bool, clock: Clock = time.per
 RoundCallback = Callable[[str, int, float], None]  # (phase "open"|"warmup"|"measure", count done, seconds)
 
 
-def _rounds(cases: Sequence[CaseRun], mode: str, iters: int | None, seconds: float | None, record: bool,
-            min_rounds: int, clock: Clock, on_round: RoundCallback | None, phase: str) -> int:
+def _rounds(
+    cases: Sequence[CaseRun],
+    mode: str,
+    iters: int | None,
+    seconds: float | None,
+    record: bool,
+    min_rounds: int,
+    clock: Clock,
+    on_round: RoundCallback | None,
+    phase: str,
+) -> int:
     """Round-robin over `cases` for `iters` rounds, or until `seconds` have passed (>= min_rounds)."""
     start = clock()
     done = 0
@@ -143,17 +159,24 @@ def _rounds(cases: Sequence[CaseRun], mode: str, iters: int | None, seconds: flo
     return done
 
 
-def run_interleaved(cases: Sequence[CaseRun], plan: RunPlan, clock: Clock = time.perf_counter_ns,
-                    on_round: RoundCallback | None = None) -> int:
+def run_interleaved(
+    cases: Sequence[CaseRun],
+    plan: RunPlan,
+    clock: Clock = time.perf_counter_ns,
+    on_round: RoundCallback | None = None,
+) -> int:
     """Warm up, then measure every case round-robin. Returns the number of measured rounds."""
     if not cases:
         raise ValueError("nothing to benchmark")
     _rounds(cases, plan.mode, plan.warmup_iters, plan.warmup_s, False, 1, clock, on_round, "warmup")
-    return _rounds(cases, plan.mode, plan.iters, plan.duration_s, True, plan.min_iters, clock, on_round,
-                   "measure")
+    return _rounds(
+        cases, plan.mode, plan.iters, plan.duration_s, True, plan.min_iters, clock, on_round, "measure"
+    )
 
 
-def run_back_to_back(case: CaseRun, mode: str, seconds: float, clock: Clock = time.perf_counter_ns) -> tuple[int, float]:
+def run_back_to_back(
+    case: CaseRun, mode: str, seconds: float, clock: Clock = time.perf_counter_ns
+) -> tuple[int, float]:
     """Run one case continuously for `seconds` (power measurement needs one case at a time).
 
     Returns (frames processed, elapsed seconds).

@@ -60,8 +60,14 @@ def summarize(samples_ms: Sequence[float]) -> LatencyStats:
     var = math.fsum((x - mean) ** 2 for x in samples_ms) / (n - 1)
     std = math.sqrt(var)
     return LatencyStats(
-        n=n, mean=mean, median=percentile(samples_ms, 50.0), p90=percentile(samples_ms, 90.0),
-        p99=percentile(samples_ms, 99.0), min=min(samples_ms), max=max(samples_ms), std=std,
+        n=n,
+        mean=mean,
+        median=percentile(samples_ms, 50.0),
+        p90=percentile(samples_ms, 90.0),
+        p99=percentile(samples_ms, 99.0),
+        min=min(samples_ms),
+        max=max(samples_ms),
+        std=std,
         cv=std / mean if mean > 0 else 0.0,
     )
 
@@ -74,6 +80,8 @@ def is_noisy(stats: LatencyStats, threshold: float = HIGH_CV) -> bool:
     return stats.cv > threshold
 
 
-CLOCK_ADVICE = ("to fix, lock the clocks and quiet the machine: on a Jetson `sudo nvpmodel -m 0` and "
-                "`sudo jetson_clocks` (and a fan); on a PC set the CPU governor to performance "
-                "(`sudo cpupower frequency-set -g performance`) and close other load")
+CLOCK_ADVICE = (
+    "to fix, lock the clocks and quiet the machine: on a Jetson `sudo nvpmodel -m 0` and "
+    "`sudo jetson_clocks` (and a fan); on a PC set the CPU governor to performance "
+    "(`sudo cpupower frequency-set -g performance`) and close other load"
+)

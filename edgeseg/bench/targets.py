@@ -23,8 +23,12 @@ def check_model_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def open_model(path: str | os.PathLike[str], backend: str = "auto", size: tuple[int, int] | None = None,
-               threads: int | None = None) -> Any:
+def open_model(
+    path: str | os.PathLike[str],
+    backend: str = "auto",
+    size: tuple[int, int] | None = None,
+    threads: int | None = None,
+) -> Any:
     """A Segmenter for `path`; any failure to load becomes one RuntimeBackendError line."""
     from edgeseg.deploy.runtime.backends import open_segmenter
 

@@ -76,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     with terminate_as_exception():
         try:
-            result = command.main(args=list(argv) if argv is not None else None, prog_name="edgeseg",
-                                  standalone_mode=False)
+            result = command.main(
+                args=list(argv) if argv is not None else None, prog_name="edgeseg", standalone_mode=False
+            )
         except EdgesegError as exc:
             _debug_traceback(exc)
             fail(str(exc))
@@ -94,8 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if (exc.name or "").split(".")[0] != "torch":
                 raise
             _debug_traceback(exc)
-            fail("this command needs PyTorch, which is not installed here (pip install torch==2.13.0); "
-                 "the device-side commands (bench, demo, build-engine, eval of .onnx/.engine) do not")
+            fail(
+                "this command needs PyTorch, which is not installed here (pip install torch==2.13.0); "
+                "the device-side commands (bench, demo, build-engine, eval of .onnx/.engine) do not"
+            )
             return 3
         except OSError as exc:  # the environment, not a bug: a file vanished, permissions, a full disk
             from edgeseg.io_utils import describe_os_error

@@ -13,8 +13,9 @@ from edgeseg.cli.validate import ranged, seed_option
 from edgeseg.deploy.runtime.backends import backend_help, model_suffixes
 from edgeseg.errors import ConfigError
 
-data_app = typer.Typer(help="Datasets: render the synthetic benchmark, list readers, class statistics.",
-                       no_args_is_help=True)
+data_app = typer.Typer(
+    help="Datasets: render the synthetic benchmark, list readers, class statistics.", no_args_is_help=True
+)
 
 
 @data_app.command("synth")
@@ -22,8 +23,9 @@ def synth(
     out: Annotated[Path, typer.Option("--out", help="output folder (one Cityscapes-layout tree per domain)")],
     domains: Annotated[str, typer.Option(help="comma-separated domains")] = "source,city,night,fog,rain",
     num: Annotated[int, ranged(help="training images per domain", lo=1, hi=100000)] = 200,
-    val_num: Annotated[int | None, ranged(help="validation images per domain (default num/4)", lo=0,
-                                          hi=100000)] = None,
+    val_num: Annotated[
+        int | None, ranged(help="validation images per domain (default num/4)", lo=0, hi=100000)
+    ] = None,
     size: Annotated[str, typer.Option(help="image HxW (multiples of 8, 64..4096 per side)")] = "256x512",
     seed: Annotated[int, seed_option("random seed (same seed, same pixels)")] = 0,
 ) -> None:
@@ -66,7 +68,9 @@ def stats(
     dataset: Annotated[str, typer.Option(help="dataset name (see `edgeseg data list`)")],
     split: Annotated[str, typer.Option(help="split")] = "train",
     domain: Annotated[str | None, typer.Option(help="domain/condition, where the dataset has them")] = None,
-    out: Annotated[Path | None, typer.Option(help="JSON cache (default DATA/<dataset>_<split>_class_stats.json)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="JSON cache (default DATA/<dataset>_<split>_class_stats.json)")
+    ] = None,
     temperature: Annotated[float, ranged(help="rare-class sampling temperature", lo=1e-4, hi=100)] = 0.01,
 ) -> None:
     """Per-class pixel statistics (cached to JSON) and the rare-class sampling probabilities.
@@ -116,13 +120,21 @@ def _result_table(title: str, results: dict[str, Any]) -> Any:
 
 
 def evaluate_cmd(
-    model: Annotated[Path | None, typer.Argument(help="edgeseg .safetensors checkpoint, or an exported model "
-                                                     f"({', '.join(model_suffixes())})")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Argument(
+            help=f"edgeseg .safetensors checkpoint, or an exported model ({', '.join(model_suffixes())})"
+        ),
+    ] = None,
     data: Annotated[Path, typer.Option("--data", help="dataset root")] = Path("data/synth"),
     dataset: Annotated[str, typer.Option(help="dataset name (see `edgeseg data list`)")] = "synthetic",
     split: Annotated[str, typer.Option(help="split to evaluate")] = "val",
-    domain: Annotated[str | None, typer.Option(help="domain(s), comma-separated; several -> harmonic mean")] = None,
-    predictions: Annotated[Path | None, typer.Option(help="evaluate saved trainId PNGs instead of a model")] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="domain(s), comma-separated; several -> harmonic mean")
+    ] = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="evaluate saved trainId PNGs instead of a model")
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
     mode: Annotated[str, typer.Option(help="inference: whole | slide")] = "whole",
     crop: Annotated[str, typer.Option(help="sliding-window crop HxW")] = "512x1024",
@@ -168,12 +180,15 @@ def evaluate_cmd(
                     assert predictions is not None
                     res = evaluate_prediction_dir(predictions, ds, update)
                 else:
-                    res = evaluate_dataset(predictor, ds, pred_dir / ds.name.replace("/", "_") if pred_dir else None,
-                                           update)
+                    res = evaluate_dataset(
+                        predictor, ds, pred_dir / ds.name.replace("/", "_") if pred_dir else None, update
+                    )
             results[ds.name] = res.to_json()
     console = Console()
     console.print(_result_table(f"{split} IoU (%)", results))
-    summary: dict[str, Any] = dict(next(iter(results.values()))) if len(results) == 1 else {"domains": results}
+    summary: dict[str, Any] = (
+        dict(next(iter(results.values()))) if len(results) == 1 else {"domains": results}
+    )
     if len(results) > 1:
         mious = [r["miou"] if r["miou"] is not None else float("nan") for r in results.values()]
         summary["harmonic_mean"] = harmonic_mean(mious)

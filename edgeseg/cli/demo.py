@@ -14,22 +14,36 @@ from edgeseg.deploy.runtime.backends import backend_help, model_suffixes
 
 
 def demo(
-    model: Annotated[str, typer.Option("--model", "-m", help="model file exported by edgeseg "
-                                                             f"({', '.join(model_suffixes())})")],
-    source: Annotated[str, typer.Option("--source", "-s", help="0 | /dev/video0 | clip.mp4 | frames/ | "
-                                                                "rtsp://... | http(s)://... | csi://0")],
+    model: Annotated[
+        str,
+        typer.Option("--model", "-m", help=f"model file exported by edgeseg ({', '.join(model_suffixes())})"),
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            "-s",
+            help="0 | /dev/video0 | clip.mp4 | frames/ | rtsp://... | http(s)://... | csi://0",
+        ),
+    ],
     backend: Annotated[str, typer.Option(help=backend_help())] = "auto",
-    size: Annotated[str | None, typer.Option(help="model input HxW for dynamic-shape models, e.g. 512x1024")] = None,
+    size: Annotated[
+        str | None, typer.Option(help="model input HxW for dynamic-shape models, e.g. 512x1024")
+    ] = None,
     alpha: Annotated[float, ranged(help="overlay opacity: 0 = frame only, 1 = mask only", lo=0, hi=1)] = 0.5,
     view: Annotated[str, typer.Option(help="overlay | mask | side-by-side (key v cycles)")] = "overlay",
     headless: Annotated[bool, typer.Option("--headless", help="no window (servers, CI, robots)")] = False,
-    record: Annotated[Path | None, typer.Option(help="write the rendered stream to a video (.mp4/.avi)")] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="write the rendered stream to a video (.mp4/.avi)")
+    ] = None,
     max_frames: Annotated[int | None, ranged(help="stop after rendering this many frames", lo=1)] = None,
     stats: Annotated[Path | None, typer.Option(help="write run statistics as JSON at exit")] = None,
-    retries: Annotated[int, ranged(help="reconnect attempts in a row for a live source that drops", lo=0,
-                                   hi=1000)] = 5,
-    retry_delay: Annotated[float, ranged(help="first reconnect delay in seconds; doubles per attempt, up to 8 s",
-                                         lo=0, hi=8)] = 0.5,
+    retries: Annotated[
+        int, ranged(help="reconnect attempts in a row for a live source that drops", lo=0, hi=1000)
+    ] = 5,
+    retry_delay: Annotated[
+        float, ranged(help="first reconnect delay in seconds; doubles per attempt, up to 8 s", lo=0, hi=8)
+    ] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="print the statistics as JSON on stdout")] = False,
 ) -> None:
     """Segment a live camera, stream, video file or image folder and show / record the result.
@@ -51,9 +65,20 @@ def demo(
 
     check_outputs(files=[record, stats], inputs=[model, source if Path(source).exists() else None])
 
-    config = DemoConfig(model=model, source=source, backend=backend, size=parse_size(size) if size else None,
-                        alpha=alpha, view=view, headless=headless, record=record, max_frames=max_frames,
-                        stats_path=stats, max_retries=retries, backoff_s=retry_delay)  # type: ignore[arg-type]
+    config = DemoConfig(
+        model=model,
+        source=source,
+        backend=backend,
+        size=parse_size(size) if size else None,
+        alpha=alpha,
+        view=view,
+        headless=headless,
+        record=record,
+        max_frames=max_frames,
+        stats_path=stats,
+        max_retries=retries,
+        backoff_s=retry_delay,
+    )  # type: ignore[arg-type]
 
     def on_event(message: str) -> None:
         typer.echo(message, err=True)
@@ -74,8 +99,15 @@ def demo(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("demo"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]}"),
-                  TimeElapsedColumn(), transient=True, console=Console(stderr=True)) as progress:
+    with Progress(
+        TextColumn("demo"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]}"),
+        TimeElapsedColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    ) as progress:
         task = progress.add_task("demo", total=None, fps="")
 
         def on_start(frame_count: int | None) -> None:
@@ -84,7 +116,9 @@ def demo(
 
         def on_frame(result: DemoStats) -> None:
             if result.frames_rendered % 5 == 0:
-                progress.update(task, completed=result.frames_rendered, fps=f"{result.end_to_end_fps:.1f} FPS")
+                progress.update(
+                    task, completed=result.frames_rendered, fps=f"{result.end_to_end_fps:.1f} FPS"
+                )
 
         def finish(result: DemoStats) -> None:
             progress.stop()

@@ -54,18 +54,25 @@ def _floats(text: str | None, what: str) -> list[float] | None:
 
 
 METHOD_HELP = f"{' | '.join(REGISTRY)} (their parameters: see below)"
-BASE_HELP = ("the inputs' shared initial checkpoint, for "
-             f"{', '.join(name for name, m in REGISTRY.items() if m.needs_base)}")
-PARAM_HELP = ("a parameter of the chosen --method as NAME=VALUE, repeatable, e.g. -p density=0.3 -p scale=1.2; "
-              "each method's parameters and defaults are listed below")
+BASE_HELP = (
+    "the inputs' shared initial checkpoint, for "
+    f"{', '.join(name for name, m in REGISTRY.items() if m.needs_base)}"
+)
+PARAM_HELP = (
+    "a parameter of the chosen --method as NAME=VALUE, repeatable, e.g. -p density=0.3 -p scale=1.2; "
+    "each method's parameters and defaults are listed below"
+)
 
 
-def merge_options(method: str, weights: str | None, base: Path | None, params: list[str] | None) -> MergeOptions:
+def merge_options(
+    method: str, weights: str | None, base: Path | None, params: list[str] | None
+) -> MergeOptions:
     """The CLI's merge flags -> checked MergeOptions (unknown method or parameter: one-line error, before work)."""
     from edgeseg.merge.api import MergeOptions, resolve_method
 
-    options = MergeOptions(method=method, weights=_floats(weights, "--weights"), base=base,
-                           params=parse_assignments(params))
+    options = MergeOptions(
+        method=method, weights=_floats(weights, "--weights"), base=base, params=parse_assignments(params)
+    )
     resolve_method(options)
     return options
 
@@ -76,19 +83,27 @@ def methods_epilog() -> str:
 
 
 def merge_models(
-    inputs: Annotated[list[Path], typer.Argument(help="domain-adapted checkpoints (.safetensors), 2 or more")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="domain-adapted checkpoints (.safetensors), 2 or more")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="merged checkpoint to write")],
     method: Annotated[str, typer.Option(help=METHOD_HELP)] = "bn",
-    weights: Annotated[str | None, typer.Option(help="one weight per input, e.g. 0.7,0.3 (normalised to "
-                                                     "sum 1; default equal)")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="one weight per input, e.g. 0.7,0.3 (normalised to sum 1; default equal)"),
+    ] = None,
     base: Annotated[Path | None, typer.Option(help=BASE_HELP)] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help=PARAM_HELP)] = None,
     eval_data: Annotated[Path | None, typer.Option(help="dataset root: evaluate inputs and result")] = None,
     domains: Annotated[str | None, typer.Option(help="domains to evaluate, e.g. city,night")] = None,
-    dataset: Annotated[str, typer.Option(help="dataset under --eval-data (synthetic, acdc, ...)")] = "synthetic",
+    dataset: Annotated[
+        str, typer.Option(help="dataset under --eval-data (synthetic, acdc, ...)")
+    ] = "synthetic",
     split: Annotated[str, typer.Option(help="labelled split to evaluate")] = "val",
     limit: Annotated[int | None, ranged(help="evaluate only the first N images per domain", lo=1)] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report (and scores) as JSON")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the report (and scores) as JSON")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars on stderr")] = True,
 ) -> None:
     """Merge domain-adapted models into one, without data.
@@ -122,20 +137,25 @@ def merge_models(
     for message in report.messages:
         typer.echo(f"note: {message}", err=True)
     shown = ", ".join(f"{Path(p).name}={w:.3g}" for p, w in zip(report.inputs, report.weights, strict=True))
-    typer.echo(f"merged {len(report.inputs)} models ({report.method}; {shown}) -> {report.out}: "
-               f"{report.num_tensors} tensors, {report.bn_layers} BatchNorm layers, {report.seconds:.1f}s")
+    typer.echo(
+        f"merged {len(report.inputs)} models ({report.method}; {shown}) -> {report.out}: "
+        f"{report.num_tensors} tensors, {report.bn_layers} BatchNorm layers, {report.seconds:.1f}s"
+    )
     if report.heads:
         typer.echo(f"multi-head checkpoint, heads: {', '.join(report.heads)}")
     if report.layer_anchor_weights:
         first, *_, last = report.layer_anchor_weights.items()
-        typer.echo(f"anchor {Path(report.anchor or '').name}: weight {first[1]:.3f} at {first[0]} -> "
-                   f"{last[1]:.3f} at {last[0]}")
+        typer.echo(
+            f"anchor {Path(report.anchor or '').name}: weight {first[1]:.3f} at {first[0]} -> "
+            f"{last[1]:.3f} at {last[0]}"
+        )
 
     payload: dict[str, Any] = {"merge": report.to_json()}
     if datasets is not None:
         with progress_bar("evaluating", progress) as update:
-            scores = evaluate_checkpoints([*inputs, out], datasets,
-                                          progress=lambda name, i, n: update(i, n, f"evaluating {name}"))
+            scores = evaluate_checkpoints(
+                [*inputs, out], datasets, progress=lambda name, i, n: update(i, n, f"evaluating {name}")
+            )
         Console().print(scores_table(scores, eval_domains, title=f"{dataset} {split}: mIoU (%) per domain"))
         payload["scores"] = [s.to_json() for s in scores]
     if json_out is not None:
@@ -186,16 +206,23 @@ def scan(
         table.add_column(d, justify="right")
     table.add_column("H-mean", justify="right", style="bold")
     for i, lam in enumerate(result.lambdas):
-        table.add_row(f"{lam:.2f}", *(f"{100 * result.miou[d][i]:.2f}" for d in eval_domains),
-                      f"{100 * result.harmonic_mean[i]:.2f}")
+        table.add_row(
+            f"{lam:.2f}",
+            *(f"{100 * result.miou[d][i]:.2f}" for d in eval_domains),
+            f"{100 * result.harmonic_mean[i]:.2f}",
+        )
     Console().print(table)
     best_lam, best_h = result.best()
-    typer.echo(f"best harmonic mean {100 * best_h:.2f} at lambda={best_lam:.2f}; wrote {result.csv}"
-               + (f", {result.png}" if result.png else ""))
+    typer.echo(
+        f"best harmonic mean {100 * best_h:.2f} at lambda={best_lam:.2f}; wrote {result.csv}"
+        + (f", {result.png}" if result.png else "")
+    )
 
 
 def split(
-    model: Annotated[Path, typer.Argument(help="multi-head checkpoint written by `edgeseg merge --method backbone`")],
+    model: Annotated[
+        Path, typer.Argument(help="multi-head checkpoint written by `edgeseg merge --method backbone`")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for <stem>_<domain>.safetensors")],
 ) -> None:
     """Split a multi-head (shared encoder, one head per domain) checkpoint into one ordinary checkpoint
@@ -213,9 +240,13 @@ def split(
 
 
 def register(app: typer.Typer) -> None:
-    merge_app = typer.Typer(cls=_DefaultCommandGroup, no_args_is_help=True, add_completion=False,
-                            help="Merge domain-adapted models (training-free); `merge scan` for the "
-                                 "linear-mode-connectivity curve. Run `edgeseg merge --help` for options.")
+    merge_app = typer.Typer(
+        cls=_DefaultCommandGroup,
+        no_args_is_help=True,
+        add_completion=False,
+        help="Merge domain-adapted models (training-free); `merge scan` for the "
+        "linear-mode-connectivity curve. Run `edgeseg merge --help` for options.",
+    )
     merge_app.command(_DEFAULT, hidden=True, epilog=methods_epilog())(merge_models)
     merge_app.command("scan")(scan)
     merge_app.command("split")(split)

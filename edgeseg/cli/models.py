@@ -13,11 +13,17 @@ from edgeseg.sizes import parse_size
 
 
 def convert(
-    src: Annotated[Path, typer.Argument(help="mit_bX.pth, a Hugging Face folder, or an mmseg/DAFormer/MIC .pth")],
+    src: Annotated[
+        Path, typer.Argument(help="mit_bX.pth, a Hugging Face folder, or an mmseg/DAFormer/MIC .pth")
+    ],
     out: Annotated[Path, typer.Argument(help="output .safetensors")],
-    num_classes: Annotated[int | None, ranged(help="class count; a different one re-initialises the "
-                                                  "classifier (reported)", lo=1, hi=1000)] = None,
-    submodel: Annotated[str | None, typer.Option(help="for DAFormer/MIC checkpoints: model | ema_model")] = None,
+    num_classes: Annotated[
+        int | None,
+        ranged(help="class count; a different one re-initialises the classifier (reported)", lo=1, hi=1000),
+    ] = None,
+    submodel: Annotated[
+        str | None, typer.Option(help="for DAFormer/MIC checkpoints: model | ema_model")
+    ] = None,
 ) -> None:
     """Import foreign weights strictly into an edgeseg checkpoint.
 
@@ -31,8 +37,10 @@ def convert(
 
     check_output_file(out, inputs=[src])
     report = convert_checkpoint(src, out, num_classes=num_classes, submodel=submodel)
-    typer.echo(f"converted {report.source_format} -> {report.out}: {report.arch} ({report.kind}, "
-               f"{report.num_classes} classes, {report.num_tensors} tensors, all source keys mapped)")
+    typer.echo(
+        f"converted {report.source_format} -> {report.out}: {report.arch} ({report.kind}, "
+        f"{report.num_classes} classes, {report.num_tensors} tensors, all source keys mapped)"
+    )
     for item in report.dropped:
         typer.echo(f"  dropped: {item}")
     for sub in report.skipped_submodels:
@@ -42,10 +50,17 @@ def convert(
 def info(
     ckpt: Annotated[Path | None, typer.Argument(help="edgeseg .safetensors checkpoint")] = None,
     size: Annotated[str, typer.Option(help="input HxW for the operation count")] = "512x1024",
-    arch: Annotated[str | None, typer.Option(help="describe a registry architecture instead of a file")] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="describe a registry architecture instead of a file")
+    ] = None,
     list_archs: Annotated[bool, typer.Option("--list", help="list registered architectures")] = False,
-    backends: Annotated[bool, typer.Option("--backends", help="list the runtime backends, the model files each "
-                                                              "runs and whether it is installed here")] = False,
+    backends: Annotated[
+        bool,
+        typer.Option(
+            "--backends",
+            help="list the runtime backends, the model files each runs and whether it is installed here",
+        ),
+    ] = False,
 ) -> None:
     """Print a model's architecture, classes, parameter count, GMACs/GFLOPs and provenance.
 

@@ -25,11 +25,20 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[..., Non
     if not enabled or not console.is_terminal:  # a log file or pipe gets no bar (and no stray blank line)
         yield lambda *_a, **_k: None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int, description: str | None = None) -> None:
-            bar.update(task, completed=done, total=total, **({"description": description} if description else {}))
+            bar.update(
+                task, completed=done, total=total, **({"description": description} if description else {})
+            )
 
         yield update

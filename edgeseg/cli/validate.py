@@ -31,8 +31,14 @@ def range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_ope
     return " and ".join(parts) if parts else "finite"
 
 
-def check_number(value: float, what: str, lo: float | None = None, hi: float | None = None,
-                 lo_open: bool = False, hi_open: bool = False) -> float:
+def check_number(
+    value: float,
+    what: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """`value` if it is finite and inside the range; else ConfigError naming `what` and the range."""
     allowed = range_text(lo, hi, lo_open, hi_open)
     bad = isinstance(value, float) and not math.isfinite(value)
@@ -60,14 +66,23 @@ def _checker(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -
     return callback
 
 
-def ranged(*decls: str, help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-           hi_open: bool = False, **kwargs: Any) -> Any:
+def ranged(
+    *decls: str,
+    help: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    **kwargs: Any,
+) -> Any:
     """A typer.Option that accepts only finite values in the range, and says the range in its help."""
-    return typer.Option(*decls, help=f"{help} [{range_text(lo, hi, lo_open, hi_open)}]",
-                        callback=_checker(lo, hi, lo_open, hi_open), **kwargs)
+    return typer.Option(
+        *decls,
+        help=f"{help} [{range_text(lo, hi, lo_open, hi_open)}]",
+        callback=_checker(lo, hi, lo_open, hi_open),
+        **kwargs,
+    )
 
 
 def seed_option(help: str = "random seed") -> Any:
     return ranged(help=help, lo=0, hi=MAX_SEED)
-
-

@@ -50,7 +50,9 @@ class DatasetSpec:
 
 def _require_dir(path: Path) -> Path:
     if not path.is_dir():
-        raise DatasetError(f"missing folder {path}: check --data points at the dataset root and the split exists")
+        raise DatasetError(
+            f"missing folder {path}: check --data points at the dataset root and the split exists"
+        )
     return path
 
 
@@ -63,9 +65,13 @@ def _label_for(image: Path, candidates: list[tuple[Path, str]]) -> tuple[Path, s
     raise DatasetError(f"image {image} has no label: expected {expected}")
 
 
-def _pair(images: list[Path], frame_id: Callable[[Path], str],
-          labels: Callable[[Path], list[tuple[Path, str]]], with_labels: bool,
-          channel: int | None = None) -> list[Sample]:
+def _pair(
+    images: list[Path],
+    frame_id: Callable[[Path], str],
+    labels: Callable[[Path], list[tuple[Path, str]]],
+    with_labels: bool,
+    channel: int | None = None,
+) -> list[Sample]:
     samples = []
     for image in images:
         label, label_map = _label_for(image, labels(image)) if with_labels else (None, "trainIds")
@@ -83,8 +89,10 @@ def _find_cityscapes(root: Path, split: str, domain: str | None, with_labels: bo
 
     def labels(img: Path) -> list[tuple[Path, str]]:
         stem = _strip(img.name, "_leftImg8bit.png")
-        return [(gt / img.parent.name / f"{stem}_gtFine_labelIds.png", "cityscapes-labelIds"),
-                (gt / img.parent.name / f"{stem}_gtFine_labelTrainIds.png", "trainIds")]
+        return [
+            (gt / img.parent.name / f"{stem}_gtFine_labelIds.png", "cityscapes-labelIds"),
+            (gt / img.parent.name / f"{stem}_gtFine_labelTrainIds.png", "trainIds"),
+        ]
 
     if with_labels:
         _require_dir(gt)
@@ -100,8 +108,9 @@ def _find_gta5(root: Path, split: str, domain: str | None, with_labels: bool) ->
     images = sorted(_require_dir(root / "images").glob("*.png"))
     if with_labels:
         _require_dir(root / "labels")
-    return _pair(images, lambda p: p.stem,
-                 lambda p: [(root / "labels" / p.name, "cityscapes-labelIds")], with_labels)
+    return _pair(
+        images, lambda p: p.stem, lambda p: [(root / "labels" / p.name, "cityscapes-labelIds")], with_labels
+    )
 
 
 def _synthia_finder(label_map: str) -> Finder:
@@ -110,8 +119,14 @@ def _synthia_finder(label_map: str) -> Finder:
         if with_labels:
             _require_dir(root / "GT" / "LABELS")
         # GT/LABELS are 16-bit multi-channel PNGs: the class id is the R channel (index 2 in BGR).
-        return _pair(images, lambda p: p.stem, lambda p: [(root / "GT" / "LABELS" / p.name, label_map)],
-                     with_labels, channel=2)
+        return _pair(
+            images,
+            lambda p: p.stem,
+            lambda p: [(root / "GT" / "LABELS" / p.name, label_map)],
+            with_labels,
+            channel=2,
+        )
+
     return find
 
 
@@ -124,8 +139,10 @@ def _find_acdc(root: Path, split: str, domain: str | None, with_labels: bool) ->
 
         def labels(img: Path, gt: Path = gt) -> list[tuple[Path, str]]:
             stem = _strip(img.name, "_rgb_anon.png")
-            return [(gt / img.parent.name / f"{stem}_gt_labelIds.png", "cityscapes-labelIds"),
-                    (gt / img.parent.name / f"{stem}_gt_labelTrainIds.png", "trainIds")]
+            return [
+                (gt / img.parent.name / f"{stem}_gt_labelIds.png", "cityscapes-labelIds"),
+                (gt / img.parent.name / f"{stem}_gt_labelTrainIds.png", "trainIds"),
+            ]
 
         samples += _pair(images, lambda p: _strip(p.name, "_rgb_anon.png"), labels, with_labels)
     return samples
@@ -137,8 +154,10 @@ def _find_dark_zurich(root: Path, split: str, domain: str | None, with_labels: b
 
     def labels(img: Path) -> list[tuple[Path, str]]:
         stem = _strip(img.name, "_rgb_anon.png")
-        return [(gt / img.parent.name / f"{stem}_gt_labelIds.png", "cityscapes-labelIds"),
-                (gt / img.parent.name / f"{stem}_gt_labelTrainIds.png", "trainIds")]
+        return [
+            (gt / img.parent.name / f"{stem}_gt_labelIds.png", "cityscapes-labelIds"),
+            (gt / img.parent.name / f"{stem}_gt_labelTrainIds.png", "trainIds"),
+        ]
 
     return _pair(images, lambda p: _strip(p.name, "_rgb_anon.png"), labels, with_labels)
 
@@ -154,7 +173,9 @@ def _find_idd(root: Path, split: str, domain: str | None, with_labels: bool) -> 
         return [(gt / img.parent.name / f"{stem}_gtFine_labellevel3Ids.png", "idd-level3")]
 
     # IDD frame names repeat across sequence folders, so the frame id carries the sequence.
-    return _pair(images, lambda p: f"{p.parent.name}_{_strip(p.name, '_leftImg8bit.png')}", labels, with_labels)
+    return _pair(
+        images, lambda p: f"{p.parent.name}_{_strip(p.name, '_leftImg8bit.png')}", labels, with_labels
+    )
 
 
 _MAPILLARY_SPLITS = {"train": "training", "val": "validation", "test": "testing"}
@@ -167,8 +188,9 @@ def _find_mapillary(root: Path, split: str, domain: str | None, with_labels: boo
     label_dir = base / "v1.2" / "labels" if (base / "v1.2" / "labels").is_dir() else base / "labels"
     if with_labels:
         _require_dir(label_dir)
-    return _pair(images, lambda p: p.stem, lambda p: [(label_dir / f"{p.stem}.png", "mapillary-v1.2")],
-                 with_labels)
+    return _pair(
+        images, lambda p: p.stem, lambda p: [(label_dir / f"{p.stem}.png", "mapillary-v1.2")], with_labels
+    )
 
 
 ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
@@ -177,26 +199,81 @@ SYNTHETIC_DOMAINS = ("source", "city", "night", "fog", "rain")
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("cityscapes", ("train", "val", "test"), (), (), ("test",), _find_cityscapes,
-                    "leftImg8bit/{split}/{city}/*_leftImg8bit.png + gtFine/{split}/{city}/*_gtFine_labelIds.png"),
-        DatasetSpec("synthetic", ("train", "val", "test"), SYNTHETIC_DOMAINS, (), (), _find_synthetic,
-                    "{domain}/leftImg8bit/{split}/{domain}/*_leftImg8bit.png + {domain}/gtFine/.../*_labelTrainIds.png"),
-        DatasetSpec("gta5", ("train",), (), (), (), _find_gta5, "images/*.png + labels/*.png (Cityscapes ids)"),
-        DatasetSpec("synthia", ("train",), (), (), (), _synthia_finder("synthia-16"),
-                    "RGB/*.png + GT/LABELS/*.png (16-bit, class id in R), 16-class protocol"),
-        DatasetSpec("synthia13", ("train",), (), (), (), _synthia_finder("synthia-13"),
-                    "as synthia, 13-class protocol (wall, fence, pole ignored)"),
-        DatasetSpec("acdc", ("train", "val", "test", "train_ref", "val_ref", "test_ref"), ACDC_CONDITIONS,
-                    ACDC_CONDITIONS, ("test", "train_ref", "val_ref", "test_ref"), _find_acdc,
-                    "rgb_anon/{condition}/{split}/{seq}/*_rgb_anon.png + gt/{condition}/{split}/{seq}/*_gt_labelIds.png"),
-        DatasetSpec("dark_zurich", ("train", "val", "test"), ("night", "day", "twilight"), ("night",),
-                    ("train", "test"), _find_dark_zurich,
-                    "rgb_anon/{split}/{time}/{seq}/*_rgb_anon.png + gt/{split}/{time}/{seq}/*_gt_labelIds.png"),
-        DatasetSpec("idd", ("train", "val", "test"), (), (), ("test",), _find_idd,
-                    "leftImg8bit/{split}/{seq}/*_leftImg8bit.png + gtFine/{split}/{seq}/*_gtFine_labellevel3Ids.png"),
-        DatasetSpec("mapillary", ("train", "val", "test", "training", "validation", "testing"), (), (),
-                    ("test", "testing"), _find_mapillary,
-                    "{training,validation}/images/*.jpg + .../v1.2/labels/*.png (palette ids, v1.2)"),
+        DatasetSpec(
+            "cityscapes",
+            ("train", "val", "test"),
+            (),
+            (),
+            ("test",),
+            _find_cityscapes,
+            "leftImg8bit/{split}/{city}/*_leftImg8bit.png + gtFine/{split}/{city}/*_gtFine_labelIds.png",
+        ),
+        DatasetSpec(
+            "synthetic",
+            ("train", "val", "test"),
+            SYNTHETIC_DOMAINS,
+            (),
+            (),
+            _find_synthetic,
+            "{domain}/leftImg8bit/{split}/{domain}/*_leftImg8bit.png + {domain}/gtFine/.../*_labelTrainIds.png",
+        ),
+        DatasetSpec(
+            "gta5", ("train",), (), (), (), _find_gta5, "images/*.png + labels/*.png (Cityscapes ids)"
+        ),
+        DatasetSpec(
+            "synthia",
+            ("train",),
+            (),
+            (),
+            (),
+            _synthia_finder("synthia-16"),
+            "RGB/*.png + GT/LABELS/*.png (16-bit, class id in R), 16-class protocol",
+        ),
+        DatasetSpec(
+            "synthia13",
+            ("train",),
+            (),
+            (),
+            (),
+            _synthia_finder("synthia-13"),
+            "as synthia, 13-class protocol (wall, fence, pole ignored)",
+        ),
+        DatasetSpec(
+            "acdc",
+            ("train", "val", "test", "train_ref", "val_ref", "test_ref"),
+            ACDC_CONDITIONS,
+            ACDC_CONDITIONS,
+            ("test", "train_ref", "val_ref", "test_ref"),
+            _find_acdc,
+            "rgb_anon/{condition}/{split}/{seq}/*_rgb_anon.png + gt/{condition}/{split}/{seq}/*_gt_labelIds.png",
+        ),
+        DatasetSpec(
+            "dark_zurich",
+            ("train", "val", "test"),
+            ("night", "day", "twilight"),
+            ("night",),
+            ("train", "test"),
+            _find_dark_zurich,
+            "rgb_anon/{split}/{time}/{seq}/*_rgb_anon.png + gt/{split}/{time}/{seq}/*_gt_labelIds.png",
+        ),
+        DatasetSpec(
+            "idd",
+            ("train", "val", "test"),
+            (),
+            (),
+            ("test",),
+            _find_idd,
+            "leftImg8bit/{split}/{seq}/*_leftImg8bit.png + gtFine/{split}/{seq}/*_gtFine_labellevel3Ids.png",
+        ),
+        DatasetSpec(
+            "mapillary",
+            ("train", "val", "test", "training", "validation", "testing"),
+            (),
+            (),
+            ("test", "testing"),
+            _find_mapillary,
+            "{training,validation}/images/*.jpg + .../v1.2/labels/*.png (palette ids, v1.2)",
+        ),
     )
 }
 
@@ -204,8 +281,9 @@ DATASETS: dict[str, DatasetSpec] = {
 class SegDataset:
     """An ordered list of samples with lazy, validated loading. `ds[i] -> (bgr, trainIds | None)`."""
 
-    def __init__(self, spec: DatasetSpec, root: Path, split: str, domain: str | None,
-                 samples: list[Sample]) -> None:
+    def __init__(
+        self, spec: DatasetSpec, root: Path, split: str, domain: str | None, samples: list[Sample]
+    ) -> None:
         self.spec, self.root, self.split, self.domain, self.samples = spec, root, split, domain, samples
 
     @property
@@ -235,8 +313,10 @@ class SegDataset:
             return image, None
         label = self.read_label(index)
         if label.shape != image.shape[:2]:
-            raise DatasetError(f"label {sample.label} is {label.shape[1]}x{label.shape[0]} but its image "
-                               f"{sample.image} is {image.shape[1]}x{image.shape[0]}; the pair does not match")
+            raise DatasetError(
+                f"label {sample.label} is {label.shape[1]}x{label.shape[0]} but its image "
+                f"{sample.image} is {image.shape[1]}x{image.shape[0]}; the pair does not match"
+            )
         return image, label
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -255,8 +335,9 @@ def get_spec(name: str) -> DatasetSpec:
         raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(list_datasets())}") from None
 
 
-def load_dataset(name: str, root: str | Path, split: str, domain: str | None = None,
-                 with_labels: bool | None = None) -> SegDataset:
+def load_dataset(
+    name: str, root: str | Path, split: str, domain: str | None = None, with_labels: bool | None = None
+) -> SegDataset:
     """Index a dataset split (and domain/condition, where the dataset has them).
 
     `with_labels=None` means "labelled unless the split ships without labels" (e.g. Dark Zurich

@@ -70,7 +70,7 @@ def _palette_indices(path: Path, palette: np.ndarray, label_map: LabelMap) -> np
     # classes (e.g. Cityscapes 'pole' and 'polegroup') and the colour is actually used.
     uniq, first = np.unique(sorted_codes, return_index=True)
     for code, start in zip(uniq, first, strict=True):
-        same = order[start:start + int(np.sum(sorted_codes == code))]
+        same = order[start : start + int(np.sum(sorted_codes == code))]
         same = same[same < len(label_map.lut)]
         if len(set(label_map.lut[same].tolist())) > 1 and np.any(codes == code):
             raise DatasetError(
@@ -90,7 +90,9 @@ def read_raw_label(path: Path, label_map: LabelMap, channel: int | None = None) 
         raise DatasetError(f"cannot read label {path}: the file is missing, truncated or not an image")
     if raw.ndim == 3:
         if channel is None:
-            raise DatasetError(f"label {path} has {raw.shape[2]} channels; expected a single-channel id image")
+            raise DatasetError(
+                f"label {path} has {raw.shape[2]} channels; expected a single-channel id image"
+            )
         raw = raw[..., channel]
     return raw
 

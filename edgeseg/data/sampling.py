@@ -39,13 +39,22 @@ class ClassStats:
         return self.counts.sum(axis=0)
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": STATS_VERSION, "dataset": self.dataset, "split": self.split,
-                "frame_ids": list(self.frame_ids), "counts": self.counts.tolist()}
+        return {
+            "version": STATS_VERSION,
+            "dataset": self.dataset,
+            "split": self.split,
+            "frame_ids": list(self.frame_ids),
+            "counts": self.counts.tolist(),
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ClassStats:
-        return cls(obj["dataset"], obj["split"], tuple(obj["frame_ids"]),
-                   np.asarray(obj["counts"], dtype=np.int64).reshape(len(obj["frame_ids"]), -1))
+        return cls(
+            obj["dataset"],
+            obj["split"],
+            tuple(obj["frame_ids"]),
+            np.asarray(obj["counts"], dtype=np.int64).reshape(len(obj["frame_ids"]), -1),
+        )
 
 
 def label_counts(label: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -53,7 +62,9 @@ def label_counts(label: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarra
     return np.bincount(label.ravel(), minlength=256)[:num_classes].astype(np.int64)
 
 
-def compute_class_stats(dataset: SegDataset, progress: Callable[[int, int], None] | None = None) -> ClassStats:
+def compute_class_stats(
+    dataset: SegDataset, progress: Callable[[int, int], None] | None = None
+) -> ClassStats:
     counts = np.zeros((len(dataset), NUM_CLASSES), np.int64)
     for i in range(len(dataset)):
         counts[i] = label_counts(dataset.read_label(i))
@@ -62,8 +73,9 @@ def compute_class_stats(dataset: SegDataset, progress: Callable[[int, int], None
     return ClassStats(dataset.name, dataset.split, tuple(s.frame_id for s in dataset.samples), counts)
 
 
-def load_or_compute_stats(dataset: SegDataset, cache: str | Path,
-                          progress: Callable[[int, int], None] | None = None) -> ClassStats:
+def load_or_compute_stats(
+    dataset: SegDataset, cache: str | Path, progress: Callable[[int, int], None] | None = None
+) -> ClassStats:
     """Read the cached statistics if they describe exactly this dataset split, else compute and cache."""
     cache = Path(cache)
     frame_ids = tuple(s.frame_id for s in dataset.samples)
@@ -72,8 +84,14 @@ def load_or_compute_stats(dataset: SegDataset, cache: str | Path,
             obj = json.loads(cache.read_text())
             stats = ClassStats.from_json(obj)
         except (ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(f"class statistics cache {cache} is corrupt ({exc}); delete it to recompute") from None
-        if obj.get("version") == STATS_VERSION and stats.frame_ids == frame_ids and stats.dataset == dataset.name:
+            raise DatasetError(
+                f"class statistics cache {cache} is corrupt ({exc}); delete it to recompute"
+            ) from None
+        if (
+            obj.get("version") == STATS_VERSION
+            and stats.frame_ids == frame_ids
+            and stats.dataset == dataset.name
+        ):
             return stats
     stats = compute_class_stats(dataset, progress)
     write_json_atomic(cache, stats.to_json())

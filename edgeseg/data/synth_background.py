@@ -45,7 +45,10 @@ class Street:
         return self.edge(side) + self.sidewalk + self.setback[0 if side < 0 else 1]
 
     def in_intersection(self, z: float, margin: float = 0.0) -> bool:
-        return self.intersection is not None and self.intersection[0] - margin <= z <= self.intersection[1] + margin
+        return (
+            self.intersection is not None
+            and self.intersection[0] - margin <= z <= self.intersection[1] + margin
+        )
 
 
 def sample_street(rng: np.random.Generator, style: DomainStyle) -> Street:
@@ -69,10 +72,15 @@ def sample_street(rng: np.random.Generator, style: DomainStyle) -> Street:
     oncoming = [lx for lx, d in lanes if d < 0]
     tram_x = oncoming[0] if oncoming and rng.random() < style.layout.train_prob else None
     return Street(
-        road_l=road_l, road_r=road_r, sidewalk=rng.uniform(*lay.sidewalk),
+        road_l=road_l,
+        road_r=road_r,
+        sidewalk=rng.uniform(*lay.sidewalk),
         setback=(float(rng.uniform(*lay.setback)), float(rng.uniform(*lay.setback))),
         buildings=(bool(rng.random() < lay.building_prob), bool(rng.random() < lay.building_prob)),
-        z_end=z_end, intersection=inter, tram_x=tram_x, lanes=lanes,
+        z_end=z_end,
+        intersection=inter,
+        tram_x=tram_x,
+        lanes=lanes,
     )
 
 
@@ -165,8 +173,16 @@ def _facade_rays(cam: Camera, w: int, side: int, dist: float) -> tuple[np.ndarra
     return cols, cam.f * dist / dx[cols]
 
 
-def draw_facades(cv: Canvas, cam: Camera, st: Street, style: DomainStyle, rng: np.random.Generator,
-                 side: int, night: bool, sun: float) -> None:
+def draw_facades(
+    cv: Canvas,
+    cam: Camera,
+    st: Street,
+    style: DomainStyle,
+    rng: np.random.Generator,
+    side: int,
+    night: bool,
+    sun: float,
+) -> None:
     """Building blocks along one side (perspective-correct windows), or a tree line on park sides."""
     i = 0 if side < 0 else 1
     lay = style.layout
@@ -174,8 +190,17 @@ def draw_facades(cv: Canvas, cam: Camera, st: Street, style: DomainStyle, rng: n
         dist = st.facade(side) + rng.uniform(4.0, 10.0)
         cols, zf = _facade_rays(cam, cv.w, side, dist)
         top = 7.0 + 3.0 * np.sin(zf * rng.uniform(0.2, 0.5) + rng.uniform(0, 6)) + 2.0 * np.sin(zf * 1.3)
-        _fill_surface(cv, cam, cols, zf, np.clip(top, 2.0, None), VEGETATION,
-                      pick_color(rng, style.looks[VEGETATION]), st.z_end, st)
+        _fill_surface(
+            cv,
+            cam,
+            cols,
+            zf,
+            np.clip(top, 2.0, None),
+            VEGETATION,
+            pick_color(rng, style.looks[VEGETATION]),
+            st.z_end,
+            st,
+        )
         return
     cols, zf = _facade_rays(cam, cv.w, side, st.facade(side))
     ends, z = [], 0.0
@@ -187,7 +212,9 @@ def draw_facades(cv: Canvas, cam: Camera, st: Street, style: DomainStyle, rng: n
     heights = rng.uniform(*lay.building_height, n)
     colors = np.array([pick_color(rng, style.looks[BUILDING]) for _ in range(n)], np.float32)
     colors *= 1.0 + sun * (0.5 if side < 0 else -0.5)  # one side in sunlight, the other in shade
-    glass = np.array([np.asarray(style.window[rng.integers(len(style.window))]) / 255.0 for _ in range(n)], np.float32)
+    glass = np.array(
+        [np.asarray(style.window[rng.integers(len(style.window))]) / 255.0 for _ in range(n)], np.float32
+    )
     spacing = rng.uniform(2.4, 4.0, n)
     floor_h = rng.uniform(2.9, 3.6, n)
     win_w = rng.uniform(0.35, 0.65, n)
@@ -208,9 +235,18 @@ def draw_facades(cv: Canvas, cam: Camera, st: Street, style: DomainStyle, rng: n
         cv.emit[ys[win][lit], xs[win][lit]] = (1.0, 0.78, 0.45)
 
 
-def _fill_surface(cv: Canvas, cam: Camera, cols: np.ndarray, zf: np.ndarray, top: np.ndarray, cls: int,
-                  rgb: tuple[float, float, float] | None, z_end: float, st: Street,
-                  col_rgb: np.ndarray | None = None) -> tuple[np.ndarray, ...] | None:
+def _fill_surface(
+    cv: Canvas,
+    cam: Camera,
+    cols: np.ndarray,
+    zf: np.ndarray,
+    top: np.ndarray,
+    cls: int,
+    rgb: tuple[float, float, float] | None,
+    z_end: float,
+    st: Street,
+    col_rgb: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...] | None:
     """Paint a vertical surface (facade/tree line) where it is nearer than what is there already.
 
     Returns the painted pixels (rows, columns), their height on the surface, and the index of their

@@ -70,8 +70,14 @@ class Canvas:
         self.shade = np.ones((self.h, self.w), np.float32)
         self.emit = np.zeros((self.h, self.w, 3), np.float32)
 
-    def poly(self, pts: list[tuple[float, float]] | np.ndarray, cls: int, rgb: tuple[float, float, float],
-             z: float, emit: tuple[float, float, float] | None = None) -> None:
+    def poly(
+        self,
+        pts: list[tuple[float, float]] | np.ndarray,
+        cls: int,
+        rgb: tuple[float, float, float],
+        z: float,
+        emit: tuple[float, float, float] | None = None,
+    ) -> None:
         """Opaque polygon of class `cls` at depth `z` (painter's order: callers draw far to near)."""
         p = [np.round(np.asarray(pts, np.float64)).astype(np.int32)]
         cv2.fillPoly(self.albedo, p, rgb)
@@ -80,8 +86,16 @@ class Canvas:
         cv2.fillPoly(self.shade, p, 1.0)
         cv2.fillPoly(self.emit, p, emit or (0.0, 0.0, 0.0))
 
-    def circle(self, center: tuple[float, float], radius: float, cls: int, rgb: tuple[float, float, float],
-               z: float, emit: tuple[float, float, float] | None = None, thickness: int = -1) -> None:
+    def circle(
+        self,
+        center: tuple[float, float],
+        radius: float,
+        cls: int,
+        rgb: tuple[float, float, float],
+        z: float,
+        emit: tuple[float, float, float] | None = None,
+        thickness: int = -1,
+    ) -> None:
         c = (int(round(center[0])), int(round(center[1])))
         r = max(int(round(radius)), 1)
         cv2.circle(self.albedo, c, r, rgb, thickness)
@@ -90,8 +104,15 @@ class Canvas:
         cv2.circle(self.shade, c, r, 1.0, thickness)
         cv2.circle(self.emit, c, r, emit or (0.0, 0.0, 0.0), thickness)
 
-    def line(self, a: tuple[float, float], b: tuple[float, float], cls: int, rgb: tuple[float, float, float],
-             z: float, thickness: float) -> None:
+    def line(
+        self,
+        a: tuple[float, float],
+        b: tuple[float, float],
+        cls: int,
+        rgb: tuple[float, float, float],
+        z: float,
+        thickness: float,
+    ) -> None:
         pa = (int(round(a[0])), int(round(a[1])))
         pb = (int(round(b[0])), int(round(b[1])))
         t = max(int(round(thickness)), 1)

@@ -17,7 +17,9 @@ def apply_textures(cv: Canvas, style: DomainStyle, rng: np.random.Generator) -> 
     """Albedo modulated per class by the domain's texture (grain / fine / coarse blotches)."""
     h, w = cv.h, cv.w
     grain = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.6) * 1.6
-    fields = np.stack([grain, noise_field(rng, h, w, max(w // 96, 2)), noise_field(rng, h, w, max(w // 16, 2))])
+    fields = np.stack(
+        [grain, noise_field(rng, h, w, max(w // 96, 2)), noise_field(rng, h, w, max(w // 16, 2))]
+    )
     amp = np.zeros(256, np.float32)
     scale = np.zeros(256, np.int64)
     for cls, look in style.looks.items():
@@ -41,7 +43,9 @@ def _light_map(cv: Canvas, ambient: float) -> np.ndarray:
         if x0 >= x1 or y0 >= y1:
             continue
         d2 = (xx[y0:y1, x0:x1] - lt.x / s) ** 2 + (yy[y0:y1, x0:x1] - lt.y / s) ** 2
-        light[y0:y1, x0:x1] += lt.strength * np.exp(-d2 / (2 * r * r))[..., None] * np.asarray(lt.color, np.float32)
+        light[y0:y1, x0:x1] += (
+            lt.strength * np.exp(-d2 / (2 * r * r))[..., None] * np.asarray(lt.color, np.float32)
+        )
     light = np.minimum(light, 1.6)  # lights saturate rather than add up without bound
     return cv2.resize(light, (cv.w, cv.h), interpolation=cv2.INTER_LINEAR)
 
@@ -85,13 +89,21 @@ def rain(img: np.ndarray, rng: np.random.Generator, density: float) -> np.ndarra
     lengths = rng.uniform(6, 20, n) * k
     slope = rng.uniform(-0.35, -0.1)
     for x, y, length in zip(xs, ys, lengths, strict=True):
-        cv2.line(layer, (int(x), int(y)), (int(x + slope * length), int(y + length)), float(rng.uniform(0.4, 1.0)), 1)
+        cv2.line(
+            layer,
+            (int(x), int(y)),
+            (int(x + slope * length), int(y + length)),
+            float(rng.uniform(0.4, 1.0)),
+            1,
+        )
     layer = cv2.GaussianBlur(layer, (0, 0), 0.7)[..., None]
     img = img * (1.0 - 0.3 * layer) + 0.85 * 0.3 * layer
     blurred = cv2.GaussianBlur(img, (0, 0), 6.0 * k)
     for _ in range(int(rng.integers(2, 7))):
         mask = np.zeros((h, w), np.float32)
-        cv2.circle(mask, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), int(rng.uniform(8, 22) * k), 1.0, -1)
+        cv2.circle(
+            mask, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), int(rng.uniform(8, 22) * k), 1.0, -1
+        )
         mask = cv2.GaussianBlur(mask, (0, 0), 2.0)[..., None]
         img = img * (1 - mask) + (blurred * 1.05) * mask
     return img

@@ -95,13 +95,19 @@ def _shape_mask(rng: np.random.Generator, shape: int, h: int, w: int) -> np.ndar
     if sh == "ellipse":
         cv2.ellipse(mask, ((cx, cy), (2 * r, 2 * r * rng.uniform(0.3, 1.0)), np.degrees(rot)), 1, -1)
     elif sh == "ring":
-        cv2.ellipse(mask, ((cx, cy), (2 * r, 2 * r * rng.uniform(0.5, 1.0)), np.degrees(rot)), 1,
-                    max(1, int(r * rng.uniform(0.15, 0.5))))
+        cv2.ellipse(
+            mask,
+            ((cx, cy), (2 * r, 2 * r * rng.uniform(0.5, 1.0)), np.degrees(rot)),
+            1,
+            max(1, int(r * rng.uniform(0.15, 0.5))),
+        )
     elif sh == "rectangle":
         box = cv2.boxPoints(((cx, cy), (2 * r, 2 * r * rng.uniform(0.2, 1.0)), np.degrees(rot)))
         cv2.fillPoly(mask, [np.round(box).astype(np.int32)], 1)
     elif sh == "triangle":
-        pts = _star(cx, cy, r, 3, 1.0, rot)[::2] * rng.uniform(0.7, 1.3, (3, 2)) + rng.normal(0, r * 0.1, (3, 2))
+        pts = _star(cx, cy, r, 3, 1.0, rot)[::2] * rng.uniform(0.7, 1.3, (3, 2)) + rng.normal(
+            0, r * 0.1, (3, 2)
+        )
         cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
     elif sh == "polygon":
         n = int(rng.integers(5, 10))
@@ -130,7 +136,9 @@ def _shape_mask(rng: np.random.Generator, shape: int, h: int, w: int) -> np.ndar
     return mask
 
 
-def render_generic(rng: np.random.Generator, size: tuple[int, int] = (96, 192)) -> tuple[np.ndarray, np.ndarray]:
+def render_generic(
+    rng: np.random.Generator, size: tuple[int, int] = (96, 192)
+) -> tuple[np.ndarray, np.ndarray]:
     """One corpus image: (BGR uint8 HxWx3, uint8 HxW class ids in [0, NUM_CLASSES))."""
     h, w = size
     family = int(rng.integers(len(TEXTURES)))

@@ -34,14 +34,38 @@ TYRE: RGBf = (0.06, 0.06, 0.07)
 SKIN: tuple[RGBf, ...] = ((0.87, 0.72, 0.6), (0.62, 0.45, 0.33), (0.4, 0.28, 0.2))
 
 # Vehicle models: (width, height, length) ranges and side/rear profiles as (along, up) fractions.
-_SIZES = {CAR: ((1.7, 1.95), (1.35, 1.6), (3.9, 4.7)), TRUCK: ((2.3, 2.5), (2.9, 3.6), (6.5, 9.0)),
-          BUS: ((2.45, 2.55), (3.0, 3.3), (10.5, 12.5)), TRAIN: ((2.5, 2.65), (3.3, 3.6), (24.0, 30.0))}
-_CAR_SIDE = [(0.0, 0.2), (0.0, 0.55), (0.2, 0.6), (0.32, 1.0), (0.78, 1.0), (0.9, 0.6), (1.0, 0.55), (1.0, 0.2)]
-_CAR_REAR = [(0.0, 0.15), (0.0, 0.62), (0.13, 0.66), (0.2, 1.0), (0.8, 1.0), (0.87, 0.66), (1.0, 0.62), (1.0, 0.15)]
+_SIZES = {
+    CAR: ((1.7, 1.95), (1.35, 1.6), (3.9, 4.7)),
+    TRUCK: ((2.3, 2.5), (2.9, 3.6), (6.5, 9.0)),
+    BUS: ((2.45, 2.55), (3.0, 3.3), (10.5, 12.5)),
+    TRAIN: ((2.5, 2.65), (3.3, 3.6), (24.0, 30.0)),
+}
+_CAR_SIDE = [
+    (0.0, 0.2),
+    (0.0, 0.55),
+    (0.2, 0.6),
+    (0.32, 1.0),
+    (0.78, 1.0),
+    (0.9, 0.6),
+    (1.0, 0.55),
+    (1.0, 0.2),
+]
+_CAR_REAR = [
+    (0.0, 0.15),
+    (0.0, 0.62),
+    (0.13, 0.66),
+    (0.2, 1.0),
+    (0.8, 1.0),
+    (0.87, 0.66),
+    (1.0, 0.62),
+    (1.0, 0.15),
+]
 _BOX = [(0.0, 0.1), (0.0, 1.0), (1.0, 1.0), (1.0, 0.1)]
 
 
-def _side_pts(cam: Camera, x: float, z: float, length: float, h: float, prof: list) -> list[tuple[float, float]]:
+def _side_pts(
+    cam: Camera, x: float, z: float, length: float, h: float, prof: list
+) -> list[tuple[float, float]]:
     return [cam.pt(x, v * h, z + u * length) for u, v in prof]
 
 
@@ -53,8 +77,17 @@ def _rect(cam: Camera, x0: float, x1: float, y0: float, y1: float, z: float) -> 
     return [cam.pt(x0, y0, z), cam.pt(x1, y0, z), cam.pt(x1, y1, z), cam.pt(x0, y1, z)]
 
 
-def vehicle(cam: Camera, cls: int, x: float, z: float, size: tuple[float, float, float], color: RGBf,
-            oncoming: bool, night: bool, sun: float) -> Draw:
+def vehicle(
+    cam: Camera,
+    cls: int,
+    x: float,
+    z: float,
+    size: tuple[float, float, float],
+    color: RGBf,
+    oncoming: bool,
+    night: bool,
+    sun: float,
+) -> Draw:
     """A box-shaped vehicle seen from behind (or the front, if oncoming) and from its inner side."""
     w, h, length = size
     x0, x1 = x - w / 2, x + w / 2
@@ -62,20 +95,42 @@ def vehicle(cam: Camera, cls: int, x: float, z: float, size: tuple[float, float,
 
     def draw(cv: Canvas) -> None:
         if sun > 0:  # cast shadow on the ground, offset towards the shaded side
-            cv.shadow([cam.pt(x0 + 0.4, 0, z - 0.3), cam.pt(x1 + 0.9, 0, z - 0.3), cam.pt(x1 + 0.9, 0, z + length),
-                       cam.pt(x0 + 0.4, 0, z + length)], 1.0 - sun)
+            cv.shadow(
+                [
+                    cam.pt(x0 + 0.4, 0, z - 0.3),
+                    cam.pt(x1 + 0.9, 0, z - 0.3),
+                    cam.pt(x1 + 0.9, 0, z + length),
+                    cam.pt(x0 + 0.4, 0, z + length),
+                ],
+                1.0 - sun,
+            )
         side_x = x1 if x1 < -0.2 else (x0 if x0 > 0.2 else None)
         if side_x is not None:
             side_prof = _CAR_SIDE if car else _BOX
             cv.poly(_side_pts(cam, side_x, z, length, h, side_prof), cls, scaled(color, 0.8), z + length / 2)
             if cls == TRUCK:  # a lower cab at the far end, in another colour
-                cv.poly(_side_pts(cam, side_x, z + 0.74 * length, 0.26 * length, h * 0.8, _BOX), cls,
-                        scaled(color, 0.55), z + length)
+                cv.poly(
+                    _side_pts(cam, side_x, z + 0.74 * length, 0.26 * length, h * 0.8, _BOX),
+                    cls,
+                    scaled(color, 0.55),
+                    z + length,
+                )
             band = (0.62, 0.92) if car else (0.5, 0.85)
             if cls != TRUCK:
                 lo, hi = (0.34, 0.86) if car else (0.06, 0.96)
-                cv.poly(_side_pts(cam, side_x, z, length, h, [(lo, band[0]), (lo, band[1]), (hi, band[1]),
-                                                              (hi, band[0])]), cls, GLASS, z + length / 2)
+                cv.poly(
+                    _side_pts(
+                        cam,
+                        side_x,
+                        z,
+                        length,
+                        h,
+                        [(lo, band[0]), (lo, band[1]), (hi, band[1]), (hi, band[0])],
+                    ),
+                    cls,
+                    GLASS,
+                    z + length / 2,
+                )
             r = 0.33 if car else 0.48
             for u in (0.18, 0.82) if car else (0.12, 0.3, 0.85):
                 c = cam.pt(side_x, r, z + u * length)
@@ -92,14 +147,31 @@ def vehicle(cam: Camera, cls: int, x: float, z: float, size: tuple[float, float,
             cv.poly(pts, cls, lamp, z, emit=lamp if night else None)
             if night:
                 cx, cy = np.mean(pts, axis=0)
-                cv.lights.append(Light(cx, cy, min(cam.px(1.2 if oncoming else 0.5, z), cv.w / 10), lamp,
-                                          0.6 if oncoming else 0.3))
+                cv.lights.append(
+                    Light(
+                        cx,
+                        cy,
+                        min(cam.px(1.2 if oncoming else 0.5, z), cv.w / 10),
+                        lamp,
+                        0.6 if oncoming else 0.3,
+                    )
+                )
 
     return draw
 
 
-def person(cam: Camera, cls: int, x: float, z: float, height: float, shirt: RGBf, legs: RGBf, skin: RGBf,
-           stride: float, base: float = 0.0) -> Draw:
+def person(
+    cam: Camera,
+    cls: int,
+    x: float,
+    z: float,
+    height: float,
+    shirt: RGBf,
+    legs: RGBf,
+    skin: RGBf,
+    stride: float,
+    base: float = 0.0,
+) -> Draw:
     """A standing/walking person (or the upper body of a rider when `base` > 0)."""
 
     def draw(cv: Canvas) -> None:
@@ -108,17 +180,54 @@ def person(cam: Camera, cls: int, x: float, z: float, height: float, shirt: RGBf
         if base == 0.0:
             for dx, sgn in ((-0.09, -1), (0.09, 1)):
                 foot = x + dx + sgn * stride * 0.18
-                cv.poly([cam.pt(x + dx - 0.07, hip, z), cam.pt(x + dx + 0.07, hip, z), cam.pt(foot + 0.07, 0, z),
-                         cam.pt(foot - 0.07, 0, z)], cls, legs, z)
+                cv.poly(
+                    [
+                        cam.pt(x + dx - 0.07, hip, z),
+                        cam.pt(x + dx + 0.07, hip, z),
+                        cam.pt(foot + 0.07, 0, z),
+                        cam.pt(foot - 0.07, 0, z),
+                    ],
+                    cls,
+                    legs,
+                    z,
+                )
         else:  # rider: thighs forward, shins down to the pedals
-            cv.poly([cam.pt(x - 0.12, hip, z), cam.pt(x + 0.35, hip - 0.05, z), cam.pt(x + 0.35, base + 0.1, z),
-                     cam.pt(x + 0.22, base + 0.1, z), cam.pt(x + 0.2, hip - 0.15, z), cam.pt(x - 0.12, hip - 0.15, z)],
-                    cls, legs, z)
-        cv.poly([cam.pt(x - 0.2, sh, z), cam.pt(x + 0.2, sh, z), cam.pt(x + 0.16, hip, z), cam.pt(x - 0.16, hip, z)],
-                cls, shirt, z)
+            cv.poly(
+                [
+                    cam.pt(x - 0.12, hip, z),
+                    cam.pt(x + 0.35, hip - 0.05, z),
+                    cam.pt(x + 0.35, base + 0.1, z),
+                    cam.pt(x + 0.22, base + 0.1, z),
+                    cam.pt(x + 0.2, hip - 0.15, z),
+                    cam.pt(x - 0.12, hip - 0.15, z),
+                ],
+                cls,
+                legs,
+                z,
+            )
+        cv.poly(
+            [
+                cam.pt(x - 0.2, sh, z),
+                cam.pt(x + 0.2, sh, z),
+                cam.pt(x + 0.16, hip, z),
+                cam.pt(x - 0.16, hip, z),
+            ],
+            cls,
+            shirt,
+            z,
+        )
         for dx in (-0.25, 0.2):
-            cv.poly([cam.pt(x + dx, sh, z), cam.pt(x + dx + 0.06, sh, z), cam.pt(x + dx + 0.06 + stride * 0.1,
-                     hip + 0.05, z), cam.pt(x + dx + stride * 0.1, hip + 0.05, z)], cls, shirt, z)
+            cv.poly(
+                [
+                    cam.pt(x + dx, sh, z),
+                    cam.pt(x + dx + 0.06, sh, z),
+                    cam.pt(x + dx + 0.06 + stride * 0.1, hip + 0.05, z),
+                    cam.pt(x + dx + stride * 0.1, hip + 0.05, z),
+                ],
+                cls,
+                shirt,
+                z,
+            )
         cv.circle(cam.pt(x, sh + 0.1 * height, z), cam.px(0.11, z), cls, skin, z)
 
     return draw
@@ -142,8 +251,19 @@ def two_wheeler(cam: Camera, cls: int, x: float, z: float, color: RGBf, rider: D
         else:
             for c in (back, front):
                 cv.circle(c, rad, cls, TYRE, z)
-            cv.poly([cam.pt(x - 0.7, 0.55, z), cam.pt(x - 0.2, 0.85, z), cam.pt(x + 0.5, 0.95, z),
-                     cam.pt(x + 0.75, 0.6, z), cam.pt(x + 0.3, 0.3, z), cam.pt(x - 0.4, 0.3, z)], cls, color, z)
+            cv.poly(
+                [
+                    cam.pt(x - 0.7, 0.55, z),
+                    cam.pt(x - 0.2, 0.85, z),
+                    cam.pt(x + 0.5, 0.95, z),
+                    cam.pt(x + 0.75, 0.6, z),
+                    cam.pt(x + 0.3, 0.3, z),
+                    cam.pt(x - 0.4, 0.3, z),
+                ],
+                cls,
+                color,
+                z,
+            )
         if rider is not None:
             rider(cv)
 
@@ -177,9 +297,15 @@ def traffic_sign(cam: Camera, x: float, z: float, colors: tuple[RGBf, RGBf], sha
             cv.circle(c, cam.px(0.33, z), SIGN, outer, z)
             cv.circle(c, cam.px(0.24, z), SIGN, inner, z)
         elif shape == 1:  # triangle
-            cv.poly([cam.pt(x - 0.38, top, z), cam.pt(x + 0.38, top, z), cam.pt(x, top + 0.66, z)], SIGN, outer, z)
-            cv.poly([cam.pt(x - 0.24, top + 0.08, z), cam.pt(x + 0.24, top + 0.08, z), cam.pt(x, top + 0.5, z)],
-                    SIGN, inner, z)
+            cv.poly(
+                [cam.pt(x - 0.38, top, z), cam.pt(x + 0.38, top, z), cam.pt(x, top + 0.66, z)], SIGN, outer, z
+            )
+            cv.poly(
+                [cam.pt(x - 0.24, top + 0.08, z), cam.pt(x + 0.24, top + 0.08, z), cam.pt(x, top + 0.5, z)],
+                SIGN,
+                inner,
+                z,
+            )
         else:  # rectangular information sign
             cv.poly(_rect(cam, x - 0.45, x + 0.45, top, top + 0.55, z), SIGN, outer, z)
             cv.poly(_rect(cam, x - 0.36, x + 0.36, top + 0.08, top + 0.47, z), SIGN, inner, z)
@@ -187,8 +313,9 @@ def traffic_sign(cam: Camera, x: float, z: float, colors: tuple[RGBf, RGBf], sha
     return draw
 
 
-def traffic_light(cam: Camera, x: float, z: float, housing: RGBf, pole: RGBf, state: int, night: bool,
-                  arm: float = 0.0) -> Draw:
+def traffic_light(
+    cam: Camera, x: float, z: float, housing: RGBf, pole: RGBf, state: int, night: bool, arm: float = 0.0
+) -> Draw:
     """Pole with a three-lamp head; `arm` > 0 hangs the head over the road on a mast arm."""
     lamps: tuple[RGBf, ...] = ((1.0, 0.1, 0.05), (1.0, 0.7, 0.05), (0.1, 1.0, 0.4))
 
@@ -203,8 +330,14 @@ def traffic_light(cam: Camera, x: float, z: float, housing: RGBf, pole: RGBf, st
         for k, lamp in enumerate(lamps):
             on = k == state
             c = cam.pt(hx, y1 - 0.17 - 0.3 * k, z)
-            cv.circle(c, cam.px(0.1, z), LIGHT, lamp if on else scaled(lamp, 0.25), z,
-                      emit=lamp if (on and night) else None)
+            cv.circle(
+                c,
+                cam.px(0.1, z),
+                LIGHT,
+                lamp if on else scaled(lamp, 0.25),
+                z,
+                emit=lamp if (on and night) else None,
+            )
             if on and night:
                 cv.lights.append(Light(c[0], c[1], min(cam.px(0.5, z), cv.w / 20), lamp, 0.4))
 
@@ -213,8 +346,16 @@ def traffic_light(cam: Camera, x: float, z: float, housing: RGBf, pole: RGBf, st
 
 def tree(cam: Camera, x: float, z: float, rng: np.random.Generator, leaf: RGBf, trunk: RGBf) -> Draw:
     h_trunk = rng.uniform(2.0, 3.5)
-    blobs = [(x + rng.uniform(-1.2, 1.2), h_trunk + rng.uniform(0.3, 2.5), rng.uniform(1.0, 2.2),
-              rng.uniform(0.8, 1.7), rng.uniform(0.8, 1.15)) for _ in range(int(rng.integers(3, 7)))]
+    blobs = [
+        (
+            x + rng.uniform(-1.2, 1.2),
+            h_trunk + rng.uniform(0.3, 2.5),
+            rng.uniform(1.0, 2.2),
+            rng.uniform(0.8, 1.7),
+            rng.uniform(0.8, 1.15),
+        )
+        for _ in range(int(rng.integers(3, 7)))
+    ]
 
     def draw(cv: Canvas) -> None:
         cv.poly(_rect(cam, x - 0.15, x + 0.15, 0.0, h_trunk + 0.5, z), VEGETATION, trunk, z)
@@ -239,8 +380,17 @@ def wall_or_fence(cam: Camera, cls: int, x: float, z0: float, z1: float, height:
         pts = [cam.pt(x, 0, z0), cam.pt(x, 0, z1), cam.pt(x, height, z1), cam.pt(x, height, z0)]
         if cls == WALL:
             cv.poly(pts, WALL, color, z0)
-            cv.poly([cam.pt(x, height * 0.9, z0), cam.pt(x, height * 0.9, z1), cam.pt(x, height, z1),
-                     cam.pt(x, height, z0)], WALL, scaled(color, 1.2), z0)
+            cv.poly(
+                [
+                    cam.pt(x, height * 0.9, z0),
+                    cam.pt(x, height * 0.9, z1),
+                    cam.pt(x, height, z1),
+                    cam.pt(x, height, z0),
+                ],
+                WALL,
+                scaled(color, 1.2),
+                z0,
+            )
             return
         before = cv.albedo.copy()
         cv.poly(pts, FENCE, color, z0)

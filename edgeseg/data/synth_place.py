@@ -55,8 +55,9 @@ def _size(rng: np.random.Generator, cls: int) -> tuple[float, float, float]:
     return float(rng.uniform(*w)), float(rng.uniform(*h)), float(rng.uniform(*length))
 
 
-def place_objects(rng: np.random.Generator, cam: Camera, st: Street, style: DomainStyle, night: bool,
-                  sun: float) -> list[Placed]:
+def place_objects(
+    rng: np.random.Generator, cam: Camera, st: Street, style: DomainStyle, night: bool, sun: float
+) -> list[Placed]:
     lay = style.layout
     lanes = _Lanes(st)
     out: list[Placed] = []
@@ -66,8 +67,15 @@ def place_objects(rng: np.random.Generator, cam: Camera, st: Street, style: Doma
         for _ in range(6):
             z = float(rng.uniform(z_min, max(z_min + 1.0, st.z_end - size[2] * 0.5)))
             if lanes.take(x, z, z + size[2]):
-                out.append((1, z, obj.vehicle(cam, cls, x, z, size, obj.pick(rng, style, cls), direction < 0,
-                                              night, sun)))
+                out.append(
+                    (
+                        1,
+                        z,
+                        obj.vehicle(
+                            cam, cls, x, z, size, obj.pick(rng, style, cls), direction < 0, night, sun
+                        ),
+                    )
+                )
                 return
 
     for _ in range(int(rng.integers(*lay.moving_cars, endpoint=True))):
@@ -98,8 +106,23 @@ def place_objects(rng: np.random.Generator, cam: Camera, st: Street, style: Doma
             z = float(st.intersection[0] - 2.5 if st.intersection else rng.uniform(6.0, 40.0))
             if not lanes.take(x, z - 0.4, z + 0.4):
                 continue
-        out.append((1, z, obj.person(cam, PERSON, x, z, height, obj.pick(rng, style, PERSON), legs, obj.skin(rng),
-                                     float(rng.uniform(-1, 1)))))
+        out.append(
+            (
+                1,
+                z,
+                obj.person(
+                    cam,
+                    PERSON,
+                    x,
+                    z,
+                    height,
+                    obj.pick(rng, style, PERSON),
+                    legs,
+                    obj.skin(rng),
+                    float(rng.uniform(-1, 1)),
+                ),
+            )
+        )
 
     for _ in range(int(rng.integers(*lay.two_wheelers, endpoint=True))):
         cls = BICYCLE if rng.random() < 0.6 else MOTORCYCLE
@@ -109,9 +132,18 @@ def place_objects(rng: np.random.Generator, cam: Camera, st: Street, style: Doma
             z = float(rng.uniform(7.0, 35.0))
             if not lanes.take(x, z - 1.0, z + 1.0):
                 continue
-            rider = obj.person(cam, RIDER, x - 0.1, z, float(rng.uniform(1.6, 1.9)), obj.pick(rng, style, RIDER),
-                               scaled(obj.pick(rng, style, RIDER), 0.5), obj.skin(rng), 0.0,
-                               base=0.85 if cls == BICYCLE else 0.8)
+            rider = obj.person(
+                cam,
+                RIDER,
+                x - 0.1,
+                z,
+                float(rng.uniform(1.6, 1.9)),
+                obj.pick(rng, style, RIDER),
+                scaled(obj.pick(rng, style, RIDER), 0.5),
+                obj.skin(rng),
+                0.0,
+                base=0.85 if cls == BICYCLE else 0.8,
+            )
         else:
             side = -1 if rng.random() < 0.5 else 1
             x = side * (st.edge(side) + st.sidewalk * rng.uniform(0.3, 0.7))
@@ -124,8 +156,21 @@ def place_objects(rng: np.random.Generator, cam: Camera, st: Street, style: Doma
         z = float(rng.uniform(3.0, lay.pole_spacing[0]))
         while z < st.z_end - 4.0:
             if not st.in_intersection(z, 1.0):
-                out.append((1, z, obj.street_lamp(cam, side * (st.edge(side) + 0.45), z, side,
-                                                  float(rng.uniform(6.0, 8.5)), pole_rgb, night)))
+                out.append(
+                    (
+                        1,
+                        z,
+                        obj.street_lamp(
+                            cam,
+                            side * (st.edge(side) + 0.45),
+                            z,
+                            side,
+                            float(rng.uniform(6.0, 8.5)),
+                            pole_rgb,
+                            night,
+                        ),
+                    )
+                )
             z += float(rng.uniform(*lay.pole_spacing))
     sign_colors = style.looks[SIGN].colors
     for _ in range(int(rng.integers(*lay.signs, endpoint=True))):
@@ -133,18 +178,45 @@ def place_objects(rng: np.random.Generator, cam: Camera, st: Street, style: Doma
         z = float(rng.uniform(4.0, st.z_end * 0.7))
         i, j = rng.choice(len(sign_colors), size=2, replace=False)
         pair = (np.asarray(sign_colors[i]) / 255.0, np.asarray(sign_colors[j]) / 255.0)
-        out.append((1, z, obj.traffic_sign(cam, side * (st.edge(side) + 0.7), z,
-                                           (tuple(pair[0].tolist()), tuple(pair[1].tolist())),  # type: ignore[arg-type]
-                                           int(rng.integers(3)), pole_rgb)))
+        out.append(
+            (
+                1,
+                z,
+                obj.traffic_sign(
+                    cam,
+                    side * (st.edge(side) + 0.7),
+                    z,
+                    (tuple(pair[0].tolist()), tuple(pair[1].tolist())),  # type: ignore[arg-type]
+                    int(rng.integers(3)),
+                    pole_rgb,
+                ),
+            )
+        )
     light_spots = []
     if st.intersection is not None:
         z0 = st.intersection[0] - 0.5
         light_spots += [(-1, z0, 0.0), (1, z0, -float(rng.uniform(2.0, 4.0)))]
-    light_spots += [(-1 if rng.random() < 0.5 else 1, float(rng.uniform(8.0, st.z_end * 0.6)), 0.0)
-                    for _ in range(int(rng.integers(*lay.traffic_lights, endpoint=True)))]
+    light_spots += [
+        (-1 if rng.random() < 0.5 else 1, float(rng.uniform(8.0, st.z_end * 0.6)), 0.0)
+        for _ in range(int(rng.integers(*lay.traffic_lights, endpoint=True)))
+    ]
     for side, z, arm in light_spots:
-        out.append((1, z, obj.traffic_light(cam, side * (st.edge(side) + 0.5), z, obj.pick(rng, style, LIGHT),
-                                            pole_rgb, int(rng.integers(3)), night, arm)))
+        out.append(
+            (
+                1,
+                z,
+                obj.traffic_light(
+                    cam,
+                    side * (st.edge(side) + 0.5),
+                    z,
+                    obj.pick(rng, style, LIGHT),
+                    pole_rgb,
+                    int(rng.integers(3)),
+                    night,
+                    arm,
+                ),
+            )
+        )
 
     trunk = (0.32, 0.24, 0.16)
     for _ in range(int(rng.integers(*lay.trees, endpoint=True))):
@@ -173,12 +245,18 @@ def place_objects(rng: np.random.Generator, cam: Camera, st: Street, style: Doma
             if z1 - z0 < 2.0:
                 continue
             x = side * (st.edge(side) + st.sidewalk + (0.05 if cls == WALL else 0.15))
-            out.append((0, z0, obj.wall_or_fence(cam, cls, x, z0, z1, float(rng.uniform(0.9, 2.2)),
-                                                 obj.pick(rng, style, cls))))
+            out.append(
+                (
+                    0,
+                    z0,
+                    obj.wall_or_fence(
+                        cam, cls, x, z0, z1, float(rng.uniform(0.9, 2.2)), obj.pick(rng, style, cls)
+                    ),
+                )
+            )
     return out
 
 
 def paint_order(placed: list[Placed]) -> list[obj.Draw]:
     """Layer 0 first, then far to near within a layer (painter's algorithm)."""
     return [draw for _, _, draw in sorted(placed, key=lambda p: (p[0], -p[1]))]
-

@@ -51,14 +51,20 @@ def get_style(domain: str | DomainStyle) -> DomainStyle:
         raise ConfigError(f"unknown synthetic domain {domain!r}; choose from: {', '.join(DOMAINS)}") from None
 
 
-def render_scene(rng: np.random.Generator, domain: str | DomainStyle,
-                 size: tuple[int, int] = (256, 512)) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(
+    rng: np.random.Generator, domain: str | DomainStyle, size: tuple[int, int] = (256, 512)
+) -> tuple[np.ndarray, np.ndarray]:
     """One street scene: (BGR uint8 HxWx3 image, uint8 HxW trainIds; 255 only on the ego bonnet)."""
     style = get_style(domain)
     h, w = size
     lay, eff = style.layout, style.effects
-    cam = Camera(h, w, f=w * rng.uniform(*lay.focal), yh=h * rng.uniform(*lay.horizon),
-                 xv=w * (0.5 + 0.03 * rng.standard_normal()))
+    cam = Camera(
+        h,
+        w,
+        f=w * rng.uniform(*lay.focal),
+        yh=h * rng.uniform(*lay.horizon),
+        xv=w * (0.5 + 0.03 * rng.standard_normal()),
+    )
     street = sample_street(rng, style)
     canvas = Canvas(h, w)
     draw_sky(canvas, cam, style, rng)
@@ -78,7 +84,9 @@ def _draw_hood(cv: Canvas, height: float) -> None:
     h, w = cv.h, cv.w
     top = h * (1 - height)
     t = np.linspace(0, np.pi, 24)
-    pts = np.stack([w / 2 - 0.62 * w * np.cos(t), top + (h - top) * (1 - np.sin(t)) * 0.9 + 0.1 * (h - top)], 1)
+    pts = np.stack(
+        [w / 2 - 0.62 * w * np.cos(t), top + (h - top) * (1 - np.sin(t)) * 0.9 + 0.1 * (h - top)], 1
+    )
     pts = np.vstack([pts, [[w * 1.2, h + 1], [-w * 0.2, h + 1]]])
     cv.poly(pts, 255, (0.1, 0.1, 0.11), 1.0)
 
@@ -105,10 +113,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return sizes.parse_size(text, multiple_of=8, min_side=64, max_side=4096)
 
 
-def render_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, num: int = 200,
-                   size: tuple[int, int] = (256, 512), seed: int = 0,
-                   splits: dict[str, int] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def render_dataset(
+    out: str | Path,
+    domains: Sequence[str] = DEFAULT_DOMAINS,
+    num: int = 200,
+    size: tuple[int, int] = (256, 512),
+    seed: int = 0,
+    splits: dict[str, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Render `splits` (default: train=num, val=max(num//4, 1)) for each domain; returns the manifest.
 
     The tree is rendered into a staging folder beside `out` and moved in when complete (io_utils.staged_dir):
@@ -116,6 +129,7 @@ def render_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, nu
     its folder whole. The manifest `synthetic.json` records what was rendered.
     """
     from edgeseg.io_utils import staged_dir
+
     for d in domains:
         get_style(d)
     splits = splits if splits is not None else {"train": num, "val": max(num // 4, 1)}
@@ -128,8 +142,15 @@ def render_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, nu
     return manifest
 
 
-def _render_into(root: Path, domains: Sequence[str], size: tuple[int, int], seed: int, splits: dict[str, int],
-                 total: int, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+def _render_into(
+    root: Path,
+    domains: Sequence[str],
+    size: tuple[int, int],
+    seed: int,
+    splits: dict[str, int],
+    total: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
     done = 0
     for domain in domains:
         for split, count in splits.items():
@@ -141,16 +162,29 @@ def _render_into(root: Path, domains: Sequence[str], size: tuple[int, int], seed
                 done += 1
                 if progress:
                     progress(done, total)
-    manifest = {"generator": "edgeseg.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
-                "size": list(size), "domains": list(domains), "splits": dict(splits),
-                "dataset": "synthetic", "layout": "cityscapes"}
+    manifest = {
+        "generator": "edgeseg.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "size": list(size),
+        "domains": list(domains),
+        "splits": dict(splits),
+        "dataset": "synthetic",
+        "layout": "cityscapes",
+    }
     write_json_atomic(root / "synthetic.json", manifest)
     return manifest
 
 
-def ensure_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, num: int = 200,
-                   size: tuple[int, int] = (256, 512), seed: int = 0, splits: dict[str, int] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def ensure_dataset(
+    out: str | Path,
+    domains: Sequence[str] = DEFAULT_DOMAINS,
+    num: int = 200,
+    size: tuple[int, int] = (256, 512),
+    seed: int = 0,
+    splits: dict[str, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """`render_dataset` unless `out` already holds exactly this rendering (same generator version,
     seed, size and splits, and at least these domains) - what benchmarks and quickstarts call."""
     splits = splits if splits is not None else {"train": num, "val": max(num // 4, 1)}
@@ -160,7 +194,12 @@ def ensure_dataset(out: str | Path, domains: Sequence[str] = DEFAULT_DOMAINS, nu
             old = json.loads(manifest_path.read_text())
         except ValueError:
             old = {}
-        if (old.get("version") == GENERATOR_VERSION and old.get("seed") == seed and old.get("size") == list(size)
-                and old.get("splits") == dict(splits) and set(domains) <= set(old.get("domains", []))):
+        if (
+            old.get("version") == GENERATOR_VERSION
+            and old.get("seed") == seed
+            and old.get("size") == list(size)
+            and old.get("splits") == dict(splits)
+            and set(domains) <= set(old.get("domains", []))
+        ):
             return old
     return render_dataset(out, domains, num, size, seed, splits, progress)

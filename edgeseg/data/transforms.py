@@ -14,7 +14,9 @@ from edgeseg.data.labels import IGNORE_INDEX
 Pair = tuple[np.ndarray, np.ndarray]
 
 
-def resize(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+def resize(
+    image: np.ndarray, label: np.ndarray | None, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Resize to exactly (height, width)."""
     h, w = size
     image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -33,8 +35,14 @@ def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> Pair:
     return image, label
 
 
-def random_crop(image: np.ndarray, label: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
-                cat_max_ratio: float = 0.75, tries: int = 10) -> Pair:
+def random_crop(
+    image: np.ndarray,
+    label: np.ndarray,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    cat_max_ratio: float = 0.75,
+    tries: int = 10,
+) -> Pair:
     """Random crop; retry up to `tries` times until no single class covers >= cat_max_ratio of it.
 
     As mmseg's RandomCrop: only labelled pixels count, a crop with one class only is rejected, and
@@ -45,9 +53,9 @@ def random_crop(image: np.ndarray, label: np.ndarray, size: tuple[int, int], rng
     ch, cw = size
     for _ in range(tries if cat_max_ratio < 1.0 else 1):
         y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-        crop = label[y:y + ch, x:x + cw]
+        crop = label[y : y + ch, x : x + cw]
         counts = np.bincount(crop.ravel(), minlength=256)[:IGNORE_INDEX]
         counts = counts[counts > 0]
         if len(counts) > 1 and counts.max() / counts.sum() < cat_max_ratio:
             break
-    return image[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
+    return image[y : y + ch, x : x + cw], label[y : y + ch, x : x + cw]

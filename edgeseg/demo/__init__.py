@@ -9,5 +9,15 @@ from edgeseg.demo.render import VIEWS, Renderer
 from edgeseg.demo.sources import SourceSpec, open_capture, parse_source
 from edgeseg.demo.stats import DemoStats, summary_line
 
-__all__ = ["VIEWS", "DemoConfig", "DemoStats", "FrameQueue", "Renderer", "SourceSpec", "open_capture",
-           "parse_source", "run_demo", "summary_line"]
+__all__ = [
+    "VIEWS",
+    "DemoConfig",
+    "DemoStats",
+    "FrameQueue",
+    "Renderer",
+    "SourceSpec",
+    "open_capture",
+    "parse_source",
+    "run_demo",
+    "summary_line",
+]

@@ -68,18 +68,23 @@ def class_names_and_palette(meta: dict[str, Any]) -> tuple[list[str], list[tuple
     if not classes:
         n = int(meta.get("num_classes") or len(palette) or 0)
         if n == 0:
-            raise RuntimeBackendError("the model's metadata names neither classes, num_classes nor a palette; "
-                                      "re-export it with edgeseg")
+            raise RuntimeBackendError(
+                "the model's metadata names neither classes, num_classes nor a palette; "
+                "re-export it with edgeseg"
+            )
         classes = [f"class {i}" for i in range(n)]
     return classes, palette  # type: ignore[return-value]
 
 
-def run_demo(config: DemoConfig, segmenter: SegmenterLike | None = None,
-             opener: Callable[[SourceSpec], Capture] | None = None,
-             on_frame: Callable[[DemoStats], None] | None = None,
-             on_event: Callable[[str], None] | None = None,
-             on_start: Callable[[int | None], None] | None = None,
-             on_finish: Callable[[DemoStats], None] | None = None) -> DemoStats:
+def run_demo(
+    config: DemoConfig,
+    segmenter: SegmenterLike | None = None,
+    opener: Callable[[SourceSpec], Capture] | None = None,
+    on_frame: Callable[[DemoStats], None] | None = None,
+    on_event: Callable[[str], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    on_finish: Callable[[DemoStats], None] | None = None,
+) -> DemoStats:
     """Run the demo; returns its stats. Raises EdgesegError for anything that stopped it abnormally (the
     recording and the stats file are written first). `segmenter` and `opener` are injectable for tests.
     `on_start(frame_count)` is called once the source is open (frame_count None for live sources);
@@ -103,10 +108,15 @@ def run_demo(config: DemoConfig, segmenter: SegmenterLike | None = None,
     return stats
 
 
-def _run(config: DemoConfig, spec: SourceSpec, segmenter: SegmenterLike,
-         opener: Callable[[SourceSpec], Capture] | None, on_frame: Callable[[DemoStats], None] | None,
-         on_event: Callable[[str], None] | None,
-         on_start: Callable[[int | None], None] | None) -> tuple[DemoStats, BaseException | None]:
+def _run(
+    config: DemoConfig,
+    spec: SourceSpec,
+    segmenter: SegmenterLike,
+    opener: Callable[[SourceSpec], Capture] | None,
+    on_frame: Callable[[DemoStats], None] | None,
+    on_event: Callable[[str], None] | None,
+    on_start: Callable[[int | None], None] | None,
+) -> tuple[DemoStats, BaseException | None]:
     classes, palette = class_names_and_palette(segmenter.meta)
     renderer = Renderer(classes, palette, alpha=config.alpha, view=config.view)
     recorder = VideoRecorder(config.record, fps=30.0) if config.record is not None else None
@@ -114,8 +124,14 @@ def _run(config: DemoConfig, spec: SourceSpec, segmenter: SegmenterLike,
     capture = opener(spec)
     if recorder is not None:
         recorder.fps = source_fps(capture)  # play back at the source's rate (cameras: their nominal rate)
-    stats = DemoStats(source=spec.label, source_kind=spec.kind, live=spec.live, backend=segmenter.backend,
-                      model=os.fspath(config.model), view=config.view)
+    stats = DemoStats(
+        source=spec.label,
+        source_kind=spec.kind,
+        live=spec.live,
+        backend=segmenter.backend,
+        model=os.fspath(config.model),
+        view=config.view,
+    )
     stats.extra["environment"] = describe_environment()
     input_size = getattr(segmenter, "input_size", None)
     stats.extra["input_size"] = list(input_size) if input_size else None
@@ -126,19 +142,35 @@ def _run(config: DemoConfig, spec: SourceSpec, segmenter: SegmenterLike,
     except BaseException:
         capture.release()
         raise
-    options = PipelineOptions(max_frames=config.max_frames, max_retries=config.max_retries,
-                              backoff_s=config.backoff_s)
-    result = run_pipeline(segmenter, spec, capture, opener, renderer, stats, options, recorder=recorder,
-                          window=window, on_frame=on_frame, on_event=on_event)
+    options = PipelineOptions(
+        max_frames=config.max_frames, max_retries=config.max_retries, backoff_s=config.backoff_s
+    )
+    result = run_pipeline(
+        segmenter,
+        spec,
+        capture,
+        opener,
+        renderer,
+        stats,
+        options,
+        recorder=recorder,
+        window=window,
+        on_frame=on_frame,
+        on_event=on_event,
+    )
     if recorder is not None:
-        stats.extra["recording"] = {"path": os.fspath(config.record), "frames": recorder.frames,
-                                    "size_wh": list(recorder.size) if recorder.size else None,
-                                    "fps": recorder.fps, "codec": recorder.fourcc}
+        stats.extra["recording"] = {
+            "path": os.fspath(config.record),
+            "frames": recorder.frames,
+            "size_wh": list(recorder.size) if recorder.size else None,
+            "fps": recorder.fps,
+            "codec": recorder.fourcc,
+        }
     error = result.error
     if error is None and stats.frames_rendered == 0 and config.max_frames != 0:
-        error = SourceError(f"source '{spec.label}' gave no frames (an empty or unreadable video?); nothing was "
-                            "segmented")
+        error = SourceError(
+            f"source '{spec.label}' gave no frames (an empty or unreadable video?); nothing was segmented"
+        )
     if config.stats_path is not None:
         write_json_atomic(config.stats_path, stats.to_dict())
     return stats, error
-

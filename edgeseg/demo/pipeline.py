@@ -46,10 +46,10 @@ class SegmenterLike(Protocol):
 @dataclass(frozen=True)
 class PipelineOptions:
     max_frames: int | None = None
-    max_retries: int = 5          # reconnect attempts in a row before a live source counts as lost
-    backoff_s: float = 0.5        # first reconnect delay; doubles per failed attempt ...
-    backoff_max_s: float = 8.0    # ... up to this
-    file_queue_size: int = 4      # frames buffered between stages for files (memory bound)
+    max_retries: int = 5  # reconnect attempts in a row before a live source counts as lost
+    backoff_s: float = 0.5  # first reconnect delay; doubles per failed attempt ...
+    backoff_max_s: float = 8.0  # ... up to this
+    file_queue_size: int = 4  # frames buffered between stages for files (memory bound)
     join_timeout_s: float = 10.0  # how long shutdown waits for a worker stuck in a driver call
 
 
@@ -99,9 +99,16 @@ def _put(queue: FrameQueue, item: Any, stop: threading.Event) -> bool:
     return False
 
 
-def capture_loop(spec: SourceSpec, capture: Capture | None, opener: Callable[[SourceSpec], Capture],
-                 out: FrameQueue, stats: DemoStats, stop: threading.Event, options: PipelineOptions,
-                 on_event: Callable[[str], None]) -> None:
+def capture_loop(
+    spec: SourceSpec,
+    capture: Capture | None,
+    opener: Callable[[SourceSpec], Capture],
+    out: FrameQueue,
+    stats: DemoStats,
+    stop: threading.Event,
+    options: PipelineOptions,
+    on_event: Callable[[str], None],
+) -> None:
     """Read frames until the source ends, is lost, or the run stops; always closes `out` with a reason."""
     failures = 0
     end = EndOfStream("stopped")
@@ -130,14 +137,20 @@ def capture_loop(spec: SourceSpec, capture: Capture | None, opener: Callable[[So
                 capture.release()
                 capture = None
             if failures >= options.max_retries:
-                end = EndOfStream("source_lost", SourceError(
-                    f"source '{spec.label}' stopped delivering frames and {options.max_retries} reconnect "
-                    "attempts failed; check the camera/network and run again"))
+                end = EndOfStream(
+                    "source_lost",
+                    SourceError(
+                        f"source '{spec.label}' stopped delivering frames and {options.max_retries} reconnect "
+                        "attempts failed; check the camera/network and run again"
+                    ),
+                )
                 break
             failures += 1
             delay = backoff_delay(failures, options.backoff_s, options.backoff_max_s)
-            on_event(f"source '{spec.label}' dropped; reconnecting in {delay:.1f} s "
-                     f"(attempt {failures}/{options.max_retries})")
+            on_event(
+                f"source '{spec.label}' dropped; reconnecting in {delay:.1f} s "
+                f"(attempt {failures}/{options.max_retries})"
+            )
             if stop.wait(delay):
                 break
             with stats.lock:
@@ -157,8 +170,9 @@ def capture_loop(spec: SourceSpec, capture: Capture | None, opener: Callable[[So
         out.close(end)
 
 
-def inference_loop(segmenter: SegmenterLike, inp: FrameQueue, out: FrameQueue, stats: DemoStats,
-                   stop: threading.Event) -> None:
+def inference_loop(
+    segmenter: SegmenterLike, inp: FrameQueue, out: FrameQueue, stats: DemoStats, stop: threading.Event
+) -> None:
     end: EndOfStream = EndOfStream("stopped")
     try:
         while not stop.is_set():
@@ -201,11 +215,19 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_pipeline(segmenter: SegmenterLike, spec: SourceSpec, capture: Capture,
-                 opener: Callable[[SourceSpec], Capture], renderer: Renderer, stats: DemoStats,
-                 options: PipelineOptions, recorder: VideoRecorder | None = None, window: Window | None = None,
-                 on_frame: Callable[[DemoStats], None] | None = None,
-                 on_event: Callable[[str], None] | None = None) -> PipelineResult:
+def run_pipeline(
+    segmenter: SegmenterLike,
+    spec: SourceSpec,
+    capture: Capture,
+    opener: Callable[[SourceSpec], Capture],
+    renderer: Renderer,
+    stats: DemoStats,
+    options: PipelineOptions,
+    recorder: VideoRecorder | None = None,
+    window: Window | None = None,
+    on_frame: Callable[[DemoStats], None] | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> PipelineResult:
     """Run until the source ends, max_frames, quit key, Ctrl-C/SIGTERM, a lost source or an error.
 
     Takes ownership of `capture` (released by the capture thread). The recording is finalised and the
@@ -217,10 +239,18 @@ def run_pipeline(segmenter: SegmenterLike, spec: SourceSpec, capture: Capture,
     results_q = FrameQueue(1 if live else options.file_queue_size, drop_oldest=live)
     stop = threading.Event()
     workers = [
-        threading.Thread(target=capture_loop, name="demo-capture", daemon=True,
-                         args=(spec, capture, opener, frames_q, stats, stop, options, on_event)),
-        threading.Thread(target=inference_loop, name="demo-inference", daemon=True,
-                         args=(segmenter, frames_q, results_q, stats, stop)),
+        threading.Thread(
+            target=capture_loop,
+            name="demo-capture",
+            daemon=True,
+            args=(spec, capture, opener, frames_q, stats, stop, options, on_event),
+        ),
+        threading.Thread(
+            target=inference_loop,
+            name="demo-inference",
+            daemon=True,
+            args=(segmenter, frames_q, results_q, stats, stop),
+        ),
     ]
     fps = RateMeter()
     infer_ms: float | None = None
@@ -245,9 +275,13 @@ def run_pipeline(segmenter: SegmenterLike, spec: SourceSpec, capture: Capture,
                         else:
                             renderer.view = next_view(renderer.view)
                         if last is not None:  # redraw the held frame so the key has a visible effect
-                            window.show(renderer.render(last.frame.image, last.labels,
-                                                        hud_lines(fps.rate, infer_ms, latency_ms,
-                                                                  segmenter.backend, paused)))
+                            window.show(
+                                renderer.render(
+                                    last.frame.image,
+                                    last.labels,
+                                    hud_lines(fps.rate, infer_ms, latency_ms, segmenter.backend, paused),
+                                )
+                            )
                 if paused:
                     continue
                 try:
@@ -259,8 +293,11 @@ def run_pipeline(segmenter: SegmenterLike, spec: SourceSpec, capture: Capture,
                     break
                 t0 = time.perf_counter()
                 infer_ms = item.infer_s * 1e3 if infer_ms is None else 0.9 * infer_ms + 100.0 * item.infer_s
-                image = renderer.render(item.frame.image, item.labels,
-                                        hud_lines(fps.rate, infer_ms, latency_ms, segmenter.backend))
+                image = renderer.render(
+                    item.frame.image,
+                    item.labels,
+                    hud_lines(fps.rate, infer_ms, latency_ms, segmenter.backend),
+                )
                 if recorder is not None:
                     recorder.write(image)
                 if window is not None:
@@ -300,8 +337,13 @@ def run_pipeline(segmenter: SegmenterLike, spec: SourceSpec, capture: Capture,
     return PipelineResult(stats, end.error)
 
 
-def _shutdown(stop: threading.Event, frames_q: FrameQueue, results_q: FrameQueue,
-              workers: list[threading.Thread], join_timeout_s: float) -> None:
+def _shutdown(
+    stop: threading.Event,
+    frames_q: FrameQueue,
+    results_q: FrameQueue,
+    workers: list[threading.Thread],
+    join_timeout_s: float,
+) -> None:
     stop.set()
     for q in (frames_q, results_q):
         q.close(EndOfStream("stopped"))  # wakes any producer blocked on a full queue

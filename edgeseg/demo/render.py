@@ -63,8 +63,15 @@ def _text_scale(height: int) -> float:
 
 
 class Renderer:
-    def __init__(self, classes: Sequence[str], palette_rgb: Sequence[Sequence[int]], alpha: float = 0.5,
-                 view: View = "overlay", show_legend: bool = True, show_hud: bool = True) -> None:
+    def __init__(
+        self,
+        classes: Sequence[str],
+        palette_rgb: Sequence[Sequence[int]],
+        alpha: float = 0.5,
+        view: View = "overlay",
+        show_legend: bool = True,
+        show_hud: bool = True,
+    ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError("alpha must be in [0, 1]")
         if view not in VIEWS:
@@ -72,7 +79,7 @@ class Renderer:
         self.classes = list(classes)
         palette = list(palette_rgb) or fallback_palette(len(self.classes))
         if len(palette) < len(self.classes):
-            palette += fallback_palette(len(self.classes))[len(palette):]
+            palette += fallback_palette(len(self.classes))[len(palette) :]
         self.palette_rgb = palette
         self._lut = palette_lut(palette)
         # One single-channel table per B, G, R: three 1-channel cv2.LUT calls and a merge are about 1.5x
@@ -145,8 +152,9 @@ class Renderer:
         (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         row = th + base + 4
         swatch = th + base
-        width = max(cv2.getTextSize(self.classes[i], cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0]
-                    for i in ids)
+        width = max(
+            cv2.getTextSize(self.classes[i], cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] for i in ids
+        )
         x0 = image.shape[1] - (swatch + 6 + width + 6)
         y0 = hud_box[1] + 2 if x0 <= hud_box[0] else 0
         ids = ids[: max(0, (image.shape[0] - y0 - 2) // row)]
@@ -157,8 +165,16 @@ class Renderer:
             y = y0 + 2 + k * row
             b, g, r = (int(v) for v in self._lut[cid, 0])
             cv2.rectangle(image, (x0 + 3, y), (x0 + 3 + swatch, y + swatch), (b, g, r), cv2.FILLED)
-            cv2.putText(image, self.classes[cid], (x0 + swatch + 8, y + th), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                        (255, 255, 255), thickness, cv2.LINE_AA)
+            cv2.putText(
+                image,
+                self.classes[cid],
+                (x0 + swatch + 8, y + th),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                (255, 255, 255),
+                thickness,
+                cv2.LINE_AA,
+            )
 
     @staticmethod
     def _draw_text_block(image: np.ndarray, lines: Sequence[str], origin: tuple[int, int]) -> tuple[int, int]:
@@ -172,13 +188,22 @@ class Renderer:
         x1, y1 = x0 + width, y0 + row * len(lines) + 2
         cv2.rectangle(image, (x0, y0), (x1, y1), (0, 0, 0), cv2.FILLED)
         for k, text in enumerate(lines):
-            cv2.putText(image, text, (x0 + 4, y0 + (k + 1) * row - 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                        (255, 255, 255), thickness, cv2.LINE_AA)
+            cv2.putText(
+                image,
+                text,
+                (x0 + 4, y0 + (k + 1) * row - 4),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                (255, 255, 255),
+                thickness,
+                cv2.LINE_AA,
+            )
         return x1, y1
 
 
-def hud_lines(fps: float, inference_ms: float | None, latency_ms: float | None, backend: str,
-              paused: bool = False) -> list[str]:
+def hud_lines(
+    fps: float, inference_ms: float | None, latency_ms: float | None, backend: str, paused: bool = False
+) -> list[str]:
     """The corner text: smoothed FPS, inference and end-to-end latency, backend."""
     first = f"{fps:.1f} FPS"
     if inference_ms is not None:

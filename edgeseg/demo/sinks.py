@@ -29,7 +29,8 @@ class VideoRecorder:
     Frames go to a hidden temp file next to the target and are renamed onto it in `close()`, so a killed
     run never leaves a truncated video under the final name. (The file is renamed in `close()`, not at the end
     of a `with` block, so io_utils.atomic_path does not fit; the temp name is the same pattern, keeping the
-    target's suffix because OpenCV picks the container from it.) The writer opens on the first frame, when the size is known; a
+    target's suffix because OpenCV picks the container from it.) The writer opens on the first frame, when
+    the size is known; a
     frame of another size (the view was switched) is resized to the recording's size.
     """
 
@@ -37,8 +38,9 @@ class VideoRecorder:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in _FOURCC_BY_SUFFIX:
-            raise RecordingError(f"cannot record to '{self.path}': use one of "
-                                 f"{', '.join(sorted(_FOURCC_BY_SUFFIX))}")
+            raise RecordingError(
+                f"cannot record to '{self.path}': use one of {', '.join(sorted(_FOURCC_BY_SUFFIX))}"
+            )
         self.fourcc = _FOURCC_BY_SUFFIX[suffix]
         self.fps = float(fps)
         self.frames = 0
@@ -50,12 +52,16 @@ class VideoRecorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         from edgeseg.io_utils import temp_path_for
 
-        self._tmp = temp_path_for(self.path)  # edgeseg's temp pattern: a SIGKILL'ed recording is cleaned later
+        self._tmp = temp_path_for(
+            self.path
+        )  # edgeseg's temp pattern: a SIGKILL'ed recording is cleaned later
         writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
         if not writer.isOpened():
             self._tmp.unlink(missing_ok=True)
-            raise RecordingError(f"OpenCV cannot write '{self.path}' with codec {self.fourcc} at {w}x{h}; "
-                                 "try a .avi file (MJPG)")
+            raise RecordingError(
+                f"OpenCV cannot write '{self.path}' with codec {self.fourcc} at {w}x{h}; "
+                "try a .avi file (MJPG)"
+            )
         self._writer = writer
         self.size = (w, h)
 
@@ -95,12 +101,18 @@ class VideoRecorder:
 def check_display() -> None:
     """Raise one clear line when a window cannot be shown; call before opening anything."""
     if not opencv_has_gui():
-        raise DisplayError(f"this OpenCV {cv2.__version__} has no GUI support (opencv-python-headless): add "
-                           "--headless, or `pip uninstall opencv-python-headless && pip install opencv-python` "
-                           "for a window")
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise DisplayError("no display (DISPLAY is not set): add --headless (with --record to keep the output), "
-                           "or run from a desktop session / `ssh -X`")
+        raise DisplayError(
+            f"this OpenCV {cv2.__version__} has no GUI support (opencv-python-headless): add "
+            "--headless, or `pip uninstall opencv-python-headless && pip install opencv-python` "
+            "for a window"
+        )
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise DisplayError(
+            "no display (DISPLAY is not set): add --headless (with --record to keep the output), "
+            "or run from a desktop session / `ssh -X`"
+        )
 
 
 class Window:

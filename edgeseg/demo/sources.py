@@ -33,8 +33,10 @@ SourceKind = Literal["camera", "v4l2", "file", "folder", "image", "stream", "csi
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".ts", ".mpg", ".mpeg"})
-_HELP = ("give a camera index (0), /dev/videoN, a video file, an image folder, an rtsp:// or http(s):// URL, "
-         "or csi://0")
+_HELP = (
+    "give a camera index (0), /dev/videoN, a video file, an image folder, an rtsp:// or http(s):// URL, "
+    "or csi://0"
+)
 
 
 @dataclass(frozen=True)
@@ -69,18 +71,20 @@ def parse_source(uri: str) -> SourceSpec:
         return SourceSpec(text, "camera", int(text), live=True)
     lower = text.lower()
     if lower.startswith("csi://"):
-        sensor = text[len("csi://"):] or "0"
+        sensor = text[len("csi://") :] or "0"
         if not sensor.isdigit():
             raise SourceError(f"source '{text}': the CSI sensor id must be a number, e.g. csi://0")
         return SourceSpec(text, "csi", int(sensor), live=True)
     if lower.startswith(STREAM_SCHEMES):
         # http(s)://host/clip.mp4 is a file served over the network: every frame, in order, no reconnects.
         # Anything else (rtsp://, an MJPEG endpoint) is a live stream.
-        served_file = lower.startswith(("http://", "https://")) and \
-            Path(lower.split("?", 1)[0]).suffix in VIDEO_SUFFIXES
+        served_file = (
+            lower.startswith(("http://", "https://"))
+            and Path(lower.split("?", 1)[0]).suffix in VIDEO_SUFFIXES
+        )
         return SourceSpec(text, "stream", text, live=not served_file)
     if lower.startswith("file://"):
-        text = text[len("file://"):]
+        text = text[len("file://") :]
     path = Path(text).expanduser()
     if re.fullmatch(r"/dev/video\d+", str(path)):
         if not path.exists():
@@ -116,10 +120,12 @@ def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: int 
     `drop=true max-buffers=1` keeps only the newest frame inside GStreamer too, so a slow model never
     sees a backlog (the same policy the pipeline applies one level up).
     """
-    return (f"nvarguscamerasrc sensor-id={sensor_id} ! "
-            f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, framerate=(fraction){fps}/1 ! "
-            "nvvidconv ! video/x-raw, format=(string)BGRx ! videoconvert ! video/x-raw, format=(string)BGR ! "
-            "appsink drop=true max-buffers=1 sync=false")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, framerate=(fraction){fps}/1 ! "
+        "nvvidconv ! video/x-raw, format=(string)BGRx ! videoconvert ! video/x-raw, format=(string)BGR ! "
+        "appsink drop=true max-buffers=1 sync=false"
+    )
 
 
 def check_csi_support(spec: SourceSpec, build_info: str | None = None) -> None:
@@ -128,7 +134,8 @@ def check_csi_support(spec: SourceSpec, build_info: str | None = None) -> None:
             f"source '{spec.uri}' needs OpenCV built with GStreamer, and this OpenCV {cv2.__version__} has none: "
             "on a Jetson use the JetPack system OpenCV (apt install python3-opencv, or the edgeseg Jetson "
             "container) and `pip uninstall opencv-python opencv-python-headless` so the pip wheel does not "
-            "shadow it")
+            "shadow it"
+        )
 
 
 class FolderCapture:
@@ -145,8 +152,9 @@ class FolderCapture:
             return cls([root])
         paths = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
-            raise SourceError(f"source folder '{spec.uri}' holds no images "
-                              f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise SourceError(
+                f"source folder '{spec.uri}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         return cls(paths)
 
     def __len__(self) -> int:
@@ -214,20 +222,32 @@ def open_capture(spec: SourceSpec) -> Capture:
 
 def _open_failure_message(spec: SourceSpec) -> str:
     if spec.kind == "camera":
-        return (f"cannot open camera {spec.target}: no such camera or it is busy "
-                "(`ls /dev/video*`; close other programs using it)")
+        return (
+            f"cannot open camera {spec.target}: no such camera or it is busy "
+            "(`ls /dev/video*`; close other programs using it)"
+        )
     if spec.kind == "v4l2":
-        return (f"cannot open {spec.target}: the device exists but V4L2 refused it (busy, or no permission: "
-                "add yourself to the 'video' group)")
+        return (
+            f"cannot open {spec.target}: the device exists but V4L2 refused it (busy, or no permission: "
+            "add yourself to the 'video' group)"
+        )
     if spec.kind == "stream":
-        hint = " (try OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;tcp)" if spec.uri.lower().startswith("rtsp") else ""
+        hint = (
+            " (try OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;tcp)"
+            if spec.uri.lower().startswith("rtsp")
+            else ""
+        )
         return f"cannot open stream '{spec.label}': unreachable, wrong URL or credentials{hint}"
     if spec.kind == "csi":
-        return (f"cannot open CSI camera {spec.target} through GStreamer: is nvargus-daemon running and the "
-                "camera connected? (`gst-launch-1.0 nvarguscamerasrc num-buffers=1 ! fakesink`)")
+        return (
+            f"cannot open CSI camera {spec.target} through GStreamer: is nvargus-daemon running and the "
+            "camera connected? (`gst-launch-1.0 nvarguscamerasrc num-buffers=1 ! fakesink`)"
+        )
     ffmpeg = "with" if re.search(r"FFMPEG:\s*YES", opencv_build_info()) else "WITHOUT"
-    return (f"cannot open video '{spec.uri}': OpenCV ({ffmpeg} FFMPEG) cannot decode it; re-encode it "
-            "(ffmpeg -i IN -c:v libx264 out.mp4) or extract frames to a folder")
+    return (
+        f"cannot open video '{spec.uri}': OpenCV ({ffmpeg} FFMPEG) cannot decode it; re-encode it "
+        "(ffmpeg -i IN -c:v libx264 out.mp4) or extract frames to a folder"
+    )
 
 
 def source_fps(cap: Capture, default: float = 30.0) -> float:
@@ -246,5 +266,9 @@ def source_frame_count(cap: Capture) -> int | None:
 def describe_environment() -> dict[str, object]:
     """OpenCV facts worth putting in the stats file (why a source or window did or did not work)."""
     info = opencv_build_info()
-    return {"opencv": cv2.__version__, "gstreamer": opencv_has_gstreamer(info), "gui": opencv_has_gui(info),
-            "display": bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))}
+    return {
+        "opencv": cv2.__version__,
+        "gstreamer": opencv_has_gstreamer(info),
+        "gui": opencv_has_gui(info),
+        "display": bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
+    }

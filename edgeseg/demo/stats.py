@@ -31,8 +31,14 @@ class LatencyWindow:
             return None
         ms = np.asarray(self._values, dtype=np.float64) * 1e3
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-        return {"mean": round(float(ms.mean()), 3), "p50": round(float(p50), 3), "p90": round(float(p90), 3),
-                "p99": round(float(p99), 3), "max": round(float(ms.max()), 3), "samples": int(ms.size)}
+        return {
+            "mean": round(float(ms.mean()), 3),
+            "p50": round(float(p50), 3),
+            "p90": round(float(p90), 3),
+            "p99": round(float(p99), 3),
+            "max": round(float(ms.max()), 3),
+            "samples": int(ms.size),
+        }
 
 
 class RateMeter:
@@ -46,8 +52,11 @@ class RateMeter:
     def tick(self, now: float) -> None:
         if self._last is not None:
             dt = max(now - self._last, 1e-9)
-            self._interval = dt if self._interval is None else (
-                self.smoothing * self._interval + (1 - self.smoothing) * dt)
+            self._interval = (
+                dt
+                if self._interval is None
+                else (self.smoothing * self._interval + (1 - self.smoothing) * dt)
+            )
         self._last = now
 
     @property
@@ -105,20 +114,31 @@ class DemoStats:
     def to_dict(self) -> dict[str, Any]:
         wall = (self.t_end - self.t_start) if self.t_end is not None and self.t_start is not None else None
         return {
-            "source": self.source, "source_kind": self.source_kind, "live": self.live,
-            "model": self.model, "backend": self.backend, "view": self.view,
-            "ended_by": self.ended_by, "error": self.error,
-            "frames_read": self.frames_read, "frames_processed": self.frames_processed,
-            "frames_rendered": self.frames_rendered, "frames_dropped": self.frames_dropped,
+            "source": self.source,
+            "source_kind": self.source_kind,
+            "live": self.live,
+            "model": self.model,
+            "backend": self.backend,
+            "view": self.view,
+            "ended_by": self.ended_by,
+            "error": self.error,
+            "frames_read": self.frames_read,
+            "frames_processed": self.frames_processed,
+            "frames_rendered": self.frames_rendered,
+            "frames_dropped": self.frames_dropped,
             "dropped_before_inference": self.dropped_before_inference,
             "dropped_before_render": self.dropped_before_render,
             "frames_recorded": self.frames_recorded,
-            "reconnects": self.reconnects, "reconnect_attempts": self.reconnect_attempts,
+            "reconnects": self.reconnects,
+            "reconnect_attempts": self.reconnect_attempts,
             "wall_s": None if wall is None else round(wall, 4),
             "end_to_end_fps": round(self.end_to_end_fps, 3),
             "inference_fps": round(self.inference_fps, 3),
-            "latency_ms": {"end_to_end": self.end_to_end.summary_ms(), "inference": self.inference.summary_ms(),
-                           "render": self.render.summary_ms()},
+            "latency_ms": {
+                "end_to_end": self.end_to_end.summary_ms(),
+                "inference": self.inference.summary_ms(),
+                "render": self.render.summary_ms(),
+            },
             "latency_window_frames": LATENCY_WINDOW,
             **self.extra,
         }
@@ -132,6 +152,8 @@ def summary_line(stats: DemoStats) -> str:
     if e2e and inf:
         latency = f"; latency p50 {e2e['p50']:.1f} ms end-to-end, {inf['p50']:.1f} ms inference"
     ended = stats.ended_by.replace("_", " ")
-    return (f"demo ({ended}): {stats.frames_read} frames read, {stats.frames_processed} processed, "
-            f"{stats.frames_rendered} rendered, {stats.frames_dropped} dropped; "
-            f"{stats.end_to_end_fps:.1f} FPS end-to-end, {stats.inference_fps:.1f} FPS inference{latency}")
+    return (
+        f"demo ({ended}): {stats.frames_read} frames read, {stats.frames_processed} processed, "
+        f"{stats.frames_rendered} rendered, {stats.frames_dropped} dropped; "
+        f"{stats.end_to_end_fps:.1f} FPS end-to-end, {stats.inference_fps:.1f} FPS inference{latency}"
+    )

@@ -41,8 +41,13 @@ class TargetProfile:
 
 
 # What export / build-engine use when neither a flag nor a --target profile sets a value.
-DEFAULTS: dict[str, Any] = {"input_size": (512, 1024), "batch": 1, "workspace_mb": 1024, "dla_core": None,
-                            "calib_images": 256}
+DEFAULTS: dict[str, Any] = {
+    "input_size": (512, 1024),
+    "batch": 1,
+    "workspace_mb": 1024,
+    "dla_core": None,
+    "calib_images": 256,
+}
 # `edgeseg export --int8` calibrates in ONNX Runtime on the CPU at export time, where each image costs a full
 # float forward pass with histogram collection; 32 images is its default (the INT8 check measures the result).
 # A TensorRT build calibrates on the device's GPU, where TensorRT's guidance of a few hundred images is cheap.
@@ -94,10 +99,17 @@ def parse_target(name: str, data: dict[str, Any], source: str) -> TargetProfile:
     for key in ("workspace_mb", "calib_images", "batch"):
         if key in data and (not isinstance(data[key], int) or data[key] < 1):
             raise ConfigError(f"{source}: {key} must be a positive integer")
-    return TargetProfile(name=name, description=str(data["description"]), runtime=data["runtime"],
-                         input_size=parse_size(data["input_size"], f"{source}: input_size", min_side=32), precision=data["precision"],
-                         workspace_mb=data.get("workspace_mb", 1024), dla_core=None if dla < 0 else dla,
-                         calib_images=data.get("calib_images", 256), batch=data.get("batch", 1))
+    return TargetProfile(
+        name=name,
+        description=str(data["description"]),
+        runtime=data["runtime"],
+        input_size=parse_size(data["input_size"], f"{source}: input_size", min_side=32),
+        precision=data["precision"],
+        workspace_mb=data.get("workspace_mb", 1024),
+        dla_core=None if dla < 0 else dla,
+        calib_images=data.get("calib_images", 256),
+        batch=data.get("batch", 1),
+    )
 
 
 def load_target(name: str) -> TargetProfile:
@@ -105,8 +117,10 @@ def load_target(name: str) -> TargetProfile:
     candidates = [Path(name)] if name.endswith(".toml") else [d / f"{name}.toml" for d in target_dirs()]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        raise ConfigError(f"unknown target '{name}'; available: {', '.join(list_targets()) or 'none'} "
-                          "(export/targets/*.toml) or a path to a .toml profile")
+        raise ConfigError(
+            f"unknown target '{name}'; available: {', '.join(list_targets()) or 'none'} "
+            "(export/targets/*.toml) or a path to a .toml profile"
+        )
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

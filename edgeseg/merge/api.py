@@ -44,7 +44,9 @@ Progress = Callable[[int, int], None]
 class MergeOptions:
     method: str = "bn"
     weights: Sequence[float] | None = None  # one per input; normalised to sum 1 (equal if None)
-    base: str | os.PathLike[str] | None = None  # methods with needs_base: the inputs' shared initial checkpoint
+    base: str | os.PathLike[str] | None = (
+        None  # methods with needs_base: the inputs' shared initial checkpoint
+    )
     params: Mapping[str, Any] | MergeParams = field(default_factory=dict)  # the method's parameters
 
 
@@ -72,7 +74,9 @@ def resolve_method(options: MergeOptions) -> tuple[MergeMethod, MergeParams]:
     method = get_method(options.method)
     params = method.parse(options.params)
     if method.needs_base and options.base is None:
-        raise ConfigError(f"--method {method.name} needs --base INIT: the checkpoint all inputs were adapted from")
+        raise ConfigError(
+            f"--method {method.name} needs --base INIT: the checkpoint all inputs were adapted from"
+        )
     if not method.needs_base and options.base is not None:
         users = ", ".join(m.name for m in REGISTRY.values() if m.needs_base)
         raise ConfigError(f"--base does not apply to --method {method.name} (only to {users})")
@@ -83,16 +87,24 @@ def _check_base(base: MergeInput, ref: MergeInput) -> None:
     for key, info in base.tensors.items():
         mine = ref.tensors.get(key)
         if mine is not None and (mine.shape != info.shape or mine.dtype != info.dtype):
-            raise ModelMismatchError(f"base '{base.name}' has tensor '{key}' as {info.shape} {info.dtype} but the "
-                                     f"models have {mine.shape} {mine.dtype}; the base must be their shared "
-                                     "initial checkpoint")
+            raise ModelMismatchError(
+                f"base '{base.name}' has tensor '{key}' as {info.shape} {info.dtype} but the "
+                f"models have {mine.shape} {mine.dtype}; the base must be their shared "
+                "initial checkpoint"
+            )
     if not any(k in base.tensors for k in ref.tensors):
-        raise ModelMismatchError(f"base '{base.name}' shares no tensor with '{ref.name}'; it must be the models' "
-                                 "shared initial checkpoint")
+        raise ModelMismatchError(
+            f"base '{base.name}' shares no tensor with '{ref.name}'; it must be the models' "
+            "shared initial checkpoint"
+        )
 
 
-def merge_checkpoints(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
-                      options: MergeOptions | None = None, progress: Progress | None = None) -> MergeReport:
+def merge_checkpoints(
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    options: MergeOptions | None = None,
+    progress: Progress | None = None,
+) -> MergeReport:
     """Merge edgeseg checkpoints into `out` (written atomically); see the module docstring."""
     from edgeseg.merge import bn
 
@@ -120,8 +132,10 @@ def merge_checkpoints(paths: Sequence[str | os.PathLike[str]], out: str | os.Pat
         _ = inp.sha256  # hash before writing: provenance records exactly what was read
     groups = bn.find_bn_groups(ref.tensors)
 
-    with TensorReader([i.path for i in inputs]) as reader, \
-            TensorReader([base.path] if base else []) as reader_base:
+    with (
+        TensorReader([i.path for i in inputs]) as reader,
+        TensorReader([base.path] if base else []) as reader_base,
+    ):
         merger = KeyMerger(reader, groups, method.pools_bn)
         job = MergeJob(inputs, weights, params, layout, merger, base, reader_base if base else None)
         plan = method.plan(job)
@@ -134,13 +148,27 @@ def merge_checkpoints(paths: Sequence[str | os.PathLike[str]], out: str | os.Pat
                     progress(i + 1, len(plan.steps))
 
     return MergeReport(
-        out=str(out), method=method.name, inputs=[str(i.path) for i in inputs], weights=weights,
-        messages=messages, num_tensors=len(plan.steps), bn_layers=len({g.prefix for g in groups.values()}),
-        seconds=time.perf_counter() - started, params=params.to_json(), **plan.report)
+        out=str(out),
+        method=method.name,
+        inputs=[str(i.path) for i in inputs],
+        weights=weights,
+        messages=messages,
+        num_tensors=len(plan.steps),
+        bn_layers=len({g.prefix for g in groups.values()}),
+        seconds=time.perf_counter() - started,
+        params=params.to_json(),
+        **plan.report,
+    )
 
 
-def _output_meta(inputs: Sequence[MergeInput], ref: MergeInput, method: MergeMethod, weights: Sequence[float],
-                 base: MergeInput | None, plan: Plan) -> dict[str, Any]:
+def _output_meta(
+    inputs: Sequence[MergeInput],
+    ref: MergeInput,
+    method: MergeMethod,
+    weights: Sequence[float],
+    base: MergeInput | None,
+    plan: Plan,
+) -> dict[str, Any]:
     meta = {k: v for k, v in ref.meta.items() if k != "provenance"}
     merge: dict[str, Any] = {
         "method": method.name,

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 import torch
 
 
-def task_arithmetic(base: torch.Tensor, tensors: Sequence[torch.Tensor], weights: Sequence[float],
-                    scale: float = 1.0) -> torch.Tensor:
+def task_arithmetic(
+    base: torch.Tensor, tensors: Sequence[torch.Tensor], weights: Sequence[float], scale: float = 1.0
+) -> torch.Tensor:
     b = base.to(torch.float64)
     merged = torch.zeros_like(b)
     for t, w in zip(tensors, weights, strict=True):  # one task vector alive at a time
@@ -40,8 +41,13 @@ def trim_threshold(tau: torch.Tensor, density: float) -> float:
     return float(torch.kthvalue(tau.abs().reshape(-1), tau.numel() - k + 1).values)
 
 
-def ties_merge(base: torch.Tensor, tensors: Sequence[torch.Tensor], weights: Sequence[float],
-               density: float = 0.2, scale: float = 1.0) -> torch.Tensor:
+def ties_merge(
+    base: torch.Tensor,
+    tensors: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    density: float = 0.2,
+    scale: float = 1.0,
+) -> torch.Tensor:
     """TIES for one tensor. Task vectors are recomputed in each pass rather than kept, so memory is a few
     copies of the tensor whatever the number of models (the inputs are memory-mapped views)."""
     b = base.to(torch.float64)

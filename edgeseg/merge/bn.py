@@ -64,9 +64,12 @@ def pooling_weights(counts: Sequence[float], weights: Sequence[float] | None = N
     return [r / total for r in raw]
 
 
-def merge_bn_statistics(means: Sequence[torch.Tensor], variances: Sequence[torch.Tensor],
-                        counts: Sequence[int], weights: Sequence[float] | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor, int]:
+def merge_bn_statistics(
+    means: Sequence[torch.Tensor],
+    variances: Sequence[torch.Tensor],
+    counts: Sequence[int],
+    weights: Sequence[float] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Pooled (mean, variance, total count) of several BN layers' running statistics (Eq. 5)."""
     if not (len(means) == len(variances) == len(counts)):
         raise ValueError("means, variances and counts must have one entry per model")

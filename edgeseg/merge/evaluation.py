@@ -26,8 +26,11 @@ class ModelScores:
         def clean(v: float) -> float | None:
             return None if math.isnan(v) else v
 
-        return {"name": self.name, "miou": {d: clean(v) for d, v in self.miou.items()},
-                "harmonic_mean": clean(self.harmonic_mean)}
+        return {
+            "name": self.name,
+            "miou": {d: clean(v) for d, v in self.miou.items()},
+            "harmonic_mean": clean(self.harmonic_mean),
+        }
 
 
 def parse_domains(text: str | Sequence[str] | None) -> list[str]:
@@ -40,8 +43,13 @@ def parse_domains(text: str | Sequence[str] | None) -> list[str]:
     return domains
 
 
-def domain_datasets(root: str | os.PathLike[str], domains: Sequence[str], dataset: str = "synthetic",
-                    split: str = "val", limit: int | None = None) -> dict[str, Any]:
+def domain_datasets(
+    root: str | os.PathLike[str],
+    domains: Sequence[str],
+    dataset: str = "synthetic",
+    split: str = "val",
+    limit: int | None = None,
+) -> dict[str, Any]:
     """One labelled dataset per domain (e.g. synthetic/city, acdc/night), optionally its first `limit` images."""
     from edgeseg.data.datasets import SegDataset, load_dataset
 
@@ -66,11 +74,17 @@ def _predictor(model: Any, domain: str):
     if isinstance(model, MultiHeadSegmentor):
         model = model.domain_model(domain)
     meta = getattr(model, "meta", {}) or {}
-    return make_predictor(torch_logits_fn(model), meta.get("mean", IMAGENET_MEAN), meta.get("std", IMAGENET_STD))
+    return make_predictor(
+        torch_logits_fn(model), meta.get("mean", IMAGENET_MEAN), meta.get("std", IMAGENET_STD)
+    )
 
 
-def evaluate_model(model: Any, datasets: dict[str, Any], name: str = "model",
-                   progress: Callable[[int, int], None] | None = None) -> ModelScores:
+def evaluate_model(
+    model: Any,
+    datasets: dict[str, Any],
+    name: str = "model",
+    progress: Callable[[int, int], None] | None = None,
+) -> ModelScores:
     from edgeseg.evaluate import evaluate_dataset, harmonic_mean
 
     total = sum(len(ds) for ds in datasets.values())
@@ -88,8 +102,11 @@ def evaluate_model(model: Any, datasets: dict[str, Any], name: str = "model",
     return ModelScores(name, miou, harmonic_mean(miou.values()))
 
 
-def evaluate_checkpoints(paths: Sequence[str | os.PathLike[str]], datasets: dict[str, Any],
-                         progress: Callable[[str, int, int], None] | None = None) -> list[ModelScores]:
+def evaluate_checkpoints(
+    paths: Sequence[str | os.PathLike[str]],
+    datasets: dict[str, Any],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[ModelScores]:
     """Scores of each checkpoint (segmentor or multi-head) on every domain."""
     from edgeseg.merge.multihead import load_any_model
 

@@ -23,8 +23,23 @@ from edgeseg.checkpoint import encode_meta, read_checkpoint_meta, read_safetenso
 from edgeseg.errors import CheckpointError, ConfigError, ModelMismatchError
 
 # safetensors dtype names -> bytes per element
-DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-               "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+DTYPE_SIZES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+}
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 COUNTER_SUFFIX = "num_batches_tracked"
 
@@ -75,7 +90,9 @@ def open_input(path: str | os.PathLike[str]) -> MergeInput:
         entries.sort(key=lambda kv: kv[1]["data_offsets"][0])
         tensors = {k: TensorInfo(str(v["dtype"]), tuple(int(d) for d in v["shape"])) for k, v in entries}
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"'{path}' has a malformed safetensors header; re-save the checkpoint") from None
+        raise CheckpointError(
+            f"'{path}' has a malformed safetensors header; re-save the checkpoint"
+        ) from None
     for key, info in tensors.items():
         if info.dtype not in DTYPE_SIZES:
             raise CheckpointError(f"'{path}': tensor '{key}' has unsupported dtype {info.dtype}")
@@ -96,8 +113,12 @@ def is_counter(key: str) -> bool:
     return key.rsplit(".", 1)[-1] == COUNTER_SUFFIX
 
 
-def check_same_keys(ref: MergeInput, other: MergeInput, keys: Sequence[str] | None = None,
-                    hint: str = "merge only models of the same architecture") -> None:
+def check_same_keys(
+    ref: MergeInput,
+    other: MergeInput,
+    keys: Sequence[str] | None = None,
+    hint: str = "merge only models of the same architecture",
+) -> None:
     """`other` must hold every key of `ref` (or of `keys`) with the same shape and dtype; when `keys` is
     None the key sets must also be equal. Raises one line naming the first mismatching key."""
     wanted = list(ref.tensors) if keys is None else list(keys)
@@ -107,11 +128,15 @@ def check_same_keys(ref: MergeInput, other: MergeInput, keys: Sequence[str] | No
         if theirs is None:
             raise ModelMismatchError(f"'{other.name}' lacks tensor '{key}' that '{ref.name}' has; {hint}")
         if theirs.shape != mine.shape:
-            raise ModelMismatchError(f"tensor '{key}' has shape {mine.shape} in '{ref.name}' but {theirs.shape} "
-                                     f"in '{other.name}'; {hint}")
+            raise ModelMismatchError(
+                f"tensor '{key}' has shape {mine.shape} in '{ref.name}' but {theirs.shape} "
+                f"in '{other.name}'; {hint}"
+            )
         if theirs.dtype != mine.dtype:
-            raise ModelMismatchError(f"tensor '{key}' is {mine.dtype} in '{ref.name}' but {theirs.dtype} in "
-                                     f"'{other.name}'; convert both to one precision before merging")
+            raise ModelMismatchError(
+                f"tensor '{key}' is {mine.dtype} in '{ref.name}' but {theirs.dtype} in "
+                f"'{other.name}'; convert both to one precision before merging"
+            )
     if keys is None:
         extra = next((k for k in other.tensors if k not in ref.tensors), None)
         if extra is not None:
@@ -127,7 +152,8 @@ def check_compatible(inputs: Sequence[MergeInput], same_arch: bool = True) -> No
                 raise ModelMismatchError(
                     f"'{ref.name}' and '{other.name}' expect different input {field_name} "
                     f"({ref.meta.get(field_name)} vs {other.meta.get(field_name)}); merged weights would "
-                    "see wrongly normalised images")
+                    "see wrongly normalised images"
+                )
         if not same_arch:
             continue
         for field_name in ("arch", "num_classes", "kind", "arch_overrides"):
@@ -135,10 +161,13 @@ def check_compatible(inputs: Sequence[MergeInput], same_arch: bool = True) -> No
                 raise ModelMismatchError(
                     f"'{ref.name}' is {field_name}={ref.meta.get(field_name)!r} but '{other.name}' is "
                     f"{other.meta.get(field_name)!r}; merge only models of the same architecture "
-                    "(layer-wise merging can combine different heads on a shared backbone)")
+                    "(layer-wise merging can combine different heads on a shared backbone)"
+                )
         if ref.meta.get("classes") != other.meta.get("classes"):
-            raise ModelMismatchError(f"'{ref.name}' and '{other.name}' name their classes differently; "
-                                     "merged class scores would mix different classes")
+            raise ModelMismatchError(
+                f"'{ref.name}' and '{other.name}' name their classes differently; "
+                "merged class scores would mix different classes"
+            )
         check_same_keys(ref, other)
 
 
@@ -196,7 +225,9 @@ class TensorReader:
             self._handles[index] = (handle, handle.__enter__())
         except Exception as exc:  # safetensors raises its own types for corrupt files
             self.__exit__(None, None, None)
-            raise CheckpointError(f"cannot open '{self._paths[index]}' ({exc}); the file may be truncated") from None
+            raise CheckpointError(
+                f"cannot open '{self._paths[index]}' ({exc}); the file may be truncated"
+            ) from None
         self._read_bytes[index] = 0
 
     def _close(self, index: int) -> None:
@@ -212,12 +243,15 @@ class TensorReader:
         try:
             tensor = self._handles[index][1].get_tensor(key)
         except Exception as exc:
-            raise CheckpointError(f"cannot read tensor '{key}' from '{self._paths[index]}' ({exc}); "
-                                  "the file may be truncated") from None
+            raise CheckpointError(
+                f"cannot read tensor '{key}' from '{self._paths[index]}' ({exc}); the file may be truncated"
+            ) from None
         self._read_bytes[index] += tensor.numel() * tensor.element_size()
         if tensor.is_floating_point() and not bool(tensor.isfinite().all()):  # NaN in, NaN merged: refuse
-            raise CheckpointError(f"'{self._paths[index]}': tensor '{key}' contains NaN or Inf values; the model "
-                                  "diverged or the file is corrupt - merge an earlier checkpoint")
+            raise CheckpointError(
+                f"'{self._paths[index]}': tensor '{key}' contains NaN or Inf values; the model "
+                "diverged or the file is corrupt - merge an earlier checkpoint"
+            )
         return tensor
 
     def read_all(self, key: str, indices: Sequence[int] | None = None) -> list[Any]:
@@ -239,7 +273,8 @@ def check_integer_buffers(inputs: Sequence[MergeInput], keys: Sequence[str]) -> 
                 if not torch.equal(ref, reader.read(j, key)):
                     raise ModelMismatchError(
                         f"integer buffer '{key}' differs between '{inputs[0].name}' and '{inputs[j].name}'; "
-                        "integer buffers (indices, counters) cannot be averaged")
+                        "integer buffers (indices, counters) cannot be averaged"
+                    )
 
 
 class SafetensorsStreamWriter:
@@ -254,8 +289,11 @@ class SafetensorsStreamWriter:
         header: dict[str, Any] = {"__metadata__": encode_meta(metadata)}
         offset = 0
         for key, info in self._plan:
-            header[key] = {"dtype": info.dtype, "shape": list(info.shape),
-                           "data_offsets": [offset, offset + info.nbytes]}
+            header[key] = {
+                "dtype": info.dtype,
+                "shape": list(info.shape),
+                "data_offsets": [offset, offset + info.nbytes],
+            }
             offset += info.nbytes
         raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
         raw += b" " * (-len(raw) % 8)
@@ -264,7 +302,7 @@ class SafetensorsStreamWriter:
 
     @property
     def remaining(self) -> list[str]:
-        return [k for k, _ in self._plan[self._next:]]
+        return [k for k, _ in self._plan[self._next :]]
 
     def write(self, key: str, tensor: Any) -> None:
         import torch
@@ -275,8 +313,9 @@ class SafetensorsStreamWriter:
         if key != expected_key:
             raise RuntimeError(f"writer expected tensor '{expected_key}', got '{key}'")
         if tuple(tensor.shape) != info.shape or _dtype_name(tensor.dtype) != info.dtype:
-            raise RuntimeError(f"tensor '{key}': got {tuple(tensor.shape)} {tensor.dtype}, planned "
-                               f"{info.shape} {info.dtype}")
+            raise RuntimeError(
+                f"tensor '{key}': got {tuple(tensor.shape)} {tensor.dtype}, planned {info.shape} {info.dtype}"
+            )
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         if flat.numel():
             self._stream.write(flat.view(torch.uint8).numpy().data)
@@ -289,16 +328,30 @@ class SafetensorsStreamWriter:
 
 def _dtype_name(dtype: Any) -> str:
 
-    names = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-             "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "int64": "I64", "int32": "I32",
-             "int16": "I16", "int8": "I8", "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8",
-             "bool": "BOOL"}
+    names = {
+        "float64": "F64",
+        "float32": "F32",
+        "float16": "F16",
+        "bfloat16": "BF16",
+        "float8_e4m3fn": "F8_E4M3",
+        "float8_e5m2": "F8_E5M2",
+        "int64": "I64",
+        "int32": "I32",
+        "int16": "I16",
+        "int8": "I8",
+        "uint64": "U64",
+        "uint32": "U32",
+        "uint16": "U16",
+        "uint8": "U8",
+        "bool": "BOOL",
+    }
     return names.get(str(dtype).removeprefix("torch."), str(dtype))
 
 
 @contextlib.contextmanager
-def stream_checkpoint(out: str | os.PathLike[str], plan: Sequence[tuple[str, TensorInfo]],
-                      metadata: dict[str, Any]) -> Iterator[SafetensorsStreamWriter]:
+def stream_checkpoint(
+    out: str | os.PathLike[str], plan: Sequence[tuple[str, TensorInfo]], metadata: dict[str, Any]
+) -> Iterator[SafetensorsStreamWriter]:
     """Atomically write a checkpoint tensor by tensor: the target appears only once every tensor is in."""
     from edgeseg.io_utils import atomic_path
 

@@ -25,4 +25,3 @@ def weighted_mean(tensors: Sequence[torch.Tensor], weights: Sequence[float]) -> 
         if w:
             acc.add_(t.to(torch.float64), alpha=float(w))
     return acc.to(dtype)
-

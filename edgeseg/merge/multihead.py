@@ -40,8 +40,10 @@ def validate_domain_names(names: Sequence[str]) -> list[str]:
     names = [str(n) for n in names]
     for name in names:
         if not _DOMAIN_NAME.match(name) or hasattr(nn.ModuleDict(), name):
-            raise ConfigError(f"domain name '{name}' cannot name a head: use letters, digits, '_' or '-' "
-                              "(and not a Python attribute such as 'keys' or 'train')")
+            raise ConfigError(
+                f"domain name '{name}' cannot name a head: use letters, digits, '_' or '-' "
+                "(and not a Python attribute such as 'keys' or 'train')"
+            )
     if len(set(names)) != len(names):
         raise ConfigError(f"domain names {names} repeat; every head needs its own name")
     return names
@@ -51,14 +53,20 @@ def head_key(domain: str, segmentor_key: str) -> str:
     """'head.classifier.weight' of domain 'night' -> 'heads.night.classifier.weight'."""
     if part(segmentor_key) != "head":
         raise ValueError(f"'{segmentor_key}' is not a head tensor")
-    return f"{HEADS_PREFIX}{domain}.{segmentor_key[len('head.'):]}"
+    return f"{HEADS_PREFIX}{domain}.{segmentor_key[len('head.') :]}"
 
 
 class MultiHeadSegmentor(nn.Module):
     """Shared encoder + one head per domain; forward returns one logits tensor per domain."""
 
-    def __init__(self, encoder: nn.Module, heads: dict[str, nn.Module], arch: str, num_classes: int,
-                 meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        heads: dict[str, nn.Module],
+        arch: str,
+        num_classes: int,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads)
@@ -89,7 +97,9 @@ class MultiHeadSegmentor(nn.Module):
 
     def _check(self, domain: str) -> str:
         if domain not in self.heads:
-            raise ConfigError(f"this model has no head for domain '{domain}'; heads: {', '.join(self.domains)}")
+            raise ConfigError(
+                f"this model has no head for domain '{domain}'; heads: {', '.join(self.domains)}"
+            )
         return domain
 
 
@@ -103,8 +113,11 @@ def build_multihead(meta: dict[str, Any]) -> MultiHeadSegmentor:
     overrides = meta.get("arch_overrides", {}) or {}
     base = create_model(meta["arch"], num_classes=meta["num_classes"], **overrides)
     heads = {d: copy.deepcopy(base.head) for d in domains}
-    keep = {k: v for k, v in meta.items() if k not in ("format", "format_version", "arch", "num_classes",
-                                                       "arch_overrides")}
+    keep = {
+        k: v
+        for k, v in meta.items()
+        if k not in ("format", "format_version", "arch", "num_classes", "arch_overrides")
+    }
     model = MultiHeadSegmentor(base.encoder, heads, meta["arch"], meta["num_classes"], keep)
     model.arch_overrides = dict(overrides)
     return model

@@ -61,8 +61,11 @@ class KeyMerger:
         if cached is None:
             means = self.reader.read_all(group.mean, indices)
             variances = self.reader.read_all(group.var, indices)
-            counts = ([int(t.item()) for t in self.reader.read_all(group.count, indices)]
-                      if group.count else [1] * len(indices))
+            counts = (
+                [int(t.item()) for t in self.reader.read_all(group.count, indices)]
+                if group.count
+                else [1] * len(indices)
+            )
             cached = bn.merge_bn_statistics(means, variances, counts, weights)
             self._bn_cache[group.prefix] = cached
             self._bn_left[group.prefix] = len(group.keys)
@@ -79,8 +82,13 @@ class KeyMerger:
         return out
 
 
-def plan_uniform(tensors: dict[str, TensorInfo], merger: KeyMerger, keys: Sequence[str],
-                 weights: Sequence[float], num_inputs: int) -> list[Step]:
+def plan_uniform(
+    tensors: dict[str, TensorInfo],
+    merger: KeyMerger,
+    keys: Sequence[str],
+    weights: Sequence[float],
+    num_inputs: int,
+) -> list[Step]:
     """Every key in `keys` merged with the default rule and the same weights."""
     idx = list(range(num_inputs))
     return [Step(k, tensors[k], lambda k=k: merger.merge(k, weights, idx)) for k in keys]

@@ -37,8 +37,10 @@ class ScanResult:
 
     def best(self) -> tuple[float, float]:
         """(lambda, harmonic mean) of the best point on the path."""
-        i = max(range(len(self.lambdas)), key=lambda j: -1 if math.isnan(self.harmonic_mean[j])
-                else self.harmonic_mean[j])
+        i = max(
+            range(len(self.lambdas)),
+            key=lambda j: -1 if math.isnan(self.harmonic_mean[j]) else self.harmonic_mean[j],
+        )
         return self.lambdas[i], self.harmonic_mean[i]
 
     def to_json(self) -> dict[str, Any]:
@@ -49,12 +51,21 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ConfigError("the scan plot needs matplotlib: pip install 'edgeseg[plot]' (or pass --no-plot)") from None
+        raise ConfigError(
+            "the scan plot needs matplotlib: pip install 'edgeseg[plot]' (or pass --no-plot)"
+        ) from None
 
 
-def scan_pair(a: str | os.PathLike[str], b: str | os.PathLike[str], datasets: dict[str, Any],
-              out_dir: str | os.PathLike[str], lambdas: Sequence[float] = LAMBDAS, method: str = "bn",
-              plot: bool = True, progress: Callable[[int, int], None] | None = None) -> ScanResult:
+def scan_pair(
+    a: str | os.PathLike[str],
+    b: str | os.PathLike[str],
+    datasets: dict[str, Any],
+    out_dir: str | os.PathLike[str],
+    lambdas: Sequence[float] = LAMBDAS,
+    method: str = "bn",
+    plot: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
     from edgeseg.io_utils import staged_dir
 
     if method not in ("linear", "bn"):
@@ -68,9 +79,17 @@ def scan_pair(a: str | os.PathLike[str], b: str | os.PathLike[str], datasets: di
         return _scan_into(stage, final_dir, a, b, datasets, lambdas, method, plot, progress)
 
 
-def _scan_into(out_dir: Path, final_dir: Path, a: str | os.PathLike[str], b: str | os.PathLike[str],
-               datasets: dict[str, Any], lambdas: Sequence[float], method: str, plot: bool,
-               progress: Callable[[int, int], None] | None) -> ScanResult:
+def _scan_into(
+    out_dir: Path,
+    final_dir: Path,
+    a: str | os.PathLike[str],
+    b: str | os.PathLike[str],
+    datasets: dict[str, Any],
+    lambdas: Sequence[float],
+    method: str,
+    plot: bool,
+    progress: Callable[[int, int], None] | None,
+) -> ScanResult:
     from edgeseg.io_utils import write_json_atomic, write_text_atomic
     from edgeseg.merge.api import MergeOptions, merge_checkpoints
     from edgeseg.merge.evaluation import evaluate_model
@@ -99,8 +118,17 @@ def _scan_into(out_dir: Path, final_dir: Path, a: str | os.PathLike[str], b: str
         writer.writerow([f"{lam:g}"] + [f"{miou[d][i]:.6f}" for d in domains] + [f"{hmean[i]:.6f}"])
     tmp.rmdir()
     write_text_atomic(out_dir / "scan.csv", buf.getvalue())
-    result = ScanResult(str(a), str(b), method, list(lambdas), miou, hmean, str(final_dir / "scan.csv"),
-                        str(final_dir / "scan.json"), str(final_dir / "scan.png") if plot else None)
+    result = ScanResult(
+        str(a),
+        str(b),
+        method,
+        list(lambdas),
+        miou,
+        hmean,
+        str(final_dir / "scan.csv"),
+        str(final_dir / "scan.json"),
+        str(final_dir / "scan.png") if plot else None,
+    )
     write_json_atomic(out_dir / "scan.json", _json_safe(result.to_json()))
     if plot:
         plot_scan(result, out_dir / "scan.png")
@@ -119,8 +147,14 @@ def plot_scan(result: ScanResult, path: str | os.PathLike[str]) -> None:
     ax = fig.add_subplot()
     for domain, values in result.miou.items():
         ax.plot(result.lambdas, [100 * v for v in values], marker="o", label=f"{domain} mIoU")
-    ax.plot(result.lambdas, [100 * v for v in result.harmonic_mean], marker="s", color="black", linewidth=2.2,
-            label="harmonic mean")
+    ax.plot(
+        result.lambdas,
+        [100 * v for v in result.harmonic_mean],
+        marker="s",
+        color="black",
+        linewidth=2.2,
+        label="harmonic mean",
+    )
     a_name, b_name = _labels(Path(result.a), Path(result.b))
     ax.set_xlabel(f"lambda   (0 = {b_name},  1 = {a_name})")
     ax.set_ylabel("mIoU (%)")

@@ -31,10 +31,14 @@ def infer_shape_facts(state: dict[str, Any]) -> dict[str, Any]:
     try:
         dims = tuple(int(state[f"encoder.patch_embeds.{s}.proj.weight"].shape[0]) for s in range(4))
     except KeyError as exc:
-        raise ConversionError(f"weights have no MiT stage {exc.args[0].split('.')[2]} patch embedding; "
-                              "not a 4-stage MiT/SegFormer checkpoint") from None
-    depths = tuple(len({int(m.group(1)) for k in state if (m := re.match(rf"encoder\.stages\.{s}\.(\d+)\.", k))})
-                   for s in range(4))
+        raise ConversionError(
+            f"weights have no MiT stage {exc.args[0].split('.')[2]} patch embedding; "
+            "not a 4-stage MiT/SegFormer checkpoint"
+        ) from None
+    depths = tuple(
+        len({int(m.group(1)) for k in state if (m := re.match(rf"encoder\.stages\.{s}\.(\d+)\.", k))})
+        for s in range(4)
+    )
     if "head.linear_fuse.weight" in state:
         head, embed = "segformer", int(state["head.linear_c.0.weight"].shape[0])
     elif "head.bottleneck.conv.weight" in state:
@@ -60,7 +64,8 @@ def match_architecture(facts: dict[str, Any], num_heads: tuple[int, ...] | None)
             return name
     raise ConversionError(
         f"weights look like MiT dims={facts['dims']} depths={facts['depths']} head={facts['head']}"
-        f"(width {facts['embed']}), which matches no edgeseg architecture (see `edgeseg info --list`)")
+        f"(width {facts['embed']}), which matches no edgeseg architecture (see `edgeseg info --list`)"
+    )
 
 
 def _hf_class_names(config: dict[str, Any] | None, num_classes: int) -> list[str] | None:
@@ -80,12 +85,15 @@ def _foreign_structure(src: str | Path) -> Iterator[None]:
         yield
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
-        raise ConversionError(f"'{src}' does not have the structure of a MiT/SegFormer checkpoint ({what[:160]}); "
-                              "pass the original weights file or Hugging Face folder") from exc
+        raise ConversionError(
+            f"'{src}' does not have the structure of a MiT/SegFormer checkpoint ({what[:160]}); "
+            "pass the original weights file or Hugging Face folder"
+        ) from exc
 
 
-def convert_checkpoint(src: str | Path, out: str | Path, num_classes: int | None = None,
-                       submodel: str | None = None) -> ConvertReport:
+def convert_checkpoint(
+    src: str | Path, out: str | Path, num_classes: int | None = None, submodel: str | None = None
+) -> ConvertReport:
     """Import `src` strictly and write `out` (atomically; nothing is written on failure)."""
     from edgeseg import __version__
     from edgeseg.checkpoint import load_state_strict, model_meta, save_state
@@ -121,12 +129,28 @@ def convert_checkpoint(src: str | Path, out: str | Path, num_classes: int | None
         load_state_strict(model, state, str(src))
         to_save = model.state_dict()
     src_path = Path(src)
-    weights_file = next((p for p in (src_path / "model.safetensors", src_path / "pytorch_model.bin")
-                         if p.exists()), src_path) if src_path.is_dir() else src_path
-    meta = model_meta(model, kind=kind, classes=names, provenance={
-        "source": str(src), "source_format": conv.source_format, "source_sha256": sha256_file(weights_file),
-        "dropped": dropped, "skipped_submodels": conv.skipped_submodels, "converted_by": f"edgeseg {__version__}",
-    })
+    weights_file = (
+        next(
+            (p for p in (src_path / "model.safetensors", src_path / "pytorch_model.bin") if p.exists()),
+            src_path,
+        )
+        if src_path.is_dir()
+        else src_path
+    )
+    meta = model_meta(
+        model,
+        kind=kind,
+        classes=names,
+        provenance={
+            "source": str(src),
+            "source_format": conv.source_format,
+            "source_sha256": sha256_file(weights_file),
+            "dropped": dropped,
+            "skipped_submodels": conv.skipped_submodels,
+            "converted_by": f"edgeseg {__version__}",
+        },
+    )
     save_state(to_save, out, meta)
-    return ConvertReport(str(out), arch, kind, n_classes, conv.source_format, len(to_save), dropped,
-                         conv.skipped_submodels)
+    return ConvertReport(
+        str(out), arch, kind, n_classes, conv.source_format, len(to_save), dropped, conv.skipped_submodels
+    )

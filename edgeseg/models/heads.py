@@ -32,8 +32,14 @@ class SegFormerHead(nn.Module):
     of upsampling four maps and running a 1x1 conv over 4*embed_dim channels at stride 4.
     """
 
-    def __init__(self, in_channels: Sequence[int], embed_dim: int, num_classes: int,
-                 dropout: float = 0.1, fused_order: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        embed_dim: int,
+        num_classes: int,
+        dropout: float = 0.1,
+        fused_order: bool = True,
+    ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.fused_order = fused_order
@@ -48,7 +54,7 @@ class SegFormerHead(nn.Module):
         n = len(self.linear_c)
         e = self.embed_dim
         col = (n - 1 - stage) * e
-        return self.linear_fuse.weight[:, col:col + e, 0, 0]
+        return self.linear_fuse.weight[:, col : col + e, 0, 0]
 
     def fuse(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fused pre-BN features at stride 4 (B, embed_dim, H/4, W/4)."""
@@ -98,8 +104,14 @@ class DAFormerHead(nn.Module):
     ASPP-style block of depth-wise separable convs with dilations 1/6/12/18 (1 -> plain 1x1), a 3x3
     bottleneck, and the classifier (Hoyer et al., CVPR 2022, Tab. 7 "sep. ASPP")."""
 
-    def __init__(self, in_channels: Sequence[int], embed_dim: int, num_classes: int,
-                 dilations: Sequence[int] = (1, 6, 12, 18), dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        embed_dim: int,
+        num_classes: int,
+        dilations: Sequence[int] = (1, 6, 12, 18),
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         cat = embed_dim * len(in_channels)
         self.embed_layers = nn.ModuleList(nn.Linear(c, embed_dim) for c in in_channels)

@@ -69,8 +69,10 @@ def layer_id(key: str) -> tuple[int, int, int]:
         if m:
             groups = [int(g) for g in m.groups()]
             return (groups[0], position, groups[1] if len(groups) > 1 else 0)
-    raise ModelMismatchError(f"cannot place tensor '{key}' in depth order: it is not in the edgeseg MiT layout "
-                             "(encoder.patch_embeds/stages/norms.*, head.*)")
+    raise ModelMismatchError(
+        f"cannot place tensor '{key}' in depth order: it is not in the edgeseg MiT layout "
+        "(encoder.patch_embeds/stages/norms.*, head.*)"
+    )
 
 
 def layer_name(key: str) -> str:
@@ -78,4 +80,6 @@ def layer_name(key: str) -> str:
     stage, position, block = layer_id(key)
     if stage == HEAD_STAGE:
         return "head"
-    return (f"encoder.patch_embeds.{stage}", f"encoder.stages.{stage}.{block}", f"encoder.norms.{stage}")[position]
+    return (f"encoder.patch_embeds.{stage}", f"encoder.stages.{stage}.{block}", f"encoder.norms.{stage}")[
+        position
+    ]

@@ -112,8 +112,9 @@ class MixFFN(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, sr_ratio: int, mlp_ratio: float, drop_path: float,
-                 eps: float) -> None:
+    def __init__(
+        self, dim: int, heads: int, sr_ratio: int, mlp_ratio: float, drop_path: float, eps: float
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = EfficientSelfAttention(dim, heads, sr_ratio)
@@ -143,11 +144,19 @@ class MixVisionTransformer(nn.Module):
         for s in range(4):
             dim = spec.embed_dims[s]
             self.patch_embeds.append(OverlapPatchEmbed(in_chans, dim, spec.patch_sizes[s], spec.strides[s]))
-            self.stages.append(nn.ModuleList(
-                Block(dim, spec.num_heads[s], spec.sr_ratios[s], spec.mlp_ratio, rates[start + i],
-                      spec.layer_norm_eps)
-                for i in range(spec.depths[s])
-            ))
+            self.stages.append(
+                nn.ModuleList(
+                    Block(
+                        dim,
+                        spec.num_heads[s],
+                        spec.sr_ratios[s],
+                        spec.mlp_ratio,
+                        rates[start + i],
+                        spec.layer_norm_eps,
+                    )
+                    for i in range(spec.depths[s])
+                )
+            )
             self.norms.append(nn.LayerNorm(dim, eps=spec.layer_norm_eps))
             start += spec.depths[s]
             in_chans = dim
@@ -173,8 +182,10 @@ class MixVisionTransformer(nn.Module):
             if min(h, w) < self.min_input_size:
                 from edgeseg.errors import ConfigError
 
-                raise ConfigError(f"input {h}x{w} is smaller than the network's minimum of {self.min_input_size}x"
-                                  f"{self.min_input_size} pixels (its stride); use larger images or a larger --size")
+                raise ConfigError(
+                    f"input {h}x{w} is smaller than the network's minimum of {self.min_input_size}x"
+                    f"{self.min_input_size} pixels (its stride); use larger images or a larger --size"
+                )
         features = []
         for embed, blocks, norm in zip(self.patch_embeds, self.stages, self.norms, strict=True):
             x, h, w = embed(x)

@@ -1,7 +1,7 @@
 """Model registry: each entry is a plain function whose only body is a small spec (timm style).
 
-    create_model("segformer_b0", num_classes=19)
-    list_models("segformer_*")
+create_model("segformer_b0", num_classes=19)
+list_models("segformer_*")
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ from edgeseg.errors import ConfigError
 _DIMS_B0 = (32, 64, 160, 256)
 _DIMS_B1_B5 = (64, 128, 320, 512)
 MIT_DEPTHS = {
-    "b0": (2, 2, 2, 2), "b1": (2, 2, 2, 2), "b2": (3, 4, 6, 3),
-    "b3": (3, 4, 18, 3), "b4": (3, 8, 27, 3), "b5": (3, 6, 40, 3),
+    "b0": (2, 2, 2, 2),
+    "b1": (2, 2, 2, 2),
+    "b2": (3, 4, 6, 3),
+    "b3": (3, 4, 18, 3),
+    "b4": (3, 8, 27, 3),
+    "b5": (3, 6, 40, 3),
 }
 
 
@@ -94,21 +98,36 @@ def daformer_b5() -> ModelSpec:
 @register_model
 def segformer_tiny() -> ModelSpec:
     """A few-thousand-parameter model with the full structure, for fast tests."""
-    return ModelSpec(embed_dims=(8, 16, 32, 32), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
-                     head="segformer", head_embed=32)
+    return ModelSpec(
+        embed_dims=(8, 16, 32, 32),
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 1, 2, 2),
+        head="segformer",
+        head_embed=32,
+    )
 
 
 @register_model
 def daformer_tiny() -> ModelSpec:
-    return ModelSpec(embed_dims=(8, 16, 32, 32), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2),
-                     head="daformer", head_embed=16)
+    return ModelSpec(
+        embed_dims=(8, 16, 32, 32),
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 1, 2, 2),
+        head="daformer",
+        head_embed=16,
+    )
 
 
 @register_model
 def segformer_small() -> ModelSpec:
     """B0-shaped but thinner/shallower, for the CPU synthetic benchmark's large/small pairs."""
-    return ModelSpec(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 4),
-                     head="segformer", head_embed=64)
+    return ModelSpec(
+        embed_dims=(16, 32, 64, 128),
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 1, 2, 4),
+        head="segformer",
+        head_embed=64,
+    )
 
 
 @register_model
@@ -133,8 +152,14 @@ def model_spec(name: str, **overrides: Any) -> ModelSpec:
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
-def create_model(name: str, num_classes: int = 19, *, fused_head: bool = True,
-                 meta: dict[str, Any] | None = None, **overrides: Any):
+def create_model(
+    name: str,
+    num_classes: int = 19,
+    *,
+    fused_head: bool = True,
+    meta: dict[str, Any] | None = None,
+    **overrides: Any,
+):
     """Build a randomly initialised model. `overrides` change spec fields (e.g. layer_norm_eps) and are
     recorded on the model so a checkpoint rebuilds exactly the same network."""
     from edgeseg.models.heads import DAFormerHead, SegFormerHead
@@ -144,10 +169,16 @@ def create_model(name: str, num_classes: int = 19, *, fused_head: bool = True,
     spec = model_spec(name, **overrides)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    encoder = MixVisionTransformer(MiTSpec(
-        embed_dims=spec.embed_dims, depths=spec.depths, num_heads=spec.num_heads,
-        sr_ratios=spec.sr_ratios, drop_path_rate=spec.drop_path_rate, layer_norm_eps=spec.layer_norm_eps,
-    ))
+    encoder = MixVisionTransformer(
+        MiTSpec(
+            embed_dims=spec.embed_dims,
+            depths=spec.depths,
+            num_heads=spec.num_heads,
+            sr_ratios=spec.sr_ratios,
+            drop_path_rate=spec.drop_path_rate,
+            layer_norm_eps=spec.layer_norm_eps,
+        )
+    )
     if spec.head == "segformer":
         head = SegFormerHead(spec.embed_dims, spec.head_embed, num_classes, fused_order=fused_head)
     elif spec.head == "daformer":

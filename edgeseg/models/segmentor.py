@@ -17,8 +17,14 @@ class Segmentor(nn.Module):
     `arch` is the registry name; `meta` carries classes, palette, mean/std and provenance.
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, arch: str, num_classes: int,
-                 meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        arch: str,
+        num_classes: int,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head

@@ -57,12 +57,21 @@ def _summary(ev: dict[str, Any] | None) -> dict[str, Any] | None:
 def _provenance(cfg: DistillConfig, role: str) -> dict[str, Any]:
     import edgeseg
 
-    return {"tool": "edgeseg distill", "version": getattr(edgeseg, "__version__", "?"), "role": role,
-            "method": cfg.method, "preset": cfg.name, "seed": cfg.seed, "iters": cfg.iters,
-            "source": f"{cfg.data.source}/{cfg.data.source_domain}".rstrip("/"),
-            "target": f"{cfg.data.target}/{cfg.data.target_domain}".rstrip("/"),
-            "large": cfg.models.large, "small": cfg.models.small, "small_init": cfg.models.small_init or None,
-            "large_init": cfg.models.large_init or None}
+    return {
+        "tool": "edgeseg distill",
+        "version": getattr(edgeseg, "__version__", "?"),
+        "role": role,
+        "method": cfg.method,
+        "preset": cfg.name,
+        "seed": cfg.seed,
+        "iters": cfg.iters,
+        "source": f"{cfg.data.source}/{cfg.data.source_domain}".rstrip("/"),
+        "target": f"{cfg.data.target}/{cfg.data.target_domain}".rstrip("/"),
+        "large": cfg.models.large,
+        "small": cfg.models.small,
+        "small_init": cfg.models.small_init or None,
+        "large_init": cfg.models.large_init or None,
+    }
 
 
 def preflight(cfg: DistillConfig, out_dir: Path, resume: bool = False) -> None:
@@ -76,8 +85,10 @@ def preflight(cfg: DistillConfig, out_dir: Path, resume: bool = False) -> None:
     validate(cfg)
     check_output_dir(out_dir)
     if resume and not _has_checkpoint(out_dir):
-        raise ConfigError(f"--resume: {out_dir} holds no interrupted run ({CHECKPOINT}) to continue; run without "
-                          "--resume to start one, or point --out at the run folder")
+        raise ConfigError(
+            f"--resume: {out_dir} holds no interrupted run ({CHECKPOINT}) to continue; run without "
+            "--resume to start one, or point --out at the run folder"
+        )
     if cfg.train.amp == "fp16" and not resolve_device(cfg.train.device).startswith("cuda"):
         raise ConfigError("train.amp=fp16 needs a CUDA device; use train.amp=bf16 or off on CPU")
     check_init_files(cfg)
@@ -90,9 +101,14 @@ def _has_checkpoint(out_dir: Path) -> bool:
     return any((out_dir / sub / CHECKPOINT).is_file() for sub in ("", "source_only"))
 
 
-def run_distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False,
-                log: Callable[[str], None] = LOG.info,
-                progress: Callable[[int, int, str], None] | None = None) -> DistillResult:
+def run_distill(
+    cfg: DistillConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = LOG.info,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> DistillResult:
     """Adapt a small student to the target domain with `cfg.method`; see the module docstring.
     `progress(done, total, status)` follows each training run (the source-only baseline, then the method)."""
     from edgeseg.checkpoint import save_model
@@ -118,24 +134,46 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False
         barrier(info)
         # class statistics for rare-class sampling, cached next to the outputs (rank 0 writes it first)
         rcs_cache = out_dir / "source_class_stats.json"
-        report: dict[str, Any] = {"preset": cfg.name, "method": cfg.method, "seed": cfg.seed, "iters": cfg.iters,
-                                  "source": _provenance(cfg, "")["source"], "target": _provenance(cfg, "")["target"],
-                                  "models": {"large": cfg.models.large, "small": cfg.models.small}}
+        report: dict[str, Any] = {
+            "preset": cfg.name,
+            "method": cfg.method,
+            "seed": cfg.seed,
+            "iters": cfg.iters,
+            "source": _provenance(cfg, "")["source"],
+            "target": _provenance(cfg, "")["target"],
+            "models": {"large": cfg.models.large, "small": cfg.models.small},
+        }
         baseline = None
         if cfg.train.source_only_baseline and cfg.method not in ("source_only", "oracle"):
-            base_cfg = dataclasses.replace(cfg, method="source_only",
-                                           train=dataclasses.replace(cfg.train, source_only_baseline=False))
+            base_cfg = dataclasses.replace(
+                cfg, method="source_only", train=dataclasses.replace(cfg.train, source_only_baseline=False)
+            )
             base_data = load_run_data(base_cfg, out_dir, rcs_cache)
             barrier(info)
-            baseline = train_run(base_cfg, out_dir / "source_only", base_data, info, resume=resume, log=log,
-                                 label="source-only ", progress=progress)
+            baseline = train_run(
+                base_cfg,
+                out_dir / "source_only",
+                base_data,
+                info,
+                resume=resume,
+                log=log,
+                label="source-only ",
+                progress=progress,
+            )
             if info.main:
-                save_model(baseline.nets.student, out_dir / "source_only" / "student.safetensors",
-                           provenance=_provenance(base_cfg, "source-only baseline"))
-                report["source_only"] = {**_summary(baseline.student_eval), "wall_time_s": round(baseline.wall_time_s, 1)}
+                save_model(
+                    baseline.nets.student,
+                    out_dir / "source_only" / "student.safetensors",
+                    provenance=_provenance(base_cfg, "source-only baseline"),
+                )
+                report["source_only"] = {
+                    **_summary(baseline.student_eval),
+                    "wall_time_s": round(baseline.wall_time_s, 1),
+                }
         data = load_run_data(cfg, out_dir, rcs_cache)
-        run = train_run(cfg, out_dir, data, info, resume=resume, log=log, label=f"{cfg.method} ",
-                        progress=progress)
+        run = train_run(
+            cfg, out_dir, data, info, resume=resume, log=log, label=f"{cfg.method} ", progress=progress
+        )
         student_path = out_dir / "student.safetensors"
         teacher_path = None
         if info.main:
@@ -145,13 +183,18 @@ def run_distill(cfg: DistillConfig, out_dir: str | Path, *, resume: bool = False
             if cfg.train.save_teacher and len(run.nets.teachers):
                 teacher_path = out_dir / "teacher.safetensors"
                 save_model(run.nets.teachers[0], teacher_path, provenance=_provenance(cfg, "teacher (EMA)"))
-            report["student"] = {**_summary(run.student_eval), "checkpoint": str(student_path),
-                                 "wall_time_s": round(run.wall_time_s, 1)}
+            report["student"] = {
+                **_summary(run.student_eval),
+                "checkpoint": str(student_path),
+                "wall_time_s": round(run.wall_time_s, 1),
+            }
             report["teacher"] = _summary(run.teacher_eval)
             for name, ev in run.extra_evals.items():
                 report[name] = _summary(ev)
             if baseline is not None and report["student"]["target_miou"] is not None:
-                report["gain_over_source_only"] = report["student"]["target_miou"] - report["source_only"]["target_miou"]
+                report["gain_over_source_only"] = (
+                    report["student"]["target_miou"] - report["source_only"]["target_miou"]
+                )
             report["wall_time_s"] = round(time.time() - t0, 1)
             report["config"] = config_to_dict(cfg)
             write_json_atomic(out_dir / REPORT, report)

@@ -28,8 +28,16 @@ from edgeseg.config_engine import (
 )
 from edgeseg.errors import ConfigError, InputPathError
 
-__all__ = ["DistillConfig", "config_from_dict", "config_to_dict", "load_config", "parse_override", "replace_config",
-           "to_toml", "validate"]
+__all__ = [
+    "DistillConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "parse_override",
+    "replace_config",
+    "to_toml",
+    "validate",
+]
 
 Method = Literal["duda", "self_training", "fixed_teacher", "source_only", "oracle"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
@@ -74,7 +82,9 @@ class SyntheticConfig:
     size: tuple[int, int] = (128, 256)
     train_images: int = 200
     val_images: int = 40
-    test_images: int = 0  # the held-out `test` split (final numbers only; set data.val_split = "test" to score it)
+    test_images: int = (
+        0  # the held-out `test` split (final numbers only; set data.val_split = "test" to score it)
+    )
     seed: int = 0
 
 
@@ -85,7 +95,9 @@ class ModelsConfig:
     num_classes: int = 19
     large_init: str = ""  # edgeseg checkpoint (kind segmentor or encoder); "" = random init
     small_init: str = ""  # shared initialisation of domain students (merging needs it)
-    teacher_init: tuple[str, ...] = ()  # fixed, already adapted teacher(s): method fixed_teacher / extra teachers
+    teacher_init: tuple[
+        str, ...
+    ] = ()  # fixed, already adapted teacher(s): method fixed_teacher / extra teachers
 
 
 @dataclass(frozen=True)
@@ -116,10 +128,16 @@ class UDAConfig:
     """The DAFormer/MIC self-training base shared by the large pair and the small-only baseline."""
 
     ema_alpha: float = 0.999
-    teacher_bn: Literal["eval", "batch"] = "eval"  # "eval": EMA'd running stats | "batch": target batch statistics
+    teacher_bn: Literal["eval", "batch"] = (
+        "eval"  # "eval": EMA'd running stats | "batch": target batch statistics
+    )
     pseudo_threshold: float = 0.968
-    pseudo_weighting: Literal["quality", "threshold", "confidence", "none"] = "quality"  # quality | threshold | confidence | none
-    quality_scope: Literal["batch", "image"] = "batch"  # quality fraction over the whole batch (DAFormer) or per "image"
+    pseudo_weighting: Literal["quality", "threshold", "confidence", "none"] = (
+        "quality"  # quality | threshold | confidence | none
+    )
+    quality_scope: Literal["batch", "image"] = (
+        "batch"  # quality fraction over the whole batch (DAFormer) or per "image"
+    )
     ignore_top: int = 0  # pseudo-label margins (pixels at crop resolution) that get weight 0
     ignore_bottom: int = 0
     ignore_left: int = 0
@@ -141,7 +159,9 @@ class UDAConfig:
 class GradualConfig:
     """Pre-adaptation with gradual distillation: the small student's weight on teacher supervision."""
 
-    schedule: Literal["linear", "cosine", "constant", "confidence"] = "linear"  # linear | cosine | constant | confidence
+    schedule: Literal["linear", "cosine", "constant", "confidence"] = (
+        "linear"  # linear | cosine | constant | confidence
+    )
     ramp_fraction: float = 0.5  # of the pre-adaptation iterations
     start: float = 0.0
 
@@ -220,8 +240,6 @@ class DistillConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-
-
 # ----------------------------------------------------------------------------------------------- building
 def config_from_dict(values: dict[str, Any]) -> DistillConfig:
     cfg = build(DistillConfig, values)
@@ -244,8 +262,11 @@ def preset_dict(name: str) -> dict[str, Any]:
     return merge(preset_dict(base), values) if base else values
 
 
-def load_config(preset: str | None = None, config_file: str | Path | None = None,
-                overrides: list[str] | tuple[str, ...] = ()) -> DistillConfig:
+def load_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> DistillConfig:
     """preset (default 'synthetic' when no file is given) <- TOML file <- `key=value` overrides."""
     if preset and config_file:
         raise ConfigError("give either --preset or --config, not both")
@@ -264,7 +285,9 @@ def load_config(preset: str | None = None, config_file: str | Path | None = None
     return config_from_dict(values)
 
 
-def replace_config(cfg: DistillConfig, overrides: list[str] | tuple[str, ...] | dict[str, Any]) -> DistillConfig:
+def replace_config(
+    cfg: DistillConfig, overrides: list[str] | tuple[str, ...] | dict[str, Any]
+) -> DistillConfig:
     """A copy of `cfg` with overrides (`key=value` strings, or a nested dict) applied and validated."""
     values = config_to_dict(cfg)
     if isinstance(overrides, dict):
@@ -292,9 +315,11 @@ def validate(cfg: DistillConfig) -> None:
     if mt.num_large < 1:
         raise ConfigError("duda.multi_teacher.num_large must be >= 1")
     if mt.fusion == "mean" and mt.weights and len(mt.weights) != len(mt.teachers):
-        raise ConfigError(f"duda.multi_teacher.weights has {len(mt.weights)} values for {len(mt.teachers)} teachers")
+        raise ConfigError(
+            f"duda.multi_teacher.weights has {len(mt.weights)} values for {len(mt.teachers)} teachers"
+        )
     if cfg.method == "fixed_teacher" and not cfg.models.teacher_init:
-        raise ConfigError("method fixed_teacher needs models.teacher_init = [\"teacher.safetensors\"]")
+        raise ConfigError('method fixed_teacher needs models.teacher_init = ["teacher.safetensors"]')
     if "fixed" in mt.teachers and mt.enabled and cfg.method == "duda" and not cfg.models.teacher_init:
         raise ConfigError("duda.multi_teacher.teachers lists 'fixed' but models.teacher_init is empty")
     inc = cfg.duda.inconsistency

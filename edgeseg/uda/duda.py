@@ -85,8 +85,9 @@ def teacher_logits(model: nn.Module, images: torch.Tensor, bn_mode: str, ctx: St
         return model(images).float()
 
 
-def student_teacher_logits(cfg: DistillConfig, nets: DistillNets, target: torch.Tensor,
-                           large: list[torch.Tensor], ctx: StepContext) -> list[torch.Tensor]:
+def student_teacher_logits(
+    cfg: DistillConfig, nets: DistillNets, target: torch.Tensor, large: list[torch.Tensor], ctx: StepContext
+) -> list[torch.Tensor]:
     """Logits of every teacher the small student learns from (in config order)."""
     bn = cfg.uda.teacher_bn
     if cfg.method == "self_training":
@@ -106,9 +107,15 @@ def student_teacher_logits(cfg: DistillConfig, nets: DistillNets, target: torch.
     return out
 
 
-def _same_input_targets(cfg: DistillConfig, nets: DistillNets, mixed: torch.Tensor, temperature: float,
-                        image_size: tuple[int, int], size: tuple[int, int],
-                        ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+def _same_input_targets(
+    cfg: DistillConfig,
+    nets: DistillNets,
+    mixed: torch.Tensor,
+    temperature: float,
+    image_size: tuple[int, int],
+    size: tuple[int, int],
+    ctx: StepContext,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """duda.kl_view = "same_input": the fused teachers' soft targets and KL pixel weights on the student's own
     mixed, augmented input (every pixel, source-pasted ones included)."""
     mt = cfg.duda.multi_teacher
@@ -134,11 +141,18 @@ def _margins(cfg: DistillConfig, weights: torch.Tensor, image_size: tuple[int, i
     """Zero the ignore margins (given in crop pixels, scaled to the loss grid)."""
     u = cfg.uda
     sy, sx = weights.shape[-2] / image_size[0], weights.shape[-1] / image_size[1]
-    return apply_ignore_margins(weights, round(u.ignore_top * sy), round(u.ignore_bottom * sy),
-                                round(u.ignore_left * sx), round(u.ignore_right * sx))
+    return apply_ignore_margins(
+        weights,
+        round(u.ignore_top * sy),
+        round(u.ignore_bottom * sy),
+        round(u.ignore_left * sx),
+        round(u.ignore_right * sx),
+    )
 
 
-def _pseudo(cfg: DistillConfig, probs: torch.Tensor, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _pseudo(
+    cfg: DistillConfig, probs: torch.Tensor, image_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pseudo-labels and their pixel weights (confidence weighting, then ignore margins)."""
     u = cfg.uda
     labels, weights = pseudo_labels(probs, u.pseudo_threshold, u.pseudo_weighting, u.quality_scope)
@@ -156,7 +170,9 @@ def pl_precision(probs: torch.Tensor, labels: torch.Tensor, threshold: float, si
 
 
 def _supervised(cfg: DistillConfig, trainables: Trainables, batch: Batch, ctx: StepContext) -> StepOutput:
-    images, labels = (batch.target, batch.target_labels) if cfg.method == "oracle" else (batch.source, batch.source_labels)
+    images, labels = (
+        (batch.target, batch.target_labels) if cfg.method == "oracle" else (batch.source, batch.source_labels)
+    )
     if labels is None:
         raise ValueError("method oracle needs target labels in the batch")
     with ctx.autocast():
@@ -165,8 +181,9 @@ def _supervised(cfg: DistillConfig, trainables: Trainables, batch: Batch, ctx: S
     return StepOutput({"student.src": weighted_cross_entropy(logits, labels)}, trained=("student",))
 
 
-def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, batch: Batch,
-                 ctx: StepContext) -> StepOutput:
+def distill_step(
+    cfg: DistillConfig, nets: DistillNets, trainables: Trainables, batch: Batch, ctx: StepContext
+) -> StepOutput:
     """Forward passes and losses of one iteration (see module docstring)."""
     if cfg.method in ("source_only", "oracle"):
         return _supervised(cfg, trainables, batch, ctx)
@@ -182,8 +199,15 @@ def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, 
         masks = classmix_masks(batch.source_labels, ctx.generator).to(batch.source.device)
     else:
         masks = torch.zeros(batch.source_labels.shape, device=batch.source.device)
-    mixed = strong_augment(mix(masks, batch.source, batch.target), ctx.mean, ctx.std, ctx.generator,
-                           u.color_jitter_p, u.color_jitter_strength, u.blur)
+    mixed = strong_augment(
+        mix(masks, batch.source, batch.target),
+        ctx.mean,
+        ctx.std,
+        ctx.generator,
+        u.color_jitter_p,
+        u.color_jitter_strength,
+        u.blur,
+    )
     masks_l = downsample_labels(masks, size)  # label-space copies on the loss grid
     source_labels = downsample_labels(batch.source_labels, size)
 
@@ -193,9 +217,21 @@ def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, 
     if train_large(cfg, ctx):
         mic_images = None
         if u.mic.enabled and trainables.aux:
-            keep = block_mask(n, image_size, u.mic.block_size, u.mic.mask_ratio, ctx.generator, batch.target.device)
-            mic_images = strong_augment(batch.target, ctx.mean, ctx.std, ctx.generator, u.color_jitter_p,
-                                        u.color_jitter_strength, u.blur) * keep
+            keep = block_mask(
+                n, image_size, u.mic.block_size, u.mic.mask_ratio, ctx.generator, batch.target.device
+            )
+            mic_images = (
+                strong_augment(
+                    batch.target,
+                    ctx.mean,
+                    ctx.std,
+                    ctx.generator,
+                    u.color_jitter_p,
+                    u.color_jitter_strength,
+                    u.blur,
+                )
+                * keep
+            )
         for i, (aux, logits_t) in enumerate(zip(trainables.aux, large_logits, strict=True)):
             probs = torch.softmax(upsample_logits(logits_t, size), dim=1)
             pl, pw = _pseudo(cfg, probs, image_size)
@@ -205,18 +241,25 @@ def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, 
             with ctx.autocast():
                 logits, feats = aux(torch.cat(inputs), features=True)
             losses[f"aux{i}.src"] = weighted_cross_entropy(logits[:n], source_labels)
-            losses[f"aux{i}.mix"] = weighted_cross_entropy(logits[n:2 * n], mixed_labels, mixed_weights)
+            losses[f"aux{i}.mix"] = weighted_cross_entropy(logits[n : 2 * n], mixed_labels, mixed_weights)
             if mic_images is not None:
-                losses[f"aux{i}.mic"] = u.mic.weight * weighted_cross_entropy(logits[2 * n:], pl, pw)
+                losses[f"aux{i}.mic"] = u.mic.weight * weighted_cross_entropy(logits[2 * n :], pl, pw)
             if u.fd_weight > 0 and nets.fd_reference is not None:
                 with torch.no_grad(), ctx.autocast():
                     reference = nets.fd_reference.eval()(batch.source)[-1]
                 losses[f"aux{i}.fd"] = u.fd_weight * feature_distance(
-                    feats[-1][:n], reference, batch.source_labels, u.fd_classes, cfg.models.num_classes,
-                    u.fd_scale_min_ratio)
+                    feats[-1][:n],
+                    reference,
+                    batch.source_labels,
+                    u.fd_classes,
+                    cfg.models.num_classes,
+                    u.fd_scale_min_ratio,
+                )
             logs[f"aux{i}.pl_quality"] = float((probs.max(dim=1).values >= u.pseudo_threshold).float().mean())
             if batch.target_labels is not None:
-                logs[f"aux{i}.pl_precision"] = pl_precision(probs, batch.target_labels, u.pseudo_threshold, size)
+                logs[f"aux{i}.pl_precision"] = pl_precision(
+                    probs, batch.target_labels, u.pseudo_threshold, size
+                )
             trained.append(f"aux{i}")
 
     # --- small student: source CE + (gradual) distillation from the fused teachers -------------------------------
@@ -241,7 +284,9 @@ def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, 
         lam, kd, class_w = 1.0, "ce", None
     else:
         pre_iters = ctx.finetune_start
-        lam = distill_weight(ctx.step, pre_iters, d.gradual.schedule, d.gradual.ramp_fraction, d.gradual.start)
+        lam = distill_weight(
+            ctx.step, pre_iters, d.gradual.schedule, d.gradual.ramp_fraction, d.gradual.start
+        )
         lam = quality if lam is None else lam
         kd = d.kd
         class_w = nets.class_weights if (ctx.finetuning and d.inconsistency.enabled) else None
@@ -253,14 +298,20 @@ def distill_step(cfg: DistillConfig, nets: DistillNets, trainables: Trainables, 
     losses["student.src"] = weighted_cross_entropy(logits[:n], source_labels, class_weight=src_w)
     if "ce" in kd.split("+"):
         weight = d.ce_weight if cfg.method != "self_training" else 1.0
-        losses["student.pl"] = lam * weight * weighted_cross_entropy(logits[n:], mixed_labels, mixed_weights, class_w)
+        losses["student.pl"] = (
+            lam * weight * weighted_cross_entropy(logits[n:], mixed_labels, mixed_weights, class_w)
+        )
     if "kl" in kd.split("+"):
         if d.kl_view == "same_input" and cfg.method != "self_training":
             soft_mixed, kl_weights = _same_input_targets(cfg, nets, mixed, temperature, image_size, size, ctx)
         else:
-            onehot = F.one_hot(source_labels.clamp(0, cfg.models.num_classes - 1),
-                               cfg.models.num_classes).permute(0, 3, 1, 2).to(soft.dtype)
+            onehot = (
+                F.one_hot(source_labels.clamp(0, cfg.models.num_classes - 1), cfg.models.num_classes)
+                .permute(0, 3, 1, 2)
+                .to(soft.dtype)
+            )
             soft_mixed = mix(masks_l, onehot, soft)
-        losses["student.kl"] = lam * d.kl_weight * distillation_kl(logits[n:], soft_mixed, temperature,
-                                                                   kl_weights, class_w)
+        losses["student.kl"] = (
+            lam * d.kl_weight * distillation_kl(logits[n:], soft_mixed, temperature, kl_weights, class_w)
+        )
     return StepOutput(losses, logs, tuple(trained))

@@ -24,8 +24,14 @@ from edgeseg.uda.config import DataConfig
 from edgeseg.uda.losses import prediction_confusion
 
 
-def model_logits_fn(model: nn.Module, device: str, resize: tuple[int, int], mode: str = "whole",
-                    crop: tuple[int, int] = (512, 512), stride: tuple[int, int] = (341, 341)) -> LogitsFn:
+def model_logits_fn(
+    model: nn.Module,
+    device: str,
+    resize: tuple[int, int],
+    mode: str = "whole",
+    crop: tuple[int, int] = (512, 512),
+    stride: tuple[int, int] = (341, 341),
+) -> LogitsFn:
     """Normalised (1,3,H,W) numpy -> logits, resizing the input to `resize` first (mmseg's test scale)."""
 
     @torch.inference_mode()
@@ -49,7 +55,9 @@ def evaluate_model(model: nn.Module, dataset: SegDataset, data: DataConfig, devi
     meta = getattr(model, "meta", {}) or {}
     kwargs = {k: meta[k] for k in ("mean", "std") if k in meta}
     try:
-        fn = model_logits_fn(model, device, data.eval_resize, data.eval_mode, data.eval_crop, data.eval_stride)
+        fn = model_logits_fn(
+            model, device, data.eval_resize, data.eval_mode, data.eval_crop, data.eval_stride
+        )
         result = evaluate_dataset(make_predictor(fn, **kwargs), dataset)
         if data.eval_classes:
             result.eval_classes = tuple(data.eval_classes)
@@ -59,9 +67,17 @@ def evaluate_model(model: nn.Module, dataset: SegDataset, data: DataConfig, devi
 
 
 @torch.no_grad()
-def disagreement_confusion(student: nn.Module, teachers: Sequence[nn.Module], dataset: SegDataset,
-                           resize: tuple[int, int], num_classes: int, device: str, max_images: int = 0,
-                           mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> torch.Tensor:
+def disagreement_confusion(
+    student: nn.Module,
+    teachers: Sequence[nn.Module],
+    dataset: SegDataset,
+    resize: tuple[int, int],
+    num_classes: int,
+    device: str,
+    max_images: int = 0,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> torch.Tensor:
     """(C, C) counts of (student class, teacher class) over target images; teacher = mean of the teachers'
     softmax when there are several. Networks run in eval mode and are restored afterwards."""
     modes = [m.training for m in (student, *teachers)]

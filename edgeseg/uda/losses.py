@@ -22,8 +22,13 @@ import torch.nn.functional as F
 from edgeseg.uda.pseudo import upsample_logits
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, pixel_weight: torch.Tensor | None = None,
-                           class_weight: torch.Tensor | None = None, ignore_index: int = 255) -> torch.Tensor:
+def weighted_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    pixel_weight: torch.Tensor | None = None,
+    class_weight: torch.Tensor | None = None,
+    ignore_index: int = 255,
+) -> torch.Tensor:
     """Mean over all pixels of w_pixel * w_class[y] * CE; logits are upsampled to the label size."""
     logits = upsample_logits(logits, tuple(labels.shape[-2:])).float()
     loss = F.cross_entropy(logits, labels, weight=class_weight, ignore_index=ignore_index, reduction="none")
@@ -32,9 +37,13 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, pixel_wei
     return loss.mean()
 
 
-def distillation_kl(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float = 1.0,
-                    pixel_weight: torch.Tensor | None = None,
-                    class_weight: torch.Tensor | None = None) -> torch.Tensor:
+def distillation_kl(
+    student_logits: torch.Tensor,
+    target_probs: torch.Tensor,
+    temperature: float = 1.0,
+    pixel_weight: torch.Tensor | None = None,
+    class_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """T^2 * KL(p_teacher^T || p_student^T) per pixel, weighted, averaged over all pixels.
 
     `target_probs` are already softened with T (and may be one-hot where ground truth is pasted in);
@@ -50,8 +59,9 @@ def distillation_kl(student_logits: torch.Tensor, target_probs: torch.Tensor, te
     return kl.mean()
 
 
-def downscale_label_ratio(labels: torch.Tensor, factor: int, min_ratio: float, num_classes: int,
-                          ignore_index: int = 255) -> torch.Tensor:
+def downscale_label_ratio(
+    labels: torch.Tensor, factor: int, min_ratio: float, num_classes: int, ignore_index: int = 255
+) -> torch.Tensor:
     """(B,H,W) labels -> (B,H/f,W/f): the majority class of each f x f cell, ignore if it covers < min_ratio."""
     out = labels.clone()
     out[out == ignore_index] = num_classes
@@ -62,13 +72,21 @@ def downscale_label_ratio(labels: torch.Tensor, factor: int, min_ratio: float, n
     return cls
 
 
-def feature_distance(features: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor,
-                     classes: Sequence[int], num_classes: int, min_ratio: float = 0.75) -> torch.Tensor:
+def feature_distance(
+    features: torch.Tensor,
+    reference: torch.Tensor,
+    labels: torch.Tensor,
+    classes: Sequence[int],
+    num_classes: int,
+    min_ratio: float = 0.75,
+) -> torch.Tensor:
     """DAFormer's FD: mean L2 distance (over channels) between bottleneck features and those of the frozen
     initial backbone, on feature cells whose downscaled label is a "thing" class. 0 when no cell qualifies
     (DAFormer returns NaN there)."""
     factor = labels.shape[-1] // features.shape[-1]
-    small = downscale_label_ratio(labels, factor, min_ratio, num_classes)[..., : features.shape[-2], : features.shape[-1]]
+    small = downscale_label_ratio(labels, factor, min_ratio, num_classes)[
+        ..., : features.shape[-2], : features.shape[-1]
+    ]
     mask = torch.isin(small, torch.as_tensor(list(classes), device=labels.device))
     if not bool(mask.any()):
         return features.sum() * 0.0
@@ -76,7 +94,9 @@ def feature_distance(features: torch.Tensor, reference: torch.Tensor, labels: to
     return dist[mask].mean()
 
 
-def prediction_confusion(student_pred: torch.Tensor, teacher_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+def prediction_confusion(
+    student_pred: torch.Tensor, teacher_pred: torch.Tensor, num_classes: int
+) -> torch.Tensor:
     """(C, C) int64 counts: rows = student class, columns = teacher class, over all given pixels."""
     s = student_pred.reshape(-1).long()
     t = teacher_pred.reshape(-1).long()

@@ -52,7 +52,7 @@ def _uniform(generator: torch.Generator, low: float, high: float) -> float:
 
 
 def _rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def _rotate_hue(x: torch.Tensor, turns: float) -> torch.Tensor:
@@ -102,14 +102,21 @@ def blur_kernel_size(size: int) -> int:
     return k if k % 2 else k + 1
 
 
-def strong_augment(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], generator: torch.Generator,
-                   jitter_p: float = 0.2, jitter_strength: float = 0.2, blur: bool = True) -> torch.Tensor:
+def strong_augment(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    generator: torch.Generator,
+    jitter_p: float = 0.2,
+    jitter_strength: float = 0.2,
+    blur: bool = True,
+) -> torch.Tensor:
     """Per-image colour jitter (prob `jitter_p`) and Gaussian blur (prob 1/2) on normalised (B,3,H,W) images."""
     m = images.new_tensor(mean).view(1, 3, 1, 1) / 255.0
     s = images.new_tensor(std).view(1, 3, 1, 1) / 255.0
     out = []
     for b in range(images.shape[0]):
-        x = images[b:b + 1] * s + m  # back to [0, 1] RGB
+        x = images[b : b + 1] * s + m  # back to [0, 1] RGB
         if jitter_strength > 0 and float(torch.rand((), generator=generator)) < jitter_p:
             x = color_jitter(x.clamp(0, 1), jitter_strength, generator)
         if blur and float(torch.rand((), generator=generator)) < 0.5:
@@ -120,9 +127,16 @@ def strong_augment(images: torch.Tensor, mean: Sequence[float], std: Sequence[fl
     return torch.cat(out, dim=0)
 
 
-def photometric_augment(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-                        generator: torch.Generator, jitter_p: float = 0.8, jitter_strength: float = 0.4,
-                        gray_p: float = 0.2, blur_p: float = 0.5) -> torch.Tensor:
+def photometric_augment(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    generator: torch.Generator,
+    jitter_p: float = 0.8,
+    jitter_strength: float = 0.4,
+    gray_p: float = 0.2,
+    blur_p: float = 0.5,
+) -> torch.Tensor:
     """SimCLR-style appearance augmentation on normalised (B,3,H,W) images (pretraining, not UDA).
 
     Per image: colour jitter (brightness, contrast, saturation, hue of strength s) with probability
@@ -134,7 +148,7 @@ def photometric_augment(images: torch.Tensor, mean: Sequence[float], std: Sequen
     s = images.new_tensor(std).view(1, 3, 1, 1) / 255.0
     out = []
     for b in range(images.shape[0]):
-        x = (images[b:b + 1] * s + m).clamp(0, 1)
+        x = (images[b : b + 1] * s + m).clamp(0, 1)
         if float(torch.rand((), generator=generator)) < jitter_p:
             x = color_jitter(x, jitter_strength, generator)
         if float(torch.rand((), generator=generator)) < gray_p:
@@ -146,8 +160,14 @@ def photometric_augment(images: torch.Tensor, mean: Sequence[float], std: Sequen
     return torch.cat(out, dim=0)
 
 
-def block_mask(batch: int, size: tuple[int, int], block: int, ratio: float, generator: torch.Generator,
-               device: torch.device | str = "cpu") -> torch.Tensor:
+def block_mask(
+    batch: int,
+    size: tuple[int, int],
+    block: int,
+    ratio: float,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """MIC patch mask (B,1,H,W): each block x block patch is kept with probability 1 - ratio."""
     h, w = size
     gh, gw = math.ceil(h / block), math.ceil(w / block)

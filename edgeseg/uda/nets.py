@@ -27,8 +27,15 @@ from edgeseg.uda.ema import make_ema_copy
 
 
 class DistillNets(nn.Module):
-    def __init__(self, student: nn.Module, aux: list[nn.Module], student_ema: nn.Module | None,
-                 fixed: list[nn.Module], fd_reference: nn.Module | None, num_classes: int) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        aux: list[nn.Module],
+        student_ema: nn.Module | None,
+        fixed: list[nn.Module],
+        fd_reference: nn.Module | None,
+        num_classes: int,
+    ) -> None:
         super().__init__()
         self.student = student
         self.aux = nn.ModuleList(aux)
@@ -45,7 +52,9 @@ class DistillNets(nn.Module):
 
 def uses_student_ema(cfg: DistillConfig) -> bool:
     mt = cfg.duda.multi_teacher
-    return cfg.method == "self_training" or (cfg.method == "duda" and mt.enabled and "small_ema" in mt.teachers)
+    return cfg.method == "self_training" or (
+        cfg.method == "duda" and mt.enabled and "small_ema" in mt.teachers
+    )
 
 
 def uses_fixed(cfg: DistillConfig) -> bool:
@@ -65,24 +74,32 @@ def _check_file(path: str, what: str, arch: str | None, num_classes: int) -> dic
 
     p = resolve_weights(path)  # builtin:<name> -> the shipped file, sha256-verified (one-line error if not)
     if not p.is_file():
-        raise InputPathError(f"{what} '{path}' does not exist; give an edgeseg .safetensors checkpoint "
-                             "(`edgeseg convert` imports foreign weights)")
+        raise InputPathError(
+            f"{what} '{path}' does not exist; give an edgeseg .safetensors checkpoint "
+            "(`edgeseg convert` imports foreign weights)"
+        )
     meta = read_checkpoint_meta(p)
     from edgeseg.checkpoint import check_weights
 
     check_weights(load_state(p)[0], str(path))  # NaN/Inf or integer weights: refused before any training
     if meta["kind"] == "segmentor" and int(meta["num_classes"]) != num_classes:
-        raise ModelMismatchError(f"{what} '{path}' predicts {meta['num_classes']} classes but the run trains "
-                                 f"{num_classes} (models.num_classes); use a {num_classes}-class checkpoint")
+        raise ModelMismatchError(
+            f"{what} '{path}' predicts {meta['num_classes']} classes but the run trains "
+            f"{num_classes} (models.num_classes); use a {num_classes}-class checkpoint"
+        )
     if arch is not None and meta["arch"] != arch:
         try:
-            same = model_spec(meta["arch"]).embed_dims == model_spec(arch).embed_dims and \
-                model_spec(meta["arch"]).depths == model_spec(arch).depths
+            same = (
+                model_spec(meta["arch"]).embed_dims == model_spec(arch).embed_dims
+                and model_spec(meta["arch"]).depths == model_spec(arch).depths
+            )
         except Exception:  # noqa: BLE001 - unknown arch names: treat as different
             same = False
         if not (meta["kind"] == "encoder" and same):
-            raise ModelMismatchError(f"{what} '{path}' holds a {meta['arch']} but the run's model is {arch}; "
-                                     f"set models.{'large' if 'large' in what else 'small'} accordingly")
+            raise ModelMismatchError(
+                f"{what} '{path}' holds a {meta['arch']} but the run's model is {arch}; "
+                f"set models.{'large' if 'large' in what else 'small'} accordingly"
+            )
     return meta
 
 
@@ -97,8 +114,10 @@ def check_init_files(cfg: DistillConfig) -> None:
         for path in m.teacher_init:
             meta = _check_file(path, "models.teacher_init", None, m.num_classes)
             if meta["kind"] != "segmentor":
-                raise CheckpointError(f"models.teacher_init '{path}' holds {meta['kind']} weights only; a fixed "
-                                      "teacher must be a whole adapted segmentor")
+                raise CheckpointError(
+                    f"models.teacher_init '{path}' holds {meta['kind']} weights only; a fixed "
+                    "teacher must be a whole adapted segmentor"
+                )
 
 
 def init_model(arch: str, num_classes: int, path: str, seed: int) -> nn.Module:
@@ -111,8 +130,12 @@ def init_model(arch: str, num_classes: int, path: str, seed: int) -> nn.Module:
         model = create_model(arch, num_classes=num_classes, **overrides)
     if path:
         if meta["kind"] == "encoder":
-            load_state_strict(model.encoder, state, path,
-                              prefix="encoder." if any(k.startswith("encoder.") for k in state) else "")
+            load_state_strict(
+                model.encoder,
+                state,
+                path,
+                prefix="encoder." if any(k.startswith("encoder.") for k in state) else "",
+            )
         else:
             load_state_strict(model, state, path)
         # an encoder's classes are its pretraining task's (e.g. the generic corpus'), not the run's
@@ -126,7 +149,10 @@ def build_networks(cfg: DistillConfig) -> DistillNets:
     """All networks for `cfg` (on CPU; the trainer moves them). Seeds make every random init reproducible."""
     m = cfg.models
     student = init_model(m.small, m.num_classes, m.small_init, cfg.seed * 1000 + 1)
-    aux = [init_model(m.large, m.num_classes, m.large_init, cfg.seed * 1000 + 2 + i) for i in range(num_large(cfg))]
+    aux = [
+        init_model(m.large, m.num_classes, m.large_init, cfg.seed * 1000 + 2 + i)
+        for i in range(num_large(cfg))
+    ]
     student_ema = make_ema_copy(student) if uses_student_ema(cfg) else None
     fixed = [load_model(p) for p in m.teacher_init] if uses_fixed(cfg) else []
     fd_ref = None

@@ -38,12 +38,13 @@ def downsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tens
         return labels
     fh, fw = h // size[0], w // size[1]
     if fh * size[0] == h and fw * size[1] == w:
-        return labels[..., fh // 2::fh, fw // 2::fw].contiguous()
+        return labels[..., fh // 2 :: fh, fw // 2 :: fw].contiguous()
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].to(labels.dtype)
 
 
-def pseudo_labels(probs: torch.Tensor, threshold: float = 0.968, weighting: str = "quality",
-                  scope: str = "batch") -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_labels(
+    probs: torch.Tensor, threshold: float = 0.968, weighting: str = "quality", scope: str = "batch"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels (B,H,W) int64, weights (B,H,W) float) from class probabilities (B,C,H,W)."""
     confidence, labels = probs.max(dim=1)
     confident = (confidence >= threshold).float()
@@ -65,24 +66,26 @@ def pseudo_labels(probs: torch.Tensor, threshold: float = 0.968, weighting: str 
     return labels, weights
 
 
-def apply_ignore_margins(weights: torch.Tensor, top: int = 0, bottom: int = 0, left: int = 0,
-                         right: int = 0) -> torch.Tensor:
+def apply_ignore_margins(
+    weights: torch.Tensor, top: int = 0, bottom: int = 0, left: int = 0, right: int = 0
+) -> torch.Tensor:
     """Zero the pseudo-label weight in border strips (pixels); returns a new tensor."""
     out = weights.clone()
     h, w = out.shape[-2:]
     if top > 0:
         out[..., : min(top, h), :] = 0
     if bottom > 0:
-        out[..., max(h - bottom, 0):, :] = 0
+        out[..., max(h - bottom, 0) :, :] = 0
     if left > 0:
         out[..., :, : min(left, w)] = 0
     if right > 0:
-        out[..., :, max(w - right, 0):] = 0
+        out[..., :, max(w - right, 0) :] = 0
     return out
 
 
-def fusion_weights(probs: Sequence[torch.Tensor], mode: str,
-                   static: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def fusion_weights(
+    probs: Sequence[torch.Tensor], mode: str, static: Sequence[float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-pixel teacher weights (K,B,1,H,W) summing to 1 over K, and an agreement mask (B,H,W) or None."""
     k = len(probs)
     if k == 0:
@@ -112,8 +115,13 @@ def fuse(probs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
     return (torch.stack(list(probs)) * weights).sum(dim=0)
 
 
-def teacher_targets(logits: Sequence[torch.Tensor], size: tuple[int, int], temperature: float, fusion: str,
-                    static: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def teacher_targets(
+    logits: Sequence[torch.Tensor],
+    size: tuple[int, int],
+    temperature: float,
+    fusion: str,
+    static: Sequence[float] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Fused hard-label probabilities (T = 1), fused softened probabilities (T) and the agreement mask."""
     up = [upsample_logits(z.float(), size) for z in logits]
     probs = [torch.softmax(z, dim=1) for z in up]

@@ -17,8 +17,14 @@ from __future__ import annotations
 import math
 
 
-def lr_factor(step: int, total: int, warmup_iters: int = 1500, warmup_ratio: float = 1e-6, power: float = 1.0,
-              min_ratio: float = 0.0) -> float:
+def lr_factor(
+    step: int,
+    total: int,
+    warmup_iters: int = 1500,
+    warmup_ratio: float = 1e-6,
+    power: float = 1.0,
+    min_ratio: float = 0.0,
+) -> float:
     poly = (1.0 - min(step, total) / total) ** power * (1.0 - min_ratio) + min_ratio
     if step < warmup_iters:
         k = (1.0 - step / warmup_iters) * (1.0 - warmup_ratio)
@@ -33,7 +39,9 @@ def finetune_start(iters: int, finetune_fraction: float, enabled: bool) -> int:
     return max(1, iters - int(round(iters * finetune_fraction)))
 
 
-def distill_weight(step: int, pre_iters: int, schedule: str, ramp_fraction: float, start: float = 0.0) -> float | None:
+def distill_weight(
+    step: int, pre_iters: int, schedule: str, ramp_fraction: float, start: float = 0.0
+) -> float | None:
     """lambda(t) for the schedules above; None for 'confidence' (the step measures it)."""
     if schedule == "confidence" and step < pre_iters:
         return None

@@ -70,9 +70,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any])
     return {"state": state, "param_groups": info["param_groups"]}
 
 
-def save_train_state(path: str | Path, *, step: int, nets: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     scaler: Any | None, rng: RngStates, config: dict[str, Any],
-                     extra: dict[str, Any] | None = None) -> None:
+def save_train_state(
+    path: str | Path,
+    *,
+    step: int,
+    nets: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any | None,
+    rng: RngStates,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"nets/{k}": v for k, v in nets.state_dict().items()}
@@ -83,9 +91,13 @@ def save_train_state(path: str | Path, *, step: int, nets: torch.nn.Module, opti
     for i, s in enumerate(rng.torch_cuda):
         tensors[f"rng/torch_cuda/{i}"] = s
     meta = {
-        "format": STATE_FORMAT, "version": str(STATE_VERSION), "step": str(step),
-        "config": json.dumps(config), "optimizer": json.dumps(opt_info),
-        "rng_numpy": json.dumps(rng.numpy), "scaler": json.dumps(scaler.state_dict() if scaler is not None else None),
+        "format": STATE_FORMAT,
+        "version": str(STATE_VERSION),
+        "step": str(step),
+        "config": json.dumps(config),
+        "optimizer": json.dumps(opt_info),
+        "rng_numpy": json.dumps(rng.numpy),
+        "scaler": json.dumps(scaler.state_dict() if scaler is not None else None),
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
@@ -124,11 +136,18 @@ def load_train_state(path: str | Path) -> TrainState:
             names = list(f.keys())  # noqa: SIM118 - safe_open is not iterable
             tensors = {k: f.get_tensor(k) for k in names}
     except Exception as exc:  # safetensors raises its own types for damaged payloads
-        raise CheckpointError(f"cannot read training checkpoint '{path}' ({exc}); it may be truncated") from None
-    nets = {k[len("nets/"):]: v for k, v in tensors.items() if k.startswith("nets/")}
-    optim = _unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim/")},
-                                 json.loads(meta["optimizer"]))
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng/torch_cuda/")),
-                                       key=lambda k: int(k.rsplit("/", 1)[1]))]
+        raise CheckpointError(
+            f"cannot read training checkpoint '{path}' ({exc}); it may be truncated"
+        ) from None
+    nets = {k[len("nets/") :]: v for k, v in tensors.items() if k.startswith("nets/")}
+    optim = _unflatten_optimizer(
+        {k: v for k, v in tensors.items() if k.startswith("optim/")}, json.loads(meta["optimizer"])
+    )
+    cuda = [
+        tensors[k]
+        for k in sorted(
+            (k for k in tensors if k.startswith("rng/torch_cuda/")), key=lambda k: int(k.rsplit("/", 1)[1])
+        )
+    ]
     rng = RngStates(json.loads(meta["rng_numpy"]), tensors["rng/mixing"], tensors["rng/torch_cpu"], cuda)
     return TrainState(step, nets, optim, json.loads(meta["scaler"]), rng, config, json.loads(meta["extra"]))

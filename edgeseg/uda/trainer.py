@@ -141,8 +141,10 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], path: Pa
         if key in RESUME_FREE:
             continue
         if saved.get(key) != current.get(key):
-            raise ConfigError(f"cannot resume from '{path}': config '{key}' differs from the interrupted run "
-                              f"(was {json.dumps(saved.get(key))[:120]}); resume with the same settings")
+            raise ConfigError(
+                f"cannot resume from '{path}': config '{key}' differs from the interrupted run "
+                f"(was {json.dumps(saved.get(key))[:120]}); resume with the same settings"
+            )
 
 
 @dataclass
@@ -165,8 +167,11 @@ class MetricsLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         lines: list[str] = []
         if resume_step is not None and path.is_file():
-            lines = [ln for ln in path.read_text(errors="replace").splitlines()
-                     if (rec := _record(ln)) is not None and rec.get("step", 0) <= resume_step]
+            lines = [
+                ln
+                for ln in path.read_text(errors="replace").splitlines()
+                if (rec := _record(ln)) is not None and rec.get("step", 0) <= resume_step
+            ]
         from edgeseg.io_utils import write_text_atomic
 
         write_text_atomic(path, "".join(ln + "\n" for ln in lines))
@@ -186,24 +191,45 @@ def _record(line: str) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and isinstance(rec.get("step", 0), int) else None
 
 
-def measure_class_weights(cfg: DistillConfig, nets: DistillNets, data: RunData, device: str) -> dict[str, Any]:
+def measure_class_weights(
+    cfg: DistillConfig, nets: DistillNets, data: RunData, device: str
+) -> dict[str, Any]:
     """Inconsistency between the small student and the large teacher(s) on target images -> w_c (in place)."""
     teachers = list(nets.teachers) or list(nets.fixed)
     inc = cfg.duda.inconsistency
     meta = getattr(nets.student, "meta", {}) or {}
-    confusion = disagreement_confusion(nets.student, teachers, data.target_train, cfg.data.target_resize,
-                                       cfg.models.num_classes, device, inc.images, meta.get("mean"), meta.get("std"))
+    confusion = disagreement_confusion(
+        nets.student,
+        teachers,
+        data.target_train,
+        cfg.data.target_resize,
+        cfg.models.num_classes,
+        device,
+        inc.images,
+        meta.get("mean"),
+        meta.get("std"),
+    )
     weights = inconsistency_class_weights(confusion, inc.beta)
     nets.class_weights.copy_(weights.to(nets.class_weights.device))
     raw = class_inconsistency(confusion)
-    return {"inconsistency": [None if math.isnan(v) else round(float(v), 4) for v in raw],
-            "normalized": [round(float(v), 4) for v in normalized_inconsistency(raw)],
-            "class_weights": [round(float(v), 4) for v in weights]}
+    return {
+        "inconsistency": [None if math.isnan(v) else round(float(v), 4) for v in raw],
+        "normalized": [round(float(v), 4) for v in normalized_inconsistency(raw)],
+        "class_weights": [round(float(v), 4) for v in weights],
+    }
 
 
-def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, *, resume: bool = False,
-              log: Callable[[str], None] = LOG.info, label: str = "",
-              progress: Callable[[int, int, str], None] | None = None) -> RunOutput:
+def train_run(
+    cfg: DistillConfig,
+    out_dir: Path,
+    data: RunData,
+    info: DistInfo,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = LOG.info,
+    label: str = "",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> RunOutput:
     """Train one method configuration into `out_dir`; returns the networks and final evaluations.
     `progress(done, total, status)` is called after every step (the CLI draws a bar from it)."""
     t_start = time.time()
@@ -224,7 +250,9 @@ def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, 
     trainables = Trainables(wrap(nets.student), [wrap(a) for a in nets.aux])
     models = [("student", nets.student)] + [(f"aux{i}", a) for i, a in enumerate(nets.aux)]
     groups = param_groups(models, cfg)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.AdamW(
+        groups, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+    )
     scaler = torch.amp.GradScaler("cuda") if cfg.train.amp == "fp16" else None
     autocast = _autocast(cfg, device)
     ckpt_path = out_dir / CHECKPOINT
@@ -242,19 +270,28 @@ def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, 
         rng = state.rng
         if info.rank > 0 and str(info.rank) in rank_rng:
             r = rank_rng[str(info.rank)]
-            rng = type(rng)(r["numpy"], torch.tensor(r["mixing"], dtype=torch.uint8),
-                            torch.tensor(r["torch_cpu"], dtype=torch.uint8), [])
+            rng = type(rng)(
+                r["numpy"],
+                torch.tensor(r["mixing"], dtype=torch.uint8),
+                torch.tensor(r["torch_cpu"], dtype=torch.uint8),
+                [],
+            )
         restore_rng(rng, np_rng, mixing)
         start = state.step
         if info.main:
             log(f"{label}resuming from step {start}/{cfg.iters} ({ckpt_path})")
     elif ckpt_path.is_file() and not resume:
-        raise ConfigError(f"{out_dir} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
-                          "or choose another --out")
+        raise ConfigError(
+            f"{out_dir} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
+            "or choose another --out"
+        )
 
     metrics = MetricsLog(out_dir / METRICS, info.main, start if resume else None)
-    ft_start = finetune_start(cfg.iters, cfg.duda.inconsistency.finetune_fraction,
-                              cfg.duda.inconsistency.enabled and cfg.method in ("duda", "fixed_teacher"))
+    ft_start = finetune_start(
+        cfg.iters,
+        cfg.duda.inconsistency.finetune_fraction,
+        cfg.duda.inconsistency.enabled and cfg.method in ("duda", "fixed_teacher"),
+    )
     meta = getattr(nets.student, "meta", {}) or {}
     mean = tuple(meta.get("mean", (123.675, 116.28, 103.53)))
     std = tuple(meta.get("std", (58.395, 57.12, 57.375)))
@@ -269,8 +306,16 @@ def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, 
             dist.all_gather_object(gathered, mine)
             ranks = {str(r): g for r, g in enumerate(gathered) if r > 0}
         if info.main:
-            save_train_state(ckpt_path, step=step, nets=nets, optimizer=optimizer, scaler=scaler, rng=rng,
-                             config=config_dict, extra={"rng_ranks": ranks})
+            save_train_state(
+                ckpt_path,
+                step=step,
+                nets=nets,
+                optimizer=optimizer,
+                scaler=scaler,
+                rng=rng,
+                config=config_dict,
+                extra={"rng_ranks": ranks},
+            )
 
     name = label.strip() or cfg.method
 
@@ -282,11 +327,19 @@ def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, 
     report(start)
     for step in range(start, cfg.iters):
         # Fine-tuning phase: (re-)measure the student/teacher inconsistency on target images.
-        if step >= ft_start and (step == ft_start or (inc.refresh_every > 0 and (step - ft_start) % inc.refresh_every == 0)):
+        if step >= ft_start and (
+            step == ft_start or (inc.refresh_every > 0 and (step - ft_start) % inc.refresh_every == 0)
+        ):
             stats = measure_class_weights(cfg, nets, data, device)
             metrics.write({"step": step, "event": "inconsistency", **stats})
-        factor = lr_factor(step, cfg.iters, cfg.optim.warmup_iters, cfg.optim.warmup_ratio, cfg.optim.poly_power,
-                           cfg.optim.min_lr / cfg.optim.lr if cfg.optim.lr > 0 else 0.0)
+        factor = lr_factor(
+            step,
+            cfg.iters,
+            cfg.optim.warmup_iters,
+            cfg.optim.warmup_ratio,
+            cfg.optim.poly_power,
+            cfg.optim.min_lr / cfg.optim.lr if cfg.optim.lr > 0 else 0.0,
+        )
         for g in optimizer.param_groups:
             g["lr"] = g["initial_lr"] * factor
         src_x, src_y = to_tensors(*data.source.batch(np_rng, cfg.data.batch_size), device, mean, std)
@@ -298,8 +351,9 @@ def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, 
         out = distill_step(cfg, nets, trainables, Batch(src_x, src_y, tgt_x, tgt_y), ctx)
         total = sum(out.losses.values())
         if not torch.isfinite(total):
-            raise TrainingDiverged(f"{label}loss became {float(total)} at step {step}; lower optim.lr or "
-                                   "use train.amp=off")
+            raise TrainingDiverged(
+                f"{label}loss became {float(total)} at step {step}; lower optim.lr or use train.amp=off"
+            )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(total).backward()
@@ -323,8 +377,15 @@ def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, 
         done = step + 1
         if done % max(cfg.train.log_every, 1) == 0 or done == cfg.iters:
             values = {k: round(float(v.detach()), 5) for k, v in out.losses.items()}
-            metrics.write({"step": done, "lr": optimizer.param_groups[0]["lr"], "time_s": round(time.time() - t_start, 2),
-                           **{f"loss/{k}": v for k, v in values.items()}, **{k: round(v, 5) for k, v in out.logs.items()}})
+            metrics.write(
+                {
+                    "step": done,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "time_s": round(time.time() - t_start, 2),
+                    **{f"loss/{k}": v for k, v in values.items()},
+                    **{k: round(v, 5) for k, v in out.logs.items()},
+                }
+            )
             status = " ".join(f"{k.replace('student.', 's.')}={v:.3f}" for k, v in values.items())
             report(done, status)
         else:
@@ -347,7 +408,13 @@ def train_run(cfg: DistillConfig, out_dir: Path, data: RunData, info: DistInfo, 
             teacher_eval = evaluate_model(nets.teachers[0], data.val, cfg.data, device).to_json()
         if nets.student_ema is not None:
             extra["student_ema"] = evaluate_model(nets.student_ema, data.val, cfg.data, device).to_json()
-        metrics.write({"step": cfg.iters, "event": "final", "student_miou": student_eval["miou"],
-                       "teacher_miou": teacher_eval["miou"] if teacher_eval else None})
+        metrics.write(
+            {
+                "step": cfg.iters,
+                "event": "final",
+                "student_miou": student_eval["miou"],
+                "teacher_miou": teacher_eval["miou"] if teacher_eval else None,
+            }
+        )
     barrier(info)
     return RunOutput(nets, student_eval or {}, teacher_eval, extra, time.time() - t_start, steps_run)

@@ -65,7 +65,7 @@ class _Attention(nn.Module):
         dim = attn.q.weight.shape[0]
         self.heads = attn.heads
         self.head_dim = dim // attn.heads
-        scale = self.head_dim ** -0.5  # what F.scaled_dot_product_attention applies by default
+        scale = self.head_dim**-0.5  # what F.scaled_dot_product_attention applies by default
         self.q = nn.Linear(dim, dim)
         self.q.weight = _frozen(attn.q.weight * scale)
         self.q.bias = _frozen(attn.q.bias * scale)
@@ -114,14 +114,14 @@ class _Encoder(nn.Module):
         super().__init__()
         self.convs = nn.ModuleList([first_conv] + [e.proj for e in list(encoder.patch_embeds)[1:]])
         self.embed_norms = nn.ModuleList(e.norm for e in encoder.patch_embeds)
-        self.stages = nn.ModuleList(nn.ModuleList(_Block(b) for b in blocks)
-                                    for blocks in encoder.stages)
+        self.stages = nn.ModuleList(nn.ModuleList(_Block(b) for b in blocks) for blocks in encoder.stages)
         self.norms = encoder.norms
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
-        for conv, embed_norm, blocks, norm in zip(self.convs, self.embed_norms, self.stages, self.norms,
-                                                  strict=True):
+        for conv, embed_norm, blocks, norm in zip(
+            self.convs, self.embed_norms, self.stages, self.norms, strict=True
+        ):
             x = conv(x)
             h, w = x.shape[2], x.shape[3]
             t = embed_norm(_tokens(x))
@@ -158,8 +158,10 @@ class _FusedSegFormerHead(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         size = (features[0].shape[2], features[0].shape[3])
-        resampled = [F.interpolate(conv(x), size=size, mode="bilinear", align_corners=False)
-                     for x, conv in zip(features[1:], list(self.projections)[1:], strict=True)]
+        resampled = [
+            F.interpolate(conv(x), size=size, mode="bilinear", align_corners=False)
+            for x, conv in zip(features[1:], list(self.projections)[1:], strict=True)
+        ]
         # stride-4 conv last, added to the resampled sum: Conv + Add + Relu fuse into one kernel.
         fused = self.projections[0](features[0])
         if resampled:
@@ -187,8 +189,9 @@ class ExportSegmentor(nn.Module):
             # frames arrive BGR: per-channel constants in BGR order, conv input channels flipped to match
             self.register_buffer("scale", (1.0 / std).flip(0), persistent=False)
             self.register_buffer("shift", (-mean / std).flip(0), persistent=False)
-            conv = nn.Conv2d(first.in_channels, first.out_channels, first.kernel_size, first.stride,
-                             first.padding)
+            conv = nn.Conv2d(
+                first.in_channels, first.out_channels, first.kernel_size, first.stride, first.padding
+            )
             conv.weight = _frozen(first.weight.flip(1))
             conv.bias = _frozen(first.bias)
             first = conv

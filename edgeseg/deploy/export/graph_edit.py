@@ -14,15 +14,30 @@ from edgeseg.deploy.runtime import onnx_meta
 from edgeseg.errors import ExportError
 
 # Kept in FP32 by --fp16: normalisation statistics and exponentials overflow or lose precision in half.
-FP16_KEEP_FP32 = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "ReduceMax", "Pow", "Sqrt",
-                  "ArgMax")
+FP16_KEEP_FP32 = (
+    "LayerNormalization",
+    "Softmax",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "Pow",
+    "Sqrt",
+    "ArgMax",
+)
 # TensorRT 8.6's ONNX parser reads IR <= 9; the torch exporter writes 8. Never write newer.
 MAX_IR_VERSION = 9
 
 
-def append_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *, nhwc_input: bool,
-                       static_size: tuple[int, int] | None, batch: int | None,
-                       channels_last: bool = True) -> onnx.ModelProto:
+def append_labels_head(
+    model: onnx.ModelProto,
+    scores: str,
+    num_classes: int,
+    *,
+    nhwc_input: bool,
+    static_size: tuple[int, int] | None,
+    batch: int | None,
+    channels_last: bool = True,
+) -> onnx.ModelProto:
     """Replace the graph output `scores` (B,C,h,w logits) with `labels` (B,H,W) at the input resolution:
     Transpose to NHWC -> bilinear Resize (half-pixel, = torch align_corners=False) -> ArgMax over the
     contiguous class axis -> Cast to uint8 through float (int32 above 256 classes).
@@ -39,55 +54,85 @@ def append_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *,
     Interpolate on an NHWC tensor is ~5x slower than on NCHW (measured: 140 of 432 ms per 512x1024 frame).
     """
     if not channels_last:
-        return _append_nchw_labels_head(model, scores, num_classes, nhwc_input=nhwc_input,
-                                        static_size=static_size, batch=batch)
+        return _append_nchw_labels_head(
+            model, scores, num_classes, nhwc_input=nhwc_input, static_size=static_size, batch=batch
+        )
     graph = model.graph
     if [o.name for o in graph.output] != [scores]:
         raise ExportError(f"expected a single '{scores}' graph output to append the labels head to")
     nodes = [helper.make_node("Transpose", [scores], ["labels_head/nhwc"], perm=[0, 2, 3, 1])]
     if static_size is not None:
         h, w = static_size
-        sizes = helper.make_tensor("labels_head/sizes", TensorProto.INT64, [4], [batch or 1, h, w, num_classes])
+        sizes = helper.make_tensor(
+            "labels_head/sizes", TensorProto.INT64, [4], [batch or 1, h, w, num_classes]
+        )
         graph.initializer.append(sizes)
         if batch is None:
             raise ExportError("a static-size labels head needs a static batch")
     else:
         in_name = graph.input[0].name
         hw = (1, 3) if nhwc_input else (2, 4)
-        for name, values in (("hw_start", [hw[0]]), ("hw_end", [hw[1]]), ("b_start", [0]), ("b_end", [1]),
-                             ("c_start", [3]), ("c_end", [4]), ("axes", [0])):
-            graph.initializer.append(helper.make_tensor(f"labels_head/{name}", TensorProto.INT64, [1], values))
+        for name, values in (
+            ("hw_start", [hw[0]]),
+            ("hw_end", [hw[1]]),
+            ("b_start", [0]),
+            ("b_end", [1]),
+            ("c_start", [3]),
+            ("c_end", [4]),
+            ("axes", [0]),
+        ):
+            graph.initializer.append(
+                helper.make_tensor(f"labels_head/{name}", TensorProto.INT64, [1], values)
+            )
         nodes += [
             helper.make_node("Shape", [in_name], ["labels_head/in_shape"]),
             helper.make_node("Shape", ["labels_head/nhwc"], ["labels_head/nhwc_shape"]),
             _slice("labels_head/in_shape", "labels_head/hw", "hw"),
             _slice("labels_head/nhwc_shape", "labels_head/b", "b"),
             _slice("labels_head/nhwc_shape", "labels_head/c", "c"),
-            helper.make_node("Concat", ["labels_head/b", "labels_head/hw", "labels_head/c"],
-                             ["labels_head/sizes"], axis=0),
+            helper.make_node(
+                "Concat", ["labels_head/b", "labels_head/hw", "labels_head/c"], ["labels_head/sizes"], axis=0
+            ),
         ]
     nodes += [
-        helper.make_node("Resize", ["labels_head/nhwc", "", "", "labels_head/sizes"], ["labels_head/up"],
-                         mode="linear", coordinate_transformation_mode="half_pixel"),
+        helper.make_node(
+            "Resize",
+            ["labels_head/nhwc", "", "", "labels_head/sizes"],
+            ["labels_head/up"],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        ),
         helper.make_node("ArgMax", ["labels_head/up"], ["labels_head/argmax"], axis=3, keepdims=0),
     ]
     if num_classes <= 256:
         label_type = TensorProto.UINT8
-        nodes += [helper.make_node("Cast", ["labels_head/argmax"], ["labels_head/argmax_f"], to=TensorProto.FLOAT),
-                  helper.make_node("Cast", ["labels_head/argmax_f"], ["labels"], to=label_type)]
+        nodes += [
+            helper.make_node("Cast", ["labels_head/argmax"], ["labels_head/argmax_f"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["labels_head/argmax_f"], ["labels"], to=label_type),
+        ]
     else:
         label_type = TensorProto.INT32
         nodes.append(helper.make_node("Cast", ["labels_head/argmax"], ["labels"], to=label_type))
     graph.node.extend(nodes)
-    dims: list[Any] = [batch if batch else "batch",
-                       static_size[0] if static_size else "height", static_size[1] if static_size else "width"]
+    dims: list[Any] = [
+        batch if batch else "batch",
+        static_size[0] if static_size else "height",
+        static_size[1] if static_size else "width",
+    ]
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("labels", label_type, dims))
     return model
 
 
-def _append_nchw_labels_head(model: onnx.ModelProto, scores: str, num_classes: int, *, nhwc_input: bool,
-                             static_size: tuple[int, int] | None, batch: int | None) -> onnx.ModelProto:
+def _append_nchw_labels_head(
+    model: onnx.ModelProto,
+    scores: str,
+    num_classes: int,
+    *,
+    nhwc_input: bool,
+    static_size: tuple[int, int] | None,
+    batch: int | None,
+) -> onnx.ModelProto:
     """The labels head on NCHW scores: bilinear Resize (half-pixel) -> ArgMax over channels -> Cast."""
     graph = model.graph
     if [o.name for o in graph.output] != [scores]:
@@ -96,13 +141,23 @@ def _append_nchw_labels_head(model: onnx.ModelProto, scores: str, num_classes: i
     if static_size is not None:
         if batch is None:
             raise ExportError("a static-size labels head needs a static batch")
-        graph.initializer.append(helper.make_tensor("labels_head/sizes", TensorProto.INT64, [4],
-                                                    [batch, num_classes, *static_size]))
+        graph.initializer.append(
+            helper.make_tensor(
+                "labels_head/sizes", TensorProto.INT64, [4], [batch, num_classes, *static_size]
+            )
+        )
     else:
         hw = (1, 3) if nhwc_input else (2, 4)
-        for name, values in (("hw_start", [hw[0]]), ("hw_end", [hw[1]]), ("bc_start", [0]), ("bc_end", [2]),
-                             ("axes", [0])):
-            graph.initializer.append(helper.make_tensor(f"labels_head/{name}", TensorProto.INT64, [1], values))
+        for name, values in (
+            ("hw_start", [hw[0]]),
+            ("hw_end", [hw[1]]),
+            ("bc_start", [0]),
+            ("bc_end", [2]),
+            ("axes", [0]),
+        ):
+            graph.initializer.append(
+                helper.make_tensor(f"labels_head/{name}", TensorProto.INT64, [1], values)
+            )
         nodes += [
             helper.make_node("Shape", [graph.input[0].name], ["labels_head/in_shape"]),
             helper.make_node("Shape", [scores], ["labels_head/scores_shape"]),
@@ -112,14 +167,22 @@ def _append_nchw_labels_head(model: onnx.ModelProto, scores: str, num_classes: i
         ]
     label_type = TensorProto.UINT8 if num_classes <= 256 else TensorProto.INT32
     nodes += [
-        helper.make_node("Resize", [scores, "", "", "labels_head/sizes"], ["labels_head/up"], mode="linear",
-                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node(
+            "Resize",
+            [scores, "", "", "labels_head/sizes"],
+            ["labels_head/up"],
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        ),
         helper.make_node("ArgMax", ["labels_head/up"], ["labels_head/argmax"], axis=1, keepdims=0),
         helper.make_node("Cast", ["labels_head/argmax"], ["labels"], to=label_type),
     ]
     graph.node.extend(nodes)
-    dims: list[Any] = [batch if batch else "batch",
-                       static_size[0] if static_size else "height", static_size[1] if static_size else "width"]
+    dims: list[Any] = [
+        batch if batch else "batch",
+        static_size[0] if static_size else "height",
+        static_size[1] if static_size else "width",
+    ]
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("labels", label_type, dims))
     return model
@@ -127,8 +190,9 @@ def _append_nchw_labels_head(model: onnx.ModelProto, scores: str, num_classes: i
 
 def _slice(data: str, out: str, part: str) -> onnx.NodeProto:
     """Slice along axis 0 with initializer starts/ends/axes (TensorRT needs constant axes)."""
-    return helper.make_node("Slice", [data, f"labels_head/{part}_start", f"labels_head/{part}_end", "labels_head/axes"],
-                            [out])
+    return helper.make_node(
+        "Slice", [data, f"labels_head/{part}_start", f"labels_head/{part}_end", "labels_head/axes"], [out]
+    )
 
 
 def set_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> None:

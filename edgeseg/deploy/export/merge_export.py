@@ -32,7 +32,9 @@ class MergeExportConfig:
     method: str = "bn"  # a name in edgeseg.merge.methods.REGISTRY
     weights: Sequence[float] | None = None
     base: Path | None = None  # for methods that merge task vectors (needs_base)
-    params: Mapping[str, Any] = field(default_factory=dict)  # the method's parameters (names -> values or text)
+    params: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # the method's parameters (names -> values or text)
     size: tuple[int, int] = (512, 1024)
     eval_data: Path | None = None
     domains: Sequence[str] = ()
@@ -58,8 +60,9 @@ class MergeExportConfig:
         return MergeOptions(method=self.method, weights=self.weights, base=self.base, params=self.params)
 
 
-def _segmenter_scores(paths: Sequence[Path], datasets: dict[str, Any], domain_of: dict[Path, str] | None,
-                      name: str) -> dict[str, Any]:
+def _segmenter_scores(
+    paths: Sequence[Path], datasets: dict[str, Any], domain_of: dict[Path, str] | None, name: str
+) -> dict[str, Any]:
     """mIoU per domain (and H-mean) of exported models run through the runtime interface."""
     from edgeseg.deploy.runtime.backends import open_segmenter
     from edgeseg.evaluate import evaluate_dataset, harmonic_mean
@@ -80,8 +83,12 @@ def _clean(v: float | None) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
-def merge_and_export(inputs: Sequence[str | Path], out_dir: str | Path, cfg: MergeExportConfig,
-                     log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+def merge_and_export(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    cfg: MergeExportConfig,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
     from edgeseg.checkpoint import read_checkpoint_meta
     from edgeseg.io_utils import write_json_atomic, write_text_atomic
     from edgeseg.merge.api import resolve_method
@@ -106,7 +113,7 @@ def merge_and_export(inputs: Sequence[str | Path], out_dir: str | Path, cfg: Mer
 def _rebase(obj: Any, old: str, new: str) -> Any:
     """The report as it reads after the staging folder moved: every path under `old` now under `new`."""
     if isinstance(obj, str):
-        return new + obj[len(old):] if obj.startswith(old) else obj
+        return new + obj[len(old) :] if obj.startswith(old) else obj
     if isinstance(obj, dict):
         return {k: _rebase(v, old, new) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -114,16 +121,27 @@ def _rebase(obj: Any, old: str, new: str) -> Any:
     return obj
 
 
-def _merge_and_export_into(out_dir: Path, inputs: Sequence[str | Path], cfg: MergeExportConfig,
-                           log: Callable[[str], None], start: float) -> dict[str, Any]:
+def _merge_and_export_into(
+    out_dir: Path,
+    inputs: Sequence[str | Path],
+    cfg: MergeExportConfig,
+    log: Callable[[str], None],
+    start: float,
+) -> dict[str, Any]:
     from edgeseg.deploy.export.onnx_export import ExportConfig, export_onnx
     from edgeseg.merge.api import merge_checkpoints
 
     merged = out_dir / "merged.safetensors"
     log(f"merging {len(inputs)} checkpoints ({cfg.method})")
     merge = merge_checkpoints(inputs, merged, cfg.merge_options())
-    report: dict[str, Any] = {"inputs": [str(p) for p in inputs], "method": cfg.method, "merge": merge.to_json(),
-                              "artifacts": {"checkpoint": str(merged)}, "exports": {}, "notes": []}
+    report: dict[str, Any] = {
+        "inputs": [str(p) for p in inputs],
+        "method": cfg.method,
+        "merge": merge.to_json(),
+        "artifacts": {"checkpoint": str(merged)},
+        "exports": {},
+        "notes": [],
+    }
     if merge.heads:  # backbone merge: one segmentor (and one ONNX file) per domain head
         from edgeseg.merge.multihead import split_multihead
 
@@ -137,15 +155,31 @@ def _merge_and_export_into(out_dir: Path, inputs: Sequence[str | Path], cfg: Mer
         suffix = f"_{heads[ckpt]}" if heads else ""
         target = out_dir / f"merged{suffix}.onnx"
         log(f"exporting {target.name}")
-        rep = export_onnx(ckpt, target, ExportConfig(size=cfg.size, calib_dir=cfg.calib_dir, slim=cfg.slim,
-                                                     parity_images=cfg.parity_images), log=log)
+        rep = export_onnx(
+            ckpt,
+            target,
+            ExportConfig(
+                size=cfg.size, calib_dir=cfg.calib_dir, slim=cfg.slim, parity_images=cfg.parity_images
+            ),
+            log=log,
+        )
         report["exports"][target.name] = rep.to_json()
         onnx_fp32.append(target)
         if cfg.int8:
             target8 = out_dir / f"merged{suffix}_int8.onnx"
             log(f"exporting {target8.name}")
-            rep8 = export_onnx(ckpt, target8, ExportConfig(size=cfg.size, precision="int8", calib_dir=cfg.calib_dir,
-                                                           slim=cfg.slim, parity_images=cfg.parity_images), log=log)
+            rep8 = export_onnx(
+                ckpt,
+                target8,
+                ExportConfig(
+                    size=cfg.size,
+                    precision="int8",
+                    calib_dir=cfg.calib_dir,
+                    slim=cfg.slim,
+                    parity_images=cfg.parity_images,
+                ),
+                log=log,
+            )
             report["exports"][target8.name] = rep8.to_json()
             onnx_int8.append(target8)
     report["artifacts"]["onnx"] = [str(p) for p in onnx_fp32 + onnx_int8]
@@ -157,12 +191,16 @@ def _merge_and_export_into(out_dir: Path, inputs: Sequence[str | Path], cfg: Mer
     return report
 
 
-def _build_engines(onnx_files: Sequence[Path], report: dict[str, Any], log: Callable[[str], None]) -> list[str]:
+def _build_engines(
+    onnx_files: Sequence[Path], report: dict[str, Any], log: Callable[[str], None]
+) -> list[str]:
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
-        note = "--engine: TensorRT is not installed here, no engine built (build it on the device: " \
-               "`edgeseg build-engine merged.onnx --out merged.engine --fp16`)"
+        note = (
+            "--engine: TensorRT is not installed here, no engine built (build it on the device: "
+            "`edgeseg build-engine merged.onnx --out merged.engine --fp16`)"
+        )
         report["notes"].append(note)
         log(note)
         return []
@@ -177,9 +215,16 @@ def _build_engines(onnx_files: Sequence[Path], report: dict[str, Any], log: Call
     return engines
 
 
-def _evaluate(inputs: Sequence[str | Path], merged: Path, onnx_fp32: list[Path], onnx_int8: list[Path],
-              heads: dict[Path, str] | None, singles: list[Path], cfg: MergeExportConfig,
-              log: Callable[[str], None]) -> dict[str, Any]:
+def _evaluate(
+    inputs: Sequence[str | Path],
+    merged: Path,
+    onnx_fp32: list[Path],
+    onnx_int8: list[Path],
+    heads: dict[Path, str] | None,
+    singles: list[Path],
+    cfg: MergeExportConfig,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     from edgeseg.merge.evaluation import domain_datasets, evaluate_checkpoints
 
     datasets = domain_datasets(cfg.eval_data, list(cfg.domains), dataset=cfg.dataset, limit=cfg.eval_limit)  # type: ignore[arg-type]
@@ -194,12 +239,19 @@ def _evaluate(inputs: Sequence[str | Path], merged: Path, onnx_fp32: list[Path],
     log("evaluating the exported ONNX model(s) through ONNX Runtime")
     scores.append(_segmenter_scores(onnx_fp32, datasets, domain_of, "merged.onnx (FP32, ONNX Runtime)"))
     if onnx_int8:
-        scores.append(_segmenter_scores(onnx_int8, datasets, domain_of, "merged_int8.onnx (INT8, ONNX Runtime)"))
+        scores.append(
+            _segmenter_scores(onnx_int8, datasets, domain_of, "merged_int8.onnx (INT8, ONNX Runtime)")
+        )
     for s in scores:
         s["miou"] = {d: _clean(v) for d, v in s["miou"].items()}
         s["harmonic_mean"] = _clean(s["harmonic_mean"])
-    return {"dataset": cfg.dataset, "data": str(cfg.eval_data), "domains": list(cfg.domains),
-            "limit": cfg.eval_limit, "scores": scores}
+    return {
+        "dataset": cfg.dataset,
+        "data": str(cfg.eval_data),
+        "domains": list(cfg.domains),
+        "limit": cfg.eval_limit,
+        "scores": scores,
+    }
 
 
 def _pct(v: float | None) -> str:
@@ -213,8 +265,13 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += [f"- checkpoint: `{r['artifacts']['checkpoint']}`"]
     lines += [f"- ONNX: `{p}`" for p in r["artifacts"].get("onnx", [])]
     lines += [f"- engine: `{p}`" for p in r["artifacts"].get("engines", [])]
-    lines += ["", "## Export checks", "", "| file | precision | label agreement with PyTorch | max abs diff | "
-              "INT8 vs FP32 (ms) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Export checks",
+        "",
+        "| file | precision | label agreement with PyTorch | max abs diff | INT8 vs FP32 (ms) |",
+        "|---|---|---|---|---|",
+    ]
     for name, e in r["exports"].items():
         if "parity" not in e:
             continue
@@ -225,11 +282,19 @@ def to_markdown(r: dict[str, Any]) -> str:
     ev = r.get("evaluation")
     if ev:
         doms = ev["domains"]
-        lines += ["", f"## Evaluation ({ev['dataset']} val, mIoU %)", "",
-                  "| model | " + " | ".join(doms) + " | H-mean |", "|---|" + "---|" * (len(doms) + 1)]
+        lines += [
+            "",
+            f"## Evaluation ({ev['dataset']} val, mIoU %)",
+            "",
+            "| model | " + " | ".join(doms) + " | H-mean |",
+            "|---|" + "---|" * (len(doms) + 1),
+        ]
         for s in ev["scores"]:
-            lines.append(f"| {s['name']} | " + " | ".join(_pct(s["miou"][d]) for d in doms)
-                         + f" | {_pct(s['harmonic_mean'])} |")
+            lines.append(
+                f"| {s['name']} | "
+                + " | ".join(_pct(s["miou"][d]) for d in doms)
+                + f" | {_pct(s['harmonic_mean'])} |"
+            )
     if r["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(lines) + "\n"

@@ -68,8 +68,12 @@ def runner(model: Any, precision: str, batch_size: int | None, threads: int | No
 
     def run(batch: np.ndarray) -> np.ndarray:
         step = batch_size or len(batch)
-        return np.concatenate([np.array(request.infer({0: np.ascontiguousarray(batch[i:i + step])})[compiled.output(0)])
-                               for i in range(0, len(batch), step)])
+        return np.concatenate(
+            [
+                np.array(request.infer({0: np.ascontiguousarray(batch[i : i + step])})[compiled.output(0)])
+                for i in range(0, len(batch), step)
+            ]
+        )
 
     return run
 
@@ -85,8 +89,12 @@ def quantize_int8(model: Any, batches: Iterable[np.ndarray], subset_size: int) -
     if not data:
         raise ExportError("no calibration batches; give --calib DIR with at least one image")
     logging.getLogger("nncf").setLevel(logging.WARNING)
-    return nncf.quantize(model, nncf.Dataset(data), subset_size=min(subset_size, len(data)),
-                         model_type=nncf.ModelType.TRANSFORMER)
+    return nncf.quantize(
+        model,
+        nncf.Dataset(data),
+        subset_size=min(subset_size, len(data)),
+        model_type=nncf.ModelType.TRANSFORMER,
+    )
 
 
 def save_ir(model: Any, out: Path) -> None:
@@ -104,9 +112,16 @@ def save_ir(model: Any, out: Path) -> None:
             staged.replace(xml_tmp)
 
 
-def compare_int8_openvino(fp32: Any, int8: Any, feeds: list[np.ndarray], batch: int | None, output: str,
-                          num_classes: int, to_labels: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
-                          repeats: int = 3) -> dict[str, Any]:
+def compare_int8_openvino(
+    fp32: Any,
+    int8: Any,
+    feeds: list[np.ndarray],
+    batch: int | None,
+    output: str,
+    num_classes: int,
+    to_labels: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
+    repeats: int = 3,
+) -> dict[str, Any]:
     """INT8 against FP32 in OpenVINO, each at the inference precision it runs with: speed (best of
     `repeats`), label agreement and mIoU of INT8 labels scored against FP32 labels."""
     from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou
@@ -130,16 +145,28 @@ def compare_int8_openvino(fp32: Any, int8: Any, feeds: list[np.ndarray], batch: 
         matrix.update(q, ref)
         agree += int((ref == q).sum())
         total += ref.size
-    return {"fp32_ms": 1000 * times["fp32"] / len(feeds), "int8_ms": 1000 * times["int8"] / len(feeds),
-            "runtime": "openvino", "agreement_vs_fp32": agree / total,
-            "miou_vs_fp32": float(mean_iou(per_class_iou(matrix.matrix))),
-            "note": "OpenVINO CPU, each at its own inference precision (openvino_backend.INFERENCE_PRECISION); mIoU of INT8 labels scored against FP32 "
-                    "labels (FP32 = 100); true mIoU needs labelled data (benchmarks/export.py)"}
+    return {
+        "fp32_ms": 1000 * times["fp32"] / len(feeds),
+        "int8_ms": 1000 * times["int8"] / len(feeds),
+        "runtime": "openvino",
+        "agreement_vs_fp32": agree / total,
+        "miou_vs_fp32": float(mean_iou(per_class_iou(matrix.matrix))),
+        "note": "OpenVINO CPU, each at its own inference precision (openvino_backend.INFERENCE_PRECISION); mIoU of INT8 labels scored against FP32 "  # noqa: E501
+        "labels (FP32 = 100); true mIoU needs labelled data (benchmarks/export.py)",
+    }
 
 
-def export_checked(model: Any, final: onnx.ModelProto, scores: onnx.ModelProto, cfg: Any, out: Path,
-                   meta: dict[str, Any], frame_sets: list[list[np.ndarray]], source: str,
-                   log: Callable[[str], None]) -> tuple[Any, dict[str, Any] | None]:
+def export_checked(
+    model: Any,
+    final: onnx.ModelProto,
+    scores: onnx.ModelProto,
+    cfg: Any,
+    out: Path,
+    meta: dict[str, Any],
+    frame_sets: list[list[np.ndarray]],
+    source: str,
+    log: Callable[[str], None],
+) -> tuple[Any, dict[str, Any] | None]:
     """Convert, quantise (INT8), check through OpenVINO and write `out` (.onnx or IR .xml); nothing is
     written when a check fails. `cfg` is the ExportConfig; returns (ParityResult, INT8 report or None)."""
     from edgeseg.deploy.export.onnx_export import _prepare_fn
@@ -163,25 +190,47 @@ def export_checked(model: Any, final: onnx.ModelProto, scores: onnx.ModelProto, 
     elif cfg.precision == "bf16":
         set_meta(ov_model, meta)
         if not cpu_has_bf16(_openvino().Core()):
-            raise ExportError("--bf16 needs a CPU with bf16 (AVX512-BF16 / AMX) to check the export on; export "
-                              "it on such a machine, or export fp32")
+            raise ExportError(
+                "--bf16 needs a CPU with bf16 (AVX512-BF16 / AMX) to check the export on; export "
+                "it on such a machine, or export fp32"
+            )
     log(f"checking parity with PyTorch through OpenVINO ({cfg.precision})")
-    parity = check_parity(model, runner(ov_model, cfg.precision, batch), probe, frame_sets, output=cfg.output,
-                          preprocess=cfg.preprocess, batch_size=batch, threshold=cfg.threshold, source=source)
+    parity = check_parity(
+        model,
+        runner(ov_model, cfg.precision, batch),
+        probe,
+        frame_sets,
+        output=cfg.output,
+        preprocess=cfg.preprocess,
+        batch_size=batch,
+        threshold=cfg.threshold,
+        source=source,
+    )
     log(parity.summary())
     int8_info = None
     if cfg.precision == "int8":
         prepare = _prepare_fn(meta, cfg.size, cfg.preprocess)
-        int8_info = compare_int8_openvino(fp32_model, ov_model, [prepare(f) for f in frame_sets[:1]], batch,
-                                          cfg.output, meta["num_classes"], scores_to_label_tensor)
-        log(f"INT8 vs FP32 (OpenVINO CPU): {int8_info['fp32_ms']:.1f} -> {int8_info['int8_ms']:.1f} ms, "
+        int8_info = compare_int8_openvino(
+            fp32_model,
+            ov_model,
+            [prepare(f) for f in frame_sets[:1]],
+            batch,
+            cfg.output,
+            meta["num_classes"],
+            scores_to_label_tensor,
+        )
+        log(
+            f"INT8 vs FP32 (OpenVINO CPU): {int8_info['fp32_ms']:.1f} -> {int8_info['int8_ms']:.1f} ms, "
             f"label agreement {100 * int8_info['agreement_vs_fp32']:.2f}%, "
-            f"mIoU of INT8 labels against FP32 labels {100 * int8_info['miou_vs_fp32']:.2f}")
+            f"mIoU of INT8 labels against FP32 labels {100 * int8_info['miou_vs_fp32']:.2f}"
+        )
     if not parity.passed:
-        raise ExportError(f"parity check failed (OpenVINO, {cfg.precision}): label agreement "
-                          f"{100 * parity.agreement:.3f}% < {100 * parity.threshold:.2f}% ({parity.images} {source} "
-                          "images); nothing written. Lower the bar with --min-agreement only if this precision "
-                          "loss is acceptable")
+        raise ExportError(
+            f"parity check failed (OpenVINO, {cfg.precision}): label agreement "
+            f"{100 * parity.agreement:.3f}% < {100 * parity.threshold:.2f}% ({parity.images} {source} "
+            "images); nothing written. Lower the bar with --min-agreement only if this precision "
+            "loss is acceptable"
+        )
     if out.suffix.lower() == IR_SUFFIX:
         save_ir(ov_model, out)
     else:

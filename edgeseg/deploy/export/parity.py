@@ -42,8 +42,10 @@ class ParityResult:
     def summary(self) -> str:
         diff = f"max |{self.diff_of} diff| {self.max_abs_diff:.2e}, " if self.max_abs_diff is not None else ""
         sizes = ", ".join(f"{h}x{w}" for h, w in self.sizes)
-        return (f"parity vs PyTorch on {self.images} {self.source} images ({sizes}): {diff}"
-                f"label agreement {100 * self.agreement:.3f}% (threshold {100 * self.threshold:.2f}%)")
+        return (
+            f"parity vs PyTorch on {self.images} {self.source} images ({sizes}): {diff}"
+            f"label agreement {100 * self.agreement:.3f}% (threshold {100 * self.threshold:.2f}%)"
+        )
 
 
 def _session(model: bytes | str, threads: int | None = None) -> Any:
@@ -63,8 +65,12 @@ def _session(model: bytes | str, threads: int | None = None) -> Any:
 
 def scores_to_label_tensor(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(B,C,h,w) scores -> (B,H,W) labels exactly as the reference computes them (torch bilinear)."""
-    up = F.interpolate(torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)), size=size,
-                       mode="bilinear", align_corners=False)
+    up = F.interpolate(
+        torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)),
+        size=size,
+        mode="bilinear",
+        align_corners=False,
+    )
     return up.argmax(1).numpy()
 
 
@@ -72,7 +78,9 @@ def run_graph(session: Any, batch: np.ndarray, batch_size: int | None) -> np.nda
     """Run `batch` through an ORT session in chunks of its fixed batch size (None = all at once)."""
     name = session.get_inputs()[0].name
     step = batch_size or len(batch)
-    return np.concatenate([session.run(None, {name: batch[i:i + step]})[0] for i in range(0, len(batch), step)])
+    return np.concatenate(
+        [session.run(None, {name: batch[i : i + step]})[0] for i in range(0, len(batch), step)]
+    )
 
 
 def ort_runner(model: bytes | str, batch_size: int | None) -> Runner:
@@ -81,9 +89,18 @@ def ort_runner(model: bytes | str, batch_size: int | None) -> Runner:
     return lambda batch: run_graph(session, batch, batch_size)
 
 
-def check_parity(model: torch.nn.Module, final: bytes | str | Runner, probe: bytes | str | Runner | None,
-                 frame_sets: Sequence[Sequence[np.ndarray]], *, output: str, preprocess: bool,
-                 batch_size: int | None, threshold: float, source: str) -> ParityResult:
+def check_parity(
+    model: torch.nn.Module,
+    final: bytes | str | Runner,
+    probe: bytes | str | Runner | None,
+    frame_sets: Sequence[Sequence[np.ndarray]],
+    *,
+    output: str,
+    preprocess: bool,
+    batch_size: int | None,
+    threshold: float,
+    source: str,
+) -> ParityResult:
     """Compare the exported graph `final` (and the score graph `probe`, when the final output is labels)
     with `model` on each set of equally-sized frames. Graphs given as bytes or a path run in ONNX Runtime
     (CPU); a Runner runs them anywhere else."""
@@ -102,7 +119,9 @@ def check_parity(model: torch.nn.Module, final: bytes | str | Runner, probe: byt
         feed = uint8_batch(frames, size) if preprocess else x
         with torch.inference_mode():
             ref_logits = model(torch.from_numpy(x)).numpy()
-        ref_scores = ref_logits if output != "probs" else torch.softmax(torch.from_numpy(ref_logits), 1).numpy()
+        ref_scores = (
+            ref_logits if output != "probs" else torch.softmax(torch.from_numpy(ref_logits), 1).numpy()
+        )
         ref_labels = scores_to_label_tensor(ref_scores, size)  # probs graphs: argmax of upsampled probs
         out = final_run(feed)
         if output == "labels":
@@ -115,7 +134,12 @@ def check_parity(model: torch.nn.Module, final: bytes | str | Runner, probe: byt
             max_diff = max(max_diff, float(np.abs(scores.astype(np.float32) - ref_scores).max()))
         agree += int((labels == ref_labels).sum())
         total += labels.size
-    return ParityResult(images=count, sizes=sizes, source=source,
-                        max_abs_diff=max_diff if (probe_run is not None or output != "labels") else None,
-                        diff_of="prob" if output == "probs" else "logit", agreement=agree / total,
-                        threshold=threshold)
+    return ParityResult(
+        images=count,
+        sizes=sizes,
+        source=source,
+        max_abs_diff=max_diff if (probe_run is not None or output != "labels") else None,
+        diff_of="prob" if output == "probs" else "logit",
+        agreement=agree / total,
+        threshold=threshold,
+    )

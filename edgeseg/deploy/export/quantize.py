@@ -35,8 +35,9 @@ def activation_matmuls(model: bytes) -> list[str]:
     graph = onnx.load_from_string(model).graph
     constants = {t.name for t in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    return [n.name for n in graph.node
-            if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
+    return [n.name for n in graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
+
+
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -55,10 +56,16 @@ def depthwise_convs(model: bytes) -> list[str]:
     return names
 
 
-def quantize_int8(fp32_model: bytes, batches: Iterable[np.ndarray], input_name: str,
-                  method: str = "percentile", op_types: tuple[str, ...] = QUANTIZED_OPS,
-                  exclude_depthwise: bool = True, exclude_nodes: tuple[str, ...] = (),
-                  flavour: str = "onnxruntime") -> bytes:
+def quantize_int8(
+    fp32_model: bytes,
+    batches: Iterable[np.ndarray],
+    input_name: str,
+    method: str = "percentile",
+    op_types: tuple[str, ...] = QUANTIZED_OPS,
+    exclude_depthwise: bool = True,
+    exclude_nodes: tuple[str, ...] = (),
+    flavour: str = "onnxruntime",
+) -> bytes:
     """QDQ-quantise an FP32 ONNX model (bytes) calibrated on `batches` (model-ready inputs), for the
     runtime `flavour` names (see the module docstring)."""
     try:
@@ -85,8 +92,11 @@ def quantize_int8(fp32_model: bytes, batches: Iterable[np.ndarray], input_name: 
             batch = next(self._it, None)
             return None if batch is None else {input_name: batch}
 
-    calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-             "percentile": CalibrationMethod.Percentile}[method]
+    calib = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
     # Gemm/MatMul results stay float (int8 GEMM with float output): a quantised projection output would be
     # propagated into the attention MatMuls, which must stay float (see activation_matmuls).
     extra: dict[str, object] = {"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"]}
@@ -107,9 +117,15 @@ def quantize_int8(fp32_model: bytes, batches: Iterable[np.ndarray], input_name: 
             excluded += depthwise_convs(pre.read_bytes())
         try:
             quantize_static(
-                str(pre), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(op_types), nodes_to_exclude=excluded, per_channel=True,
-                activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(pre),
+                str(dst),
+                _Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(op_types),
+                nodes_to_exclude=excluded,
+                per_channel=True,
+                activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
                 calibrate_method=calib,
                 extra_options=extra,
             )

@@ -68,31 +68,75 @@ _ORT = f"{_RUNTIME}.onnxruntime_backend:OnnxRuntimeSegmenter"
 _ORT_MAKES = "ONNX Runtime backends run .onnx files; export one with `edgeseg export`"
 
 BACKENDS: tuple[BackendSpec, ...] = (
-    BackendSpec(name="onnxruntime-cpu", suffixes=(".onnx",), segmenter=_ORT, module="onnxruntime",
-                provider="CPUExecutionProvider", install="pip install 'edgeseg[cpu]' (onnxruntime)",
-                makes=_ORT_MAKES, auto_rank=2, options=("threads",), summary="ONNX Runtime on the CPU"),
-    BackendSpec(name="onnxruntime-cuda", suffixes=(".onnx",), segmenter=_ORT, module="onnxruntime",
-                provider="CUDAExecutionProvider", install="pip install 'edgeseg[gpu]' (onnxruntime-gpu)",
-                makes=_ORT_MAKES, auto_rank=1, options=("threads",), summary="ONNX Runtime on an NVIDIA GPU"),
-    BackendSpec(name="onnxruntime-trt", suffixes=(".onnx",), segmenter=_ORT, module="onnxruntime",
-                provider="TensorrtExecutionProvider",
-                install="pip install 'edgeseg[gpu]' (onnxruntime-gpu and tensorrt)", makes=_ORT_MAKES,
-                options=("threads",), summary="ONNX Runtime's TensorRT provider (engines cached beside the model)"),
-    BackendSpec(name="tensorrt", suffixes=(".engine", ".plan", ".trt"),
-                segmenter=f"{_RUNTIME}.tensorrt_backend:TensorRTSegmenter", module="tensorrt",
-                install="pip install tensorrt cuda-python (on a Jetson: JetPack's TensorRT)",
-                makes="build an engine first: edgeseg build-engine model.onnx --out model.engine", auto_rank=1,
-                summary="native TensorRT engines from `edgeseg build-engine`"),
-    BackendSpec(name="torch", suffixes=(".safetensors",), segmenter=f"{_RUNTIME}.torch_backend:TorchSegmenter",
-                module="torch", needs_torch=True,
-                install="pip install torch (a workstation; on a device, `edgeseg export` and run the .onnx file)",
-                makes="the torch backend runs edgeseg .safetensors checkpoints", auto_rank=1, options=("device",),
-                summary="edgeseg checkpoints in PyTorch (CUDA when available)"),
-    BackendSpec(name="openvino", suffixes=(".onnx", ".xml"), segmenter=f"{_RUNTIME}.openvino_backend:OpenVINOSegmenter",
-                module="openvino", provider="CPU", install="pip install 'edgeseg[openvino]' (openvino)",
-                makes="OpenVINO runs .onnx files and IR from `edgeseg export --for openvino --out model.xml`",
-                auto_rank=3, options=("threads",),
-                summary="OpenVINO on the CPU (bf16 / INT8 IR from `edgeseg export --for openvino`)"),
+    BackendSpec(
+        name="onnxruntime-cpu",
+        suffixes=(".onnx",),
+        segmenter=_ORT,
+        module="onnxruntime",
+        provider="CPUExecutionProvider",
+        install="pip install 'edgeseg[cpu]' (onnxruntime)",
+        makes=_ORT_MAKES,
+        auto_rank=2,
+        options=("threads",),
+        summary="ONNX Runtime on the CPU",
+    ),
+    BackendSpec(
+        name="onnxruntime-cuda",
+        suffixes=(".onnx",),
+        segmenter=_ORT,
+        module="onnxruntime",
+        provider="CUDAExecutionProvider",
+        install="pip install 'edgeseg[gpu]' (onnxruntime-gpu)",
+        makes=_ORT_MAKES,
+        auto_rank=1,
+        options=("threads",),
+        summary="ONNX Runtime on an NVIDIA GPU",
+    ),
+    BackendSpec(
+        name="onnxruntime-trt",
+        suffixes=(".onnx",),
+        segmenter=_ORT,
+        module="onnxruntime",
+        provider="TensorrtExecutionProvider",
+        install="pip install 'edgeseg[gpu]' (onnxruntime-gpu and tensorrt)",
+        makes=_ORT_MAKES,
+        options=("threads",),
+        summary="ONNX Runtime's TensorRT provider (engines cached beside the model)",
+    ),
+    BackendSpec(
+        name="tensorrt",
+        suffixes=(".engine", ".plan", ".trt"),
+        segmenter=f"{_RUNTIME}.tensorrt_backend:TensorRTSegmenter",
+        module="tensorrt",
+        install="pip install tensorrt cuda-python (on a Jetson: JetPack's TensorRT)",
+        makes="build an engine first: edgeseg build-engine model.onnx --out model.engine",
+        auto_rank=1,
+        summary="native TensorRT engines from `edgeseg build-engine`",
+    ),
+    BackendSpec(
+        name="torch",
+        suffixes=(".safetensors",),
+        segmenter=f"{_RUNTIME}.torch_backend:TorchSegmenter",
+        module="torch",
+        needs_torch=True,
+        install="pip install torch (a workstation; on a device, `edgeseg export` and run the .onnx file)",
+        makes="the torch backend runs edgeseg .safetensors checkpoints",
+        auto_rank=1,
+        options=("device",),
+        summary="edgeseg checkpoints in PyTorch (CUDA when available)",
+    ),
+    BackendSpec(
+        name="openvino",
+        suffixes=(".onnx", ".xml"),
+        segmenter=f"{_RUNTIME}.openvino_backend:OpenVINOSegmenter",
+        module="openvino",
+        provider="CPU",
+        install="pip install 'edgeseg[openvino]' (openvino)",
+        makes="OpenVINO runs .onnx files and IR from `edgeseg export --for openvino --out model.xml`",
+        auto_rank=3,
+        options=("threads",),
+        summary="OpenVINO on the CPU (bf16 / INT8 IR from `edgeseg export --for openvino`)",
+    ),
 )
 
 
@@ -122,14 +166,19 @@ def backend_for(path: Path, backend: str = "auto") -> str:
     suffix = Path(path).suffix.lower()
     runs = [spec for spec in BACKENDS if suffix in spec.suffixes]
     if not runs:
-        raise RuntimeBackendError(f"cannot tell the model type of '{Path(path).name}': expected one of "
-                                  f"{', '.join(model_suffixes())} (backends: {', '.join(backend_names())})")
+        raise RuntimeBackendError(
+            f"cannot tell the model type of '{Path(path).name}': expected one of "
+            f"{', '.join(model_suffixes())} (backends: {', '.join(backend_names())})"
+        )
     if backend == "auto":
         ranked = sorted((s for s in runs if s.auto_rank is not None), key=lambda s: s.auto_rank or 0)
         if not ranked:
-            raise RuntimeBackendError(f"'{Path(path).name}' needs an explicit backend: one of "
-                                      f"{', '.join(s.name for s in runs)}")
-        chosen = next((s for s in ranked[:-1] if s.available()), ranked[-1])  # the last one says what to install
+            raise RuntimeBackendError(
+                f"'{Path(path).name}' needs an explicit backend: one of {', '.join(s.name for s in runs)}"
+            )
+        chosen = next(
+            (s for s in ranked[:-1] if s.available()), ranked[-1]
+        )  # the last one says what to install
         return chosen.name
     spec = get_backend(backend)
     if spec not in runs:
@@ -137,14 +186,17 @@ def backend_for(path: Path, backend: str = "auto") -> str:
     return spec.name
 
 
-def open_segmenter(path: str | os.PathLike[str], backend: str = "auto",
-                   size: tuple[int, int] | None = None, **options: Any) -> Segmenter:
+def open_segmenter(
+    path: str | os.PathLike[str], backend: str = "auto", size: tuple[int, int] | None = None, **options: Any
+) -> Segmenter:
     """Open a model file with the right backend; use it as a context manager (or call close()).
     `size` = inference (h, w) for dynamic-size models (must match a fixed-size model's own size).
     `options`: those the chosen backend's row lists, e.g. threads= (ONNX Runtime), device= (torch)."""
     known = {o for spec in BACKENDS for o in spec.options}
     if set(options) - known:
-        raise TypeError(f"unknown open_segmenter option(s) {sorted(set(options) - known)}; known: {sorted(known)}")
+        raise TypeError(
+            f"unknown open_segmenter option(s) {sorted(set(options) - known)}; known: {sorted(known)}"
+        )
     path = Path(path)
     if not path.is_file():
         raise InputPathError(f"model file '{path}' does not exist; check the path")
@@ -154,8 +206,9 @@ def open_segmenter(path: str | os.PathLike[str], backend: str = "auto",
 
 
 @contextmanager
-def segmenter_predictor(path: str | os.PathLike[str], backend: str = "auto", size: tuple[int, int] | None = None,
-                        **options: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+def segmenter_predictor(
+    path: str | os.PathLike[str], backend: str = "auto", size: tuple[int, int] | None = None, **options: Any
+) -> Iterator[tuple[Any, dict[str, Any]]]:
     """`with segmenter_predictor(p) as (predictor, meta):` for evaluation code: predictor(bgr uint8 HxWx3)
     -> HxW labels, through any backend (`edgeseg eval` on .onnx / .engine / .safetensors); closed at exit."""
     with open_segmenter(path, backend=backend, size=size, **options) as seg:
@@ -165,15 +218,26 @@ def segmenter_predictor(path: str | os.PathLike[str], backend: str = "auto", siz
 def backend_help() -> str:
     """The --backend help text, from the table."""
     rows = ", ".join(f"{spec.name} ({'/'.join(spec.suffixes)})" for spec in BACKENDS)
-    return f"runtime backend (auto: chosen from the file type; {rows}); `edgeseg info --backends` lists what is " \
+    return (
+        f"runtime backend (auto: chosen from the file type; {rows}); `edgeseg info --backends` lists what is "
         "installed here"
+    )
 
 
 def describe_backends() -> list[dict[str, Any]]:
     """The table as plain rows for listings (`edgeseg info --backends`), with availability here."""
-    return [{"name": spec.name, "suffixes": list(spec.suffixes), "available": spec.available(),
-             "auto": spec.auto_rank is not None, "needs_torch": spec.needs_torch, "install": spec.install,
-             "summary": spec.summary} for spec in BACKENDS]
+    return [
+        {
+            "name": spec.name,
+            "suffixes": list(spec.suffixes),
+            "available": spec.available(),
+            "auto": spec.auto_rank is not None,
+            "needs_torch": spec.needs_torch,
+            "install": spec.install,
+            "summary": spec.summary,
+        }
+        for spec in BACKENDS
+    ]
 
 
 def format_backends() -> str:
@@ -183,4 +247,3 @@ def format_backends() -> str:
         state = "available" if row["available"] else f"missing: {row['install']}"
         lines.append(f"{row['name']:17s} {'/'.join(row['suffixes']):22s} {row['summary']}\n{'':17s} {state}")
     return "\n".join(lines)
-

@@ -25,8 +25,10 @@ def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
         raise InputPathError(f"calibration folder '{folder}' does not exist or is not a folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'; point --calib at a "
-                           "folder of target-domain frames")
+        raise DatasetError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'; point --calib at a "
+            "folder of target-domain frames"
+        )
     if limit is not None and len(files) > limit:
         # even spread over the sorted list: covers every sequence/domain, not just the first one
         idx = np.linspace(0, len(files) - 1, limit).round().astype(int)
@@ -56,7 +58,7 @@ def synthetic_frames(n: int, size: tuple[int, int], seed: int = 0) -> list[np.nd
         for _ in range(int(rng.integers(3, 9))):  # objects
             y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
             bh, bw = int(rng.integers(h // 16 + 1, h // 3 + 2)), int(rng.integers(w // 16 + 1, w // 4 + 2))
-            img[y0:y0 + bh, x0:x0 + bw] = rng.uniform(0, 255, 3)
+            img[y0 : y0 + bh, x0 : x0 + bw] = rng.uniform(0, 255, 3)
         img += cv2.GaussianBlur(rng.normal(0, 12, (h, w, 3)).astype(np.float32), (0, 0), 1.5)
         frames.append(np.clip(img, 0, 255).astype(np.uint8))
     return frames
@@ -77,8 +79,9 @@ class CalibrationBatcher:
     graphs with preprocessing built in). A last partial batch is dropped: calibrators need full batches.
     """
 
-    def __init__(self, files: Sequence[Path], batch_size: int,
-                 prepare: Callable[[list[np.ndarray]], np.ndarray]) -> None:
+    def __init__(
+        self, files: Sequence[Path], batch_size: int, prepare: Callable[[list[np.ndarray]], np.ndarray]
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if len(files) < batch_size:
@@ -92,5 +95,5 @@ class CalibrationBatcher:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
-            chunk = self.files[i * self.batch_size:(i + 1) * self.batch_size]
+            chunk = self.files[i * self.batch_size : (i + 1) * self.batch_size]
             yield np.ascontiguousarray(self.prepare([read_bgr(p) for p in chunk]))

@@ -41,8 +41,18 @@ KEYS = {
     "source_sha256": "SHA-256 of that checkpoint",
     "provenance": "the checkpoint's provenance record",
 }
-REQUIRED = ("format", "format_version", "num_classes", "classes", "palette", "mean", "std", "output",
-            "preprocess", "input_size")
+REQUIRED = (
+    "format",
+    "format_version",
+    "num_classes",
+    "classes",
+    "palette",
+    "mean",
+    "std",
+    "output",
+    "preprocess",
+    "input_size",
+)
 
 
 def encode(meta: Mapping[str, Any]) -> dict[str, str]:
@@ -56,8 +66,10 @@ def encode(meta: Mapping[str, Any]) -> dict[str, str]:
 def decode(props: Mapping[str, str], source: str) -> dict[str, Any]:
     """String props -> metadata dict, validated. Raises RuntimeBackendError for foreign or stale files."""
     if props.get("format") != json.dumps(FORMAT):
-        raise RuntimeBackendError(f"'{source}' carries no edgeseg metadata (not written by `edgeseg export`); "
-                                  "export the checkpoint with `edgeseg export CKPT --out model.onnx`")
+        raise RuntimeBackendError(
+            f"'{source}' carries no edgeseg metadata (not written by `edgeseg export`); "
+            "export the checkpoint with `edgeseg export CKPT --out model.onnx`"
+        )
     meta: dict[str, Any] = {}
     for key, value in props.items():
         if key not in KEYS:
@@ -65,24 +77,31 @@ def decode(props: Mapping[str, str], source: str) -> dict[str, Any]:
         try:
             meta[key] = json.loads(value)
         except json.JSONDecodeError:
-            raise RuntimeBackendError(f"'{source}': metadata field '{key}' is not valid JSON; "
-                                      "re-export the model") from None
+            raise RuntimeBackendError(
+                f"'{source}': metadata field '{key}' is not valid JSON; re-export the model"
+            ) from None
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
-        raise RuntimeBackendError(f"'{source}' lacks metadata {missing}; re-export it with this edgeseg version")
+        raise RuntimeBackendError(
+            f"'{source}' lacks metadata {missing}; re-export it with this edgeseg version"
+        )
     from edgeseg.meta_schema import ONNX_FIELDS, problems
 
     problem = problems(meta, ONNX_FIELDS, REQUIRED)
     if problem:
         raise RuntimeBackendError(f"'{source}': {problem}; re-export the model")
     if meta["format_version"] > FORMAT_VERSION:
-        raise RuntimeBackendError(f"'{source}' was exported by a newer edgeseg (metadata v{meta['format_version']}, "
-                                  f"this one reads v{FORMAT_VERSION}); upgrade edgeseg")
+        raise RuntimeBackendError(
+            f"'{source}' was exported by a newer edgeseg (metadata v{meta['format_version']}, "
+            f"this one reads v{FORMAT_VERSION}); upgrade edgeseg"
+        )
     if meta["output"] not in OUTPUT_KINDS:
         raise RuntimeBackendError(f"'{source}': unknown output kind {meta['output']!r}")
     if len(meta["classes"]) != meta["num_classes"]:
-        raise RuntimeBackendError(f"'{source}': {len(meta['classes'])} class names for "
-                                  f"{meta['num_classes']} classes; re-export the model")
+        raise RuntimeBackendError(
+            f"'{source}': {len(meta['classes'])} class names for "
+            f"{meta['num_classes']} classes; re-export the model"
+        )
     return meta
 
 
@@ -94,8 +113,9 @@ def read_onnx_file_meta(path: str) -> dict[str, Any]:
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError / OSError variants
-        raise RuntimeBackendError(f"cannot read '{path}' as ONNX ({one_line(exc)}); the file may be "
-                                  "truncated: export it again") from None
+        raise RuntimeBackendError(
+            f"cannot read '{path}' as ONNX ({one_line(exc)}); the file may be truncated: export it again"
+        ) from None
     return decode({p.key: p.value for p in model.metadata_props}, path)
 
 

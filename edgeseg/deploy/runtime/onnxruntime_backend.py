@@ -31,8 +31,13 @@ def _static_dim(d: Any) -> int | None:
 class OnnxRuntimeSegmenter(Segmenter):
     """ONNX Runtime with the CPU, CUDA or TensorRT execution provider."""
 
-    def __init__(self, path: str | os.PathLike[str], backend: str = "onnxruntime-cpu",
-                 size: tuple[int, int] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        backend: str = "onnxruntime-cpu",
+        size: tuple[int, int] | None = None,
+        threads: int | None = None,
+    ) -> None:
         spec = get_backend(backend)
         try:
             import onnxruntime as ort
@@ -40,9 +45,11 @@ class OnnxRuntimeSegmenter(Segmenter):
             raise RuntimeBackendError(f"onnxruntime is not installed: {spec.install}") from None
         provider = str(spec.provider)
         if provider not in ort.get_available_providers():
-            raise RuntimeBackendError(f"backend {backend} needs ONNX Runtime's {provider}, which this "
-                                      f"onnxruntime build lacks (has {ort.get_available_providers()}); "
-                                      f"{spec.install}, or pick one of {available_backends()}")
+            raise RuntimeBackendError(
+                f"backend {backend} needs ONNX Runtime's {provider}, which this "
+                f"onnxruntime build lacks (has {ort.get_available_providers()}); "
+                f"{spec.install}, or pick one of {available_backends()}"
+            )
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -52,19 +59,32 @@ class OnnxRuntimeSegmenter(Segmenter):
             # kernels only for graphs exported --fp16, so the precision is what the file says
             cache = str(Path(path).with_suffix("")) + ".ort-trt-cache"
             fp16 = _peek_precision(path) == "fp16"
-            providers = [(provider, {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
-                                     "trt_fp16_enable": fp16}), "CUDAExecutionProvider"]
+            providers = [
+                (
+                    provider,
+                    {
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": cache,
+                        "trt_fp16_enable": fp16,
+                    },
+                ),
+                "CUDAExecutionProvider",
+            ]
         if backend != "onnxruntime-cpu":
             providers.append("CPUExecutionProvider")  # for the few ops a GPU provider lacks
         try:
             self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises Fail / InvalidProtobuf / InvalidGraph, all multi-line
-            raise RuntimeBackendError(f"cannot load '{path}' with ONNX Runtime ({onnx_meta.one_line(exc)}); "
-                                      "the file may be truncated or not an ONNX model: export it again") from None
+            raise RuntimeBackendError(
+                f"cannot load '{path}' with ONNX Runtime ({onnx_meta.one_line(exc)}); "
+                "the file may be truncated or not an ONNX model: export it again"
+            ) from None
         if provider not in self._session.get_providers():  # ORT falls back silently; we do not
-            raise RuntimeBackendError(f"ONNX Runtime could not start {provider} for '{path}' "
-                                      f"(running providers: {self._session.get_providers()}); check the CUDA "
-                                      "/ TensorRT installation or use --backend onnxruntime-cpu")
+            raise RuntimeBackendError(
+                f"ONNX Runtime could not start {provider} for '{path}' "
+                f"(running providers: {self._session.get_providers()}); check the CUDA "
+                "/ TensorRT installation or use --backend onnxruntime-cpu"
+            )
         self.backend = backend
         meta = onnx_meta.decode(self._session.get_modelmeta().custom_metadata_map, str(path))
         inp = self._session.get_inputs()[0]
@@ -81,7 +101,9 @@ class OnnxRuntimeSegmenter(Segmenter):
         try:
             return self._session.run([self._output_name], {self._input_name: batch})[0]
         except Exception as exc:
-            raise RuntimeBackendError(f"ONNX Runtime failed on '{self.path.name}': {onnx_meta.one_line(exc)}") from None
+            raise RuntimeBackendError(
+                f"ONNX Runtime failed on '{self.path.name}': {onnx_meta.one_line(exc)}"
+            ) from None
 
     def close(self) -> None:
         self._session = None

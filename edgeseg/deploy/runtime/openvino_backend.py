@@ -60,8 +60,13 @@ def compile_config(precision: str, threads: int | None, bf16_ok: bool) -> dict[s
 class OpenVINOSegmenter(Segmenter):
     """OpenVINO's CPU plugin on an edgeseg .onnx or OpenVINO IR .xml (+ .bin) file."""
 
-    def __init__(self, path: str | os.PathLike[str], backend: str = "openvino",
-                 size: tuple[int, int] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        backend: str = "openvino",
+        size: tuple[int, int] | None = None,
+        threads: int | None = None,
+    ) -> None:
         spec = get_backend(backend)
         try:
             import openvino as ov
@@ -71,8 +76,10 @@ class OpenVINOSegmenter(Segmenter):
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line C++ trace
-            raise RuntimeBackendError(f"cannot load '{path}' with OpenVINO ({onnx_meta.one_line(exc)}); the file "
-                                      "may be truncated (an IR needs its .bin beside the .xml): export it again") from None
+            raise RuntimeBackendError(
+                f"cannot load '{path}' with OpenVINO ({onnx_meta.one_line(exc)}); the file "
+                "may be truncated (an IR needs its .bin beside the .xml): export it again"
+            ) from None
         meta = read_meta(model, str(path))
         precision = str(meta.get("precision", "fp32"))
         bf16_ok = cpu_has_bf16(core)
@@ -83,7 +90,9 @@ class OpenVINOSegmenter(Segmenter):
         try:
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:
-            raise RuntimeBackendError(f"OpenVINO cannot compile '{path}' for the CPU: {onnx_meta.one_line(exc)}") from None
+            raise RuntimeBackendError(
+                f"OpenVINO cannot compile '{path}' for the CPU: {onnx_meta.one_line(exc)}"
+            ) from None
         self._request = self._compiled.create_infer_request()
         self.backend = backend
         port = model.input(0)
@@ -98,7 +107,9 @@ class OpenVINOSegmenter(Segmenter):
         try:
             result = self._request.infer({0: np.ascontiguousarray(batch)})
         except Exception as exc:
-            raise RuntimeBackendError(f"OpenVINO failed on '{self.path.name}': {onnx_meta.one_line(exc)}") from None
+            raise RuntimeBackendError(
+                f"OpenVINO failed on '{self.path.name}': {onnx_meta.one_line(exc)}"
+            ) from None
         return np.array(result[self._compiled.output(0)])  # a copy: the request reuses its output buffer
 
     def close(self) -> None:

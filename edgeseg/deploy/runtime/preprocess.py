@@ -30,8 +30,10 @@ def check_frames(frames: Sequence[np.ndarray]) -> None:
     for i, f in enumerate(frames):
         if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
             desc = f"{f.dtype} {f.shape}" if isinstance(f, np.ndarray) else type(f).__name__
-            raise RuntimeBackendError(f"frame {i} is {desc}; frames must be BGR uint8 HxWx3 arrays "
-                                      "(as cv2.imread / VideoCapture return)")
+            raise RuntimeBackendError(
+                f"frame {i} is {desc}; frames must be BGR uint8 HxWx3 arrays "
+                "(as cv2.imread / VideoCapture return)"
+            )
 
 
 def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -42,8 +44,9 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def normalize_batch(frames: Sequence[np.ndarray], size: tuple[int, int], mean: Sequence[float],
-                    std: Sequence[float]) -> np.ndarray:
+def normalize_batch(
+    frames: Sequence[np.ndarray], size: tuple[int, int], mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
     """BGR uint8 frames -> float32 (B,3,h,w) RGB batch, (x - mean) / std with mean/std in 0..255 units."""
     h, w = size
     out = np.empty((len(frames), 3, h, w), dtype=np.float32)
@@ -85,8 +88,10 @@ def scores_to_labels(scores: np.ndarray, size: tuple[int, int], dtype: np.dtype)
     h, w = size
     hwc = np.ascontiguousarray(scores.transpose(1, 2, 0), dtype=np.float32)
     if hwc.shape[:2] != (h, w):
-        parts = [cv2.resize(hwc[..., i:i + _CV_MAX_CHANNELS], (w, h), interpolation=cv2.INTER_LINEAR)
-                 for i in range(0, hwc.shape[2], _CV_MAX_CHANNELS)]
+        parts = [
+            cv2.resize(hwc[..., i : i + _CV_MAX_CHANNELS], (w, h), interpolation=cv2.INTER_LINEAR)
+            for i in range(0, hwc.shape[2], _CV_MAX_CHANNELS)
+        ]
         parts = [p[..., None] if p.ndim == 2 else p for p in parts]  # cv2 drops a single channel axis
         hwc = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
     return hwc.argmax(axis=2).astype(dtype, copy=False)

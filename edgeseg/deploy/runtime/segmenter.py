@@ -52,8 +52,14 @@ class Segmenter:
 
     backend: str = ""
 
-    def __init__(self, path: str | os.PathLike[str], meta: dict[str, Any], input_size: tuple[int, int] | None,
-                 batch_size: int | None, size: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        meta: dict[str, Any],
+        input_size: tuple[int, int] | None,
+        batch_size: int | None,
+        size: tuple[int, int] | None,
+    ) -> None:
         self.path = Path(path)
         self.meta = meta
         self.input_size = input_size
@@ -61,7 +67,8 @@ class Segmenter:
         if size is not None and input_size is not None and tuple(size) != tuple(input_size):
             raise RuntimeBackendError(
                 f"'{self.path.name}' was exported for {input_size[0]}x{input_size[1]} input, not "
-                f"{size[0]}x{size[1]}; export again with --size {size[0]}x{size[1]} (or --dynamic)")
+                f"{size[0]}x{size[1]}; export again with --size {size[0]}x{size[1]} (or --dynamic)"
+            )
         self._run_size = tuple(input_size or size) if (input_size or size) else None
         self.labels_dtype = label_dtype(int(meta["num_classes"]))
 
@@ -94,9 +101,11 @@ class Segmenter:
         check_frames(frames)
         size = self.run_size(frames)
         if min(size) < MIN_INPUT_SIDE:
-            raise RuntimeBackendError(f"input {size[0]}x{size[1]} is smaller than the network's minimum of "
-                                      f"{MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} pixels (its stride); use larger images "
-                                      "or --size")
+            raise RuntimeBackendError(
+                f"input {size[0]}x{size[1]} is smaller than the network's minimum of "
+                f"{MIN_INPUT_SIDE}x{MIN_INPUT_SIDE} pixels (its stride); use larger images "
+                "or --size"
+            )
         if self.meta.get("preprocess"):
             return uint8_batch(frames, size)
         return normalize_batch(frames, size, self.meta["mean"], self.meta["std"])
@@ -109,8 +118,10 @@ class Segmenter:
         if len(output) != len(sizes):
             raise RuntimeBackendError(f"{len(output)} outputs for {len(sizes)} frame sizes")
         if self.output_kind == "labels":
-            return [resize_labels(o.astype(self.labels_dtype, copy=False), tuple(s))
-                    for o, s in zip(output, sizes, strict=True)]
+            return [
+                resize_labels(o.astype(self.labels_dtype, copy=False), tuple(s))
+                for o, s in zip(output, sizes, strict=True)
+            ]
         return [scores_to_labels(o, tuple(s), self.labels_dtype) for o, s in zip(output, sizes, strict=True)]
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -123,11 +134,11 @@ class Segmenter:
         step = self.batch_size or len(frames)
         labels: list[np.ndarray] = []
         for start in range(0, len(frames), step):
-            chunk = list(frames[start:start + step])
+            chunk = list(frames[start : start + step])
             real = len(chunk)
             chunk += [chunk[-1]] * (step - real)  # fixed-batch models: pad the last chunk
             out = self.infer(self.preprocess(chunk))[:real]
-            labels += self.postprocess(out, sizes[start:start + real])
+            labels += self.postprocess(out, sizes[start : start + real])
         return labels
 
     def synchronize(self) -> None:
@@ -139,8 +150,9 @@ class Segmenter:
     def __enter__(self) -> Segmenter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     @classmethod
@@ -158,16 +170,18 @@ def installed(module: str) -> bool:
         return False
 
 
-def check_batch(batch: np.ndarray, expected_shape: Sequence[int | None], expected_dtype: np.dtype,
-                model: str) -> None:
+def check_batch(
+    batch: np.ndarray, expected_shape: Sequence[int | None], expected_dtype: np.dtype, model: str
+) -> None:
     """One clear line when a batch does not fit the model input (shape entries None are dynamic)."""
     shape_ok = batch.ndim == len(expected_shape) and all(
-        e is None or e == s for e, s in zip(expected_shape, batch.shape, strict=False))
+        e is None or e == s for e, s in zip(expected_shape, batch.shape, strict=False)
+    )
     if not shape_ok or batch.dtype != expected_dtype:
         want = "x".join("?" if e is None else str(e) for e in expected_shape)
         got = "x".join(map(str, batch.shape))
-        raise RuntimeBackendError(f"'{model}' expects input {want} {expected_dtype}, got {got} {batch.dtype}; "
-                                  "use Segmenter.preprocess (or predict) to resize frames, or re-export the "
-                                  "model for this size with `edgeseg export --size HxW` / `--dynamic`")
-
-
+        raise RuntimeBackendError(
+            f"'{model}' expects input {want} {expected_dtype}, got {got} {batch.dtype}; "
+            "use Segmenter.preprocess (or predict) to resize frames, or re-export the "
+            "model for this size with `edgeseg export --size HxW` / `--dynamic`"
+        )

@@ -1,6 +1,7 @@
 """Native TensorRT backend: runs `edgeseg build-engine` engine files (TensorRT 8.6 / 10.x / 11.x tensor API).
 
-TensorRT and cuda-python are imported lazily inside the constructor (CUDA helpers: `edgeseg.deploy.trt.cuda_helpers`). Before the engine is deserialized,
+TensorRT and cuda-python are imported lazily inside the constructor (CUDA helpers:
+`edgeseg.deploy.trt.cuda_helpers`). Before the engine is deserialized,
 its sidecar JSON is compared with this machine (TensorRT version, GPU compute capability): an engine built
 elsewhere is refused with one line telling the user to rebuild it on the device. A DLA engine is loaded
 on the DLA core the sidecar records.
@@ -28,21 +29,26 @@ def set_dla_core(runtime: Any, dla_core: int | None, path: Path) -> None:
         return
     cores = int(runtime.num_DLA_cores)
     if not 0 <= int(dla_core) < cores:
-        raise RuntimeBackendError(f"engine '{path}' was built for DLA core {dla_core}, this device has {cores} DLA "
-                                  "core(s); rebuild it here with `edgeseg build-engine` (without --dla if none)")
+        raise RuntimeBackendError(
+            f"engine '{path}' was built for DLA core {dla_core}, this device has {cores} DLA "
+            "core(s); rebuild it here with `edgeseg build-engine` (without --dla if none)"
+        )
     runtime.DLA_core = int(dla_core)
 
 
 class TensorRTSegmenter(Segmenter):
     backend = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike[str], backend: str = "tensorrt",
-                 size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], backend: str = "tensorrt", size: tuple[int, int] | None = None
+    ) -> None:
         try:
             import tensorrt as trt
         except ImportError:
-            raise RuntimeBackendError(f"TensorRT is not installed here ({get_backend(backend).install}); run "
-                                      "the .onnx file with onnxruntime instead") from None
+            raise RuntimeBackendError(
+                f"TensorRT is not installed here ({get_backend(backend).install}); run "
+                "the .onnx file with onnxruntime instead"
+            ) from None
         cudart = trt_cuda.import_cudart()
         self._trt, self._cudart = trt, cudart
         path = Path(path)
@@ -53,16 +59,20 @@ class TensorRTSegmenter(Segmenter):
         set_dla_core(self._runtime, sidecar.get("dla_core"), path)
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise RuntimeBackendError(f"TensorRT could not deserialize '{path}' (truncated or corrupt file?); "
-                                      "rebuild it with `edgeseg build-engine`")
+            raise RuntimeBackendError(
+                f"TensorRT could not deserialize '{path}' (truncated or corrupt file?); "
+                "rebuild it with `edgeseg build-engine`"
+            )
         self._engine = engine
         self._context = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeBackendError(f"'{path}' has inputs {inputs} and outputs {outputs}; edgeseg engines have "
-                                      "exactly one of each")
+            raise RuntimeBackendError(
+                f"'{path}' has inputs {inputs} and outputs {outputs}; edgeseg engines have "
+                "exactly one of each"
+            )
         self._in, self._out = inputs[0], outputs[0]
         self._in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._in)))
         self._out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._out)))
@@ -73,8 +83,10 @@ class TensorRTSegmenter(Segmenter):
             lo, _opt, hi = ([int(d) for d in s] for s in engine.get_tensor_profile_shape(self._in, 0))
             self._max_shape = hi
             # a dimension whose profile is min == max is fixed in practice: treat it as static
-            self._input_shape = [d if d is not None else (lo[i] if lo[i] == hi[i] else None)
-                                 for i, d in enumerate(self._input_shape)]
+            self._input_shape = [
+                d if d is not None else (lo[i] if lo[i] == hi[i] else None)
+                for i, d in enumerate(self._input_shape)
+            ]
         self._dynamic_input = -1 in shape
         self._stream = cuda_call(cudart.cudaStreamCreate())
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
@@ -96,8 +108,10 @@ class TensorRTSegmenter(Segmenter):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         check_batch(batch, self._input_shape, self._in_dtype, self.path.name)
         if any(s > m for s, m in zip(batch.shape, self._max_shape, strict=True)):
-            raise RuntimeBackendError(f"input {batch.shape} exceeds the engine's optimisation profile maximum "
-                                      f"{tuple(self._max_shape)}; rebuild with a larger --max-size")
+            raise RuntimeBackendError(
+                f"input {batch.shape} exceeds the engine's optimisation profile maximum "
+                f"{tuple(self._max_shape)}; rebuild with a larger --max-size"
+            )
         cudart, ctx = self._cudart, self._context
         batch = np.ascontiguousarray(batch)
         if self._dynamic_input:

@@ -17,20 +17,32 @@ class TorchSegmenter(Segmenter):
 
     backend = "torch"
 
-    def __init__(self, path: str | os.PathLike[str], backend: str = "torch", size: tuple[int, int] | None = None,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        backend: str = "torch",
+        size: tuple[int, int] | None = None,
+        device: str | None = None,
+    ) -> None:
         try:
             import torch
         except ImportError:
-            raise RuntimeBackendError(f"the torch backend needs PyTorch: {get_backend(backend).install}") from None
+            raise RuntimeBackendError(
+                f"the torch backend needs PyTorch: {get_backend(backend).install}"
+            ) from None
         from edgeseg.checkpoint import load_model
 
         self._torch = torch
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._model = load_model(path).to(self._device)
         meta = dict(self._model.meta)
-        meta.update(num_classes=self._model.num_classes, arch=self._model.arch, output="logits",
-                    preprocess=False, input_size=None)
+        meta.update(
+            num_classes=self._model.num_classes,
+            arch=self._model.arch,
+            output="logits",
+            preprocess=False,
+            input_size=None,
+        )
         super().__init__(path, meta, None, None, size)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -35,9 +35,14 @@ class ProfileShapes:
         return self.min == self.opt == self.max
 
 
-def profile_shapes(input_shape: Sequence[int | str | None], nhwc: bool, batch: int = 1,
-                   size: tuple[int, int] | None = None, min_size: tuple[int, int] | None = None,
-                   max_size: tuple[int, int] | None = None) -> ProfileShapes:
+def profile_shapes(
+    input_shape: Sequence[int | str | None],
+    nhwc: bool,
+    batch: int = 1,
+    size: tuple[int, int] | None = None,
+    min_size: tuple[int, int] | None = None,
+    max_size: tuple[int, int] | None = None,
+) -> ProfileShapes:
     """min/opt/max input shapes of the optimisation profile. Dynamic dims are -1, None or names.
 
     Static H/W must match `size` if given; dynamic H/W need `size` (opt) and default min = max = opt.
@@ -50,20 +55,28 @@ def profile_shapes(input_shape: Sequence[int | str | None], nhwc: bool, batch: i
     h, w = dims[hi], dims[wi]
     if h is not None and w is not None:
         if size is not None and tuple(size) != (h, w):
-            raise ConfigError(f"the ONNX graph has a fixed {h}x{w} input; --size {size[0]}x{size[1]} needs a "
-                              "graph exported with that size or --dynamic")
+            raise ConfigError(
+                f"the ONNX graph has a fixed {h}x{w} input; --size {size[0]}x{size[1]} needs a "
+                "graph exported with that size or --dynamic"
+            )
         if min_size is not None or max_size is not None:
             raise ConfigError("--min-size/--max-size need a graph exported with --dynamic")
         opt_hw = lo_hw = hi_hw = (h, w)
     elif h is None and w is None:
         if size is None:
-            raise ConfigError("the ONNX graph has dynamic height/width: give --size HxW (the shape to "
-                              "optimise for), optionally --min-size / --max-size")
+            raise ConfigError(
+                "the ONNX graph has dynamic height/width: give --size HxW (the shape to "
+                "optimise for), optionally --min-size / --max-size"
+            )
         opt_hw, lo_hw, hi_hw = tuple(size), tuple(min_size or size), tuple(max_size or size)
         if not (lo_hw[0] <= opt_hw[0] <= hi_hw[0] and lo_hw[1] <= opt_hw[1] <= hi_hw[1]):
-            raise ConfigError(f"need min-size <= size <= max-size per dimension, got {lo_hw} / {opt_hw} / {hi_hw}")
+            raise ConfigError(
+                f"need min-size <= size <= max-size per dimension, got {lo_hw} / {opt_hw} / {hi_hw}"
+            )
     else:
-        raise ConfigError(f"input shape {list(input_shape)}: height and width must be both fixed or both dynamic")
+        raise ConfigError(
+            f"input shape {list(input_shape)}: height and width must be both fixed or both dynamic"
+        )
     if batch < 1:
         raise ConfigError("batch must be >= 1")
     if dims[0] is not None and dims[0] != batch and batch != 1:
@@ -133,8 +146,14 @@ def _make_calibrator(trt: Any, cudart: Any, batches: Any, nbytes: int, batch_siz
             if batch is None:
                 return None
             batch = np.ascontiguousarray(batch)
-            cuda_call(cudart.cudaMemcpy(self._device, batch.ctypes.data, batch.nbytes,
-                                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
+            cuda_call(
+                cudart.cudaMemcpy(
+                    self._device,
+                    batch.ctypes.data,
+                    batch.nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                )
+            )
             return [int(self._device)]
 
         def read_calibration_cache(self) -> bytes | None:
@@ -149,8 +168,9 @@ def _make_calibrator(trt: Any, cudart: Any, batches: Any, nbytes: int, batch_siz
     return EntropyCalibrator()
 
 
-def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
-                 log: Callable[[str], None] = lambda _m: None) -> EngineReport:
+def build_engine(
+    onnx_path: str | Path, out: str | Path, cfg: EngineConfig, log: Callable[[str], None] = lambda _m: None
+) -> EngineReport:
     """Build and write `out` + `out.json`. Raises ExportError / ConfigError with one-line messages."""
     from edgeseg import __version__
     from edgeseg.deploy.runtime import onnx_meta
@@ -169,23 +189,36 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
     graph = onnx.load(str(onnx_path), load_external_data=False)
     domains = custom_domains(graph)
     if domains:
-        raise ExportError(f"'{onnx_path.name}' uses non-standard ops ({', '.join(domains)}) that TensorRT's parser "
-                          "does not know; export a plain graph with `edgeseg export`")
+        raise ExportError(
+            f"'{onnx_path.name}' uses non-standard ops ({', '.join(domains)}) that TensorRT's parser "
+            "does not know; export a plain graph with `edgeseg export`"
+        )
     onnx_precision = meta.get("precision", "fp32")
     qdq = qdq_problems(graph) if onnx_precision == "int8" else []
     del graph
     try:
         import tensorrt as trt
     except ImportError:
-        raise ExportError("TensorRT is not installed here: build engines on the device (JetPack ships it) or "
-                          "pip install tensorrt on an NVIDIA GPU machine") from None
+        raise ExportError(
+            "TensorRT is not installed here: build engines on the device (JetPack ships it) or "
+            "pip install tensorrt on an NVIDIA GPU machine"
+        ) from None
     features = TensorRTFeatures.of(trt)
-    plan = build_plan(cfg.precision, onnx_precision, features, calib_dir=cfg.calib_dir, qdq_problems=qdq,
-                      dla_core=cfg.dla_core, onnx_name=onnx_path.name)
+    plan = build_plan(
+        cfg.precision,
+        onnx_precision,
+        features,
+        calib_dir=cfg.calib_dir,
+        qdq_problems=qdq,
+        dla_core=cfg.dla_core,
+        onnx_name=onnx_path.name,
+    )
     cudart = cuda_helpers.import_cudart()
     facts = cuda_helpers.current_device_facts(trt, cudart)
-    log(f"TensorRT {trt.__version__} on {facts.device_name} (sm_{facts.compute_capability.replace('.', '')})"
-        f"{', strongly typed' if plan.strongly_typed else ''}")
+    log(
+        f"TensorRT {trt.__version__} on {facts.device_name} (sm_{facts.compute_capability.replace('.', '')})"
+        f"{', strongly typed' if plan.strongly_typed else ''}"
+    )
     start = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -216,8 +249,10 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
         blob = cfg.timing_cache.read_bytes() if cfg.timing_cache.exists() else b""
         timing_cache = config.create_timing_cache(blob)
         if timing_cache is None or not config.set_timing_cache(timing_cache, ignore_mismatch=False):
-            raise ExportError(f"timing cache '{cfg.timing_cache}' does not fit this GPU or TensorRT {trt.__version__} "
-                              "(made elsewhere?): delete it or give another --timing-cache")
+            raise ExportError(
+                f"timing cache '{cfg.timing_cache}' does not fit this GPU or TensorRT {trt.__version__} "
+                "(made elsewhere?): delete it or give another --timing-cache"
+            )
     calibrator = None
     if plan.calibrate:
         calibrator = _attach_calibrator(trt, cudart, config, profile, shapes, nhwc, meta, cfg, out, log)
@@ -228,8 +263,10 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
         if calibrator is not None:
             calibrator.free()
     if serialized is None:
-        raise ExportError("TensorRT failed to build the engine (see its messages above); try a larger --workspace "
-                          "or another precision")
+        raise ExportError(
+            "TensorRT failed to build the engine (see its messages above); try a larger --workspace "
+            "or another precision"
+        )
     with atomic_path(out) as tmp:
         tmp.write_bytes(bytes(serialized))
     if timing_cache is not None:
@@ -238,26 +275,58 @@ def build_engine(onnx_path: str | Path, out: str | Path, cfg: EngineConfig,
             write_bytes_atomic(cfg.timing_cache, bytes(updated.serialize()))  # type: ignore[arg-type]
     output = network.get_output(0)
     sidecar = make_sidecar(
-        facts, precision=cfg.precision,
-        inputs={inp.name: {"dtype": str(np.dtype(trt.nptype(inp.dtype))), "min": list(shapes.min),
-                           "opt": list(shapes.opt), "max": list(shapes.max)}},
-        outputs={output.name: {"dtype": str(np.dtype(trt.nptype(output.dtype))), "shape": list(output.shape)}},
+        facts,
+        precision=cfg.precision,
+        inputs={
+            inp.name: {
+                "dtype": str(np.dtype(trt.nptype(inp.dtype))),
+                "min": list(shapes.min),
+                "opt": list(shapes.opt),
+                "max": list(shapes.max),
+            }
+        },
+        outputs={
+            output.name: {"dtype": str(np.dtype(trt.nptype(output.dtype))), "shape": list(output.shape)}
+        },
         model_meta={**meta, "input_size": None if not shapes.static else meta.get("input_size")},
-        onnx_path=str(onnx_path), onnx_sha256=sha256_file(onnx_path), dla_core=cfg.dla_core,
+        onnx_path=str(onnx_path),
+        onnx_sha256=sha256_file(onnx_path),
+        dla_core=cfg.dla_core,
         edgeseg_version=__version__,
-        build={"workspace_mb": cfg.workspace_mb, **plan.to_json(),
-               "timing_cache": str(cfg.timing_cache) if cfg.timing_cache else None})
+        build={
+            "workspace_mb": cfg.workspace_mb,
+            **plan.to_json(),
+            "timing_cache": str(cfg.timing_cache) if cfg.timing_cache else None,
+        },
+    )
     write_json_atomic(sidecar_path(out), sidecar)
-    return EngineReport(engine=str(out), sidecar=str(sidecar_path(out)), precision=cfg.precision,
-                        tensorrt_version=facts.tensorrt_version, device_name=facts.device_name,
-                        compute_capability=facts.compute_capability,
-                        profile={"min": list(shapes.min), "opt": list(shapes.opt), "max": list(shapes.max)},
-                        plan=plan.to_json(), dla_core=cfg.dla_core,
-                        build_seconds=round(time.perf_counter() - start, 1), engine_bytes=out.stat().st_size)
+    return EngineReport(
+        engine=str(out),
+        sidecar=str(sidecar_path(out)),
+        precision=cfg.precision,
+        tensorrt_version=facts.tensorrt_version,
+        device_name=facts.device_name,
+        compute_capability=facts.compute_capability,
+        profile={"min": list(shapes.min), "opt": list(shapes.opt), "max": list(shapes.max)},
+        plan=plan.to_json(),
+        dla_core=cfg.dla_core,
+        build_seconds=round(time.perf_counter() - start, 1),
+        engine_bytes=out.stat().st_size,
+    )
 
 
-def _attach_calibrator(trt: Any, cudart: Any, config: Any, profile: Any, shapes: ProfileShapes, nhwc: bool,
-                       meta: dict[str, Any], cfg: EngineConfig, out: Path, log: Callable[[str], None]) -> Any:
+def _attach_calibrator(
+    trt: Any,
+    cudart: Any,
+    config: Any,
+    profile: Any,
+    shapes: ProfileShapes,
+    nhwc: bool,
+    meta: dict[str, Any],
+    cfg: EngineConfig,
+    out: Path,
+    log: Callable[[str], None],
+) -> Any:
     """TensorRT 8.6 / 10.x implicit INT8: an entropy calibrator over --calib images (cache next to the engine)."""
     from edgeseg.deploy.runtime.calibration import CalibrationBatcher, list_images
     from edgeseg.deploy.runtime.preprocess import normalize_batch, uint8_batch
@@ -265,14 +334,21 @@ def _attach_calibrator(trt: Any, cudart: Any, config: Any, profile: Any, shapes:
     files = list_images(cfg.calib_dir, cfg.calib_images)  # type: ignore[arg-type]
     hw = shapes.opt[1:3] if nhwc else shapes.opt[2:4]
     size = (int(hw[0]), int(hw[1]))
-    prepare = (lambda f: uint8_batch(f, size)) if nhwc else \
-        (lambda f: normalize_batch(f, size, meta["mean"], meta["std"]))
+    prepare = (
+        (lambda f: uint8_batch(f, size))
+        if nhwc
+        else (lambda f: normalize_batch(f, size, meta["mean"], meta["std"]))
+    )
     batcher = CalibrationBatcher(files, shapes.opt[0], prepare)
     itemsize = 1 if nhwc else 4
     cache = cfg.calib_cache or out.with_name(out.name + ".calib")
-    calibrator = _make_calibrator(trt, cudart, batcher, int(np.prod(shapes.opt)) * itemsize, shapes.opt[0], cache)
+    calibrator = _make_calibrator(
+        trt, cudart, batcher, int(np.prod(shapes.opt)) * itemsize, shapes.opt[0], cache
+    )
     config.int8_calibrator = calibrator
     if not shapes.static:
         config.set_calibration_profile(profile)
-    log(f"INT8 calibration on {len(batcher) * batcher.batch_size} images from {cfg.calib_dir} (cache {cache.name})")
+    log(
+        f"INT8 calibration on {len(batcher) * batcher.batch_size} images from {cfg.calib_dir} (cache {cache.name})"
+    )
     return calibrator

@@ -17,8 +17,10 @@ def import_cudart() -> Any:
         try:
             from cuda import cudart  # type: ignore[no-redef]
         except ImportError:
-            raise RuntimeBackendError("the tensorrt backend needs cuda-python for device memory: "
-                                      "pip install cuda-python (JetPack: the matching cuda-python wheel)") from None
+            raise RuntimeBackendError(
+                "the tensorrt backend needs cuda-python for device memory: "
+                "pip install cuda-python (JetPack: the matching cuda-python wheel)"
+            ) from None
     return cudart
 
 

@@ -59,8 +59,12 @@ def engine_cases(fp16_flag: bool) -> list[EngineCase]:
     cases = [EngineCase("labels", "fp32")]
     if fp16_flag:
         cases.append(EngineCase("labels", "fp16"))
-    cases += [EngineCase("fp16", "fp16"), EngineCase("int8_trt", "int8"),
-              EngineCase("dynamic", "fp16" if fp16_flag else "fp32"), EngineCase("logits", "fp32")]
+    cases += [
+        EngineCase("fp16", "fp16"),
+        EngineCase("int8_trt", "int8"),
+        EngineCase("dynamic", "fp16" if fp16_flag else "fp32"),
+        EngineCase("logits", "fp32"),
+    ]
     return cases
 
 
@@ -97,8 +101,15 @@ class CheckConfig:
 
 def run_check(cfg: CheckConfig, tools: Tools, log: Callable[[str], None] = LOG.info) -> dict[str, Any]:
     """Run every step, never stopping at the first failure; returns the report (also written to disk)."""
-    report: dict[str, Any] = {"versions": tools.versions(), "size": list(cfg.size), "sizes": [list(s) for s in cfg.sizes],
-                              "onnx": {}, "engines": {}, "bench": {}, "measured": True}
+    report: dict[str, Any] = {
+        "versions": tools.versions(),
+        "size": list(cfg.size),
+        "sizes": [list(s) for s in cfg.sizes],
+        "onnx": {},
+        "engines": {},
+        "bench": {},
+        "measured": True,
+    }
     log("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     onnx_files: dict[str, Path] = {}
@@ -117,8 +128,11 @@ def run_check(cfg: CheckConfig, tools: Tools, log: Callable[[str], None] = LOG.i
             entry["parser_errors"] = tools.parse(path)
         except Exception as exc:  # one broken variant must not hide the others
             entry["error"] = _one_line(exc)
-        entry["ok"] = "error" not in entry and not entry.get("parser_errors") and \
-            not any(entry.get("table_problems", {}).values())
+        entry["ok"] = (
+            "error" not in entry
+            and not entry.get("parser_errors")
+            and not any(entry.get("table_problems", {}).values())
+        )
         report["onnx"][name] = entry
         log(f"onnx {name}: {'ok' if entry['ok'] else 'FAILED'} {_brief(entry)}")
     for case in engine_cases(tools.fp16_flag()):
@@ -128,8 +142,9 @@ def run_check(cfg: CheckConfig, tools: Tools, log: Callable[[str], None] = LOG.i
         engine = cfg.work_dir / f"{case.name}.engine"
         try:
             entry["build"] = tools.build(onnx_files[case.variant], case.precision, engine, cfg.size)
-            entry["agreement"] = {f"{h}x{w}": tools.agreement(engine, onnx_files[case.variant], (h, w))
-                                  for h, w in cfg.sizes}
+            entry["agreement"] = {
+                f"{h}x{w}": tools.agreement(engine, onnx_files[case.variant], (h, w)) for h, w in cfg.sizes
+            }
             bar = MIN_AGREEMENT.get(case.precision)
             entry["min_agreement"] = bar
             entry["ok"] = bar is None or min(entry["agreement"].values()) >= bar
@@ -143,7 +158,9 @@ def run_check(cfg: CheckConfig, tools: Tools, log: Callable[[str], None] = LOG.i
                 report["bench"][case.name] = tools.bench(engine, onnx_files[case.variant])
             except Exception as exc:
                 report["bench"][case.name] = {"error": _one_line(exc)}
-    report["ok"] = all(e["ok"] for e in report["onnx"].values()) and all(e["ok"] for e in report["engines"].values())
+    report["ok"] = all(e["ok"] for e in report["onnx"].values()) and all(
+        e["ok"] for e in report["engines"].values()
+    )
     write_report(report, cfg)
     return report
 
@@ -183,32 +200,63 @@ def write_report(report: dict[str, Any], cfg: CheckConfig) -> tuple[Path, Path]:
 
 def markdown(report: dict[str, Any]) -> str:
     v = report["versions"]
-    lines = ["# TensorRT device check", "", "Written by `export/device_check.sh` (edgeseg/deploy/trt/device_check.py).", "",
-             "| component | version |", "|---|---|", *[f"| {k} | {val} |" for k, val in v.items()], "",
-             "## ONNX variants", "", "| variant | result | TensorRT table problems | parser errors |", "|---|---|---|---|"]
+    lines = [
+        "# TensorRT device check",
+        "",
+        "Written by `export/device_check.sh` (edgeseg/deploy/trt/device_check.py).",
+        "",
+        "| component | version |",
+        "|---|---|",
+        *[f"| {k} | {val} |" for k, val in v.items()],
+        "",
+        "## ONNX variants",
+        "",
+        "| variant | result | TensorRT table problems | parser errors |",
+        "|---|---|---|---|",
+    ]
     for name, e in report["onnx"].items():
         problems = sum(len(p) for p in e.get("table_problems", {}).values())
-        lines.append(f"| {name} | {'ok' if e['ok'] else 'FAILED'} | {problems} | "
-                     f"{e.get('error') or '; '.join(e.get('parser_errors', [])) or '-'} |")
-    lines += ["", "## Engines vs ONNX Runtime CPU (label agreement)", "",
-              "| engine | result | " + " | ".join(f"{h}x{w}" for h, w in report["sizes"]) + " | bar |",
-              "|---|---|" + "---|" * (len(report["sizes"]) + 1)]
+        lines.append(
+            f"| {name} | {'ok' if e['ok'] else 'FAILED'} | {problems} | "
+            f"{e.get('error') or '; '.join(e.get('parser_errors', [])) or '-'} |"
+        )
+    lines += [
+        "",
+        "## Engines vs ONNX Runtime CPU (label agreement)",
+        "",
+        "| engine | result | " + " | ".join(f"{h}x{w}" for h, w in report["sizes"]) + " | bar |",
+        "|---|---|" + "---|" * (len(report["sizes"]) + 1),
+    ]
     for name, e in report["engines"].items():
-        cells = [f"{100 * e['agreement'][f'{h}x{w}']:.3f}%" if "agreement" in e else "-" for h, w in report["sizes"]]
+        cells = [
+            f"{100 * e['agreement'][f'{h}x{w}']:.3f}%" if "agreement" in e else "-"
+            for h, w in report["sizes"]
+        ]
         bar = f"{100 * e['min_agreement']:.1f}%" if e.get("min_agreement") else "reported"
-        lines.append(f"| {name} | {'ok' if e['ok'] else 'FAILED: ' + e.get('error', 'below the bar')} | "
-                     f"{' | '.join(cells)} | {bar} |")
+        lines.append(
+            f"| {name} | {'ok' if e['ok'] else 'FAILED: ' + e.get('error', 'below the bar')} | "
+            f"{' | '.join(cells)} | {bar} |"
+        )
     if report["bench"]:
-        lines += ["", "## `edgeseg bench`: engine vs ONNX (median latency, ms)", "", "| engine | engine ms | ONNX ms | ONNX backend |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "## `edgeseg bench`: engine vs ONNX (median latency, ms)",
+            "",
+            "| engine | engine ms | ONNX ms | ONNX backend |",
+            "|---|---|---|---|",
+        ]
         for name, b in report["bench"].items():
-            lines.append(f"| {name} | {b.get('engine_ms', '-')} | {b.get('onnx_ms', '-')} | {b.get('onnx_backend', '-')} |"
-                         if "error" not in b else f"| {name} | {b['error']} | | |")
+            lines.append(
+                f"| {name} | {b.get('engine_ms', '-')} | {b.get('onnx_ms', '-')} | {b.get('onnx_backend', '-')} |"
+                if "error" not in b
+                else f"| {name} | {b['error']} | | |"
+            )
     lines += ["", f"Overall: **{'ok' if report['ok'] else 'FAILED'}**", ""]
     return "\n".join(lines)
 
 
 # -- the real steps -----------------------------------------------------------------------------------------
+
 
 def versions() -> dict[str, Any]:
     from importlib import metadata
@@ -239,7 +287,10 @@ def parse_with_tensorrt(trt: Any, path: Path) -> list[str]:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and int(trt.__version__.split(".")[0]) < 10:
+    if (
+        hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
+        and int(trt.__version__.split(".")[0]) < 10
+    ):
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -268,9 +319,14 @@ def real_tools(cfg: CheckConfig) -> Tools:
 
         small = (size[0] // 2, size[1] // 2)
         dynamic = "dynamic" in onnx_path.stem
-        engine_cfg = EngineConfig(precision=precision, calib_dir=cfg.calib_dir, timing_cache=cfg.work_dir / "timing.cache",
-                                  size=size if dynamic else None, min_size=small if dynamic else None,
-                                  max_size=size if dynamic else None)
+        engine_cfg = EngineConfig(
+            precision=precision,
+            calib_dir=cfg.calib_dir,
+            timing_cache=cfg.work_dir / "timing.cache",
+            size=size if dynamic else None,
+            min_size=small if dynamic else None,
+            max_size=size if dynamic else None,
+        )
         return build_engine(onnx_path, out, engine_cfg).to_json()
 
     def agreement(engine: Path, onnx_path: Path, size: tuple[int, int]) -> float:
@@ -287,16 +343,36 @@ def real_tools(cfg: CheckConfig) -> Tools:
 
     def bench(engine: Path, onnx_path: Path) -> dict[str, Any]:
         out = cfg.work_dir / f"bench_{engine.stem}.json"
-        cmd = [sys.executable, "-m", "edgeseg", "bench", str(engine), str(onnx_path), "--iters", "50",
-               "--no-progress", "--json", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "edgeseg",
+            "bench",
+            str(engine),
+            str(onnx_path),
+            "--iters",
+            "50",
+            "--no-progress",
+            "--json",
+            str(out),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
-            raise EdgesegError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "edgeseg bench failed")
+            raise EdgesegError(
+                done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "edgeseg bench failed"
+            )
         return summarize_bench(json.loads(out.read_text()))
 
-    return Tools(versions=versions, fp16_flag=lambda: TensorRTFeatures.of(trt).fp16_flag, export=export,
-                 graph_problems=lambda p: {r: graph_problems(onnx.load(str(p)), r) for r in RELEASES},
-                 parse=lambda p: parse_with_tensorrt(trt, p), build=build, agreement=agreement, bench=bench)
+    return Tools(
+        versions=versions,
+        fp16_flag=lambda: TensorRTFeatures.of(trt).fp16_flag,
+        export=export,
+        graph_problems=lambda p: {r: graph_problems(onnx.load(str(p)), r) for r in RELEASES},
+        parse=lambda p: parse_with_tensorrt(trt, p),
+        build=build,
+        agreement=agreement,
+        bench=bench,
+    )
 
 
 def summarize_bench(results: dict[str, Any]) -> dict[str, Any]:
@@ -314,11 +390,20 @@ def summarize_bench(results: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="export/device_check.sh", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="trained .safetensors to export (needs torch)")
-    parser.add_argument("--onnx-dir", type=Path, help="folder with labels/logits/dynamic/fp16/int8_trt .onnx "
-                                                      "exported elsewhere (Jetson)")
-    parser.add_argument("--calib", type=Path, help="target-domain images: INT8 calibration (the int8_trt export needs "
-                        "them) and comparison frames (synthetic frames without)")
-    parser.add_argument("--size", default="512x1024", help="export / engine HxW (the second size is half of it)")
+    parser.add_argument(
+        "--onnx-dir",
+        type=Path,
+        help="folder with labels/logits/dynamic/fp16/int8_trt .onnx exported elsewhere (Jetson)",
+    )
+    parser.add_argument(
+        "--calib",
+        type=Path,
+        help="target-domain images: INT8 calibration (the int8_trt export needs "
+        "them) and comparison frames (synthetic frames without)",
+    )
+    parser.add_argument(
+        "--size", default="512x1024", help="export / engine HxW (the second size is half of it)"
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("device_check_work"))
     parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--no-bench", action="store_true")
@@ -326,14 +411,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         h, w = (int(v) for v in args.size.lower().split("x"))
         if (args.checkpoint is None) == (args.onnx_dir is None):
-            raise EdgesegError("give exactly one of --checkpoint (export here) or --onnx-dir (exported elsewhere)")
-        cfg = CheckConfig(work_dir=args.work_dir, results_dir=args.results_dir, checkpoint=args.checkpoint,
-                          onnx_dir=args.onnx_dir, size=(h, w), calib_dir=args.calib, bench=not args.no_bench)
+            raise EdgesegError(
+                "give exactly one of --checkpoint (export here) or --onnx-dir (exported elsewhere)"
+            )
+        cfg = CheckConfig(
+            work_dir=args.work_dir,
+            results_dir=args.results_dir,
+            checkpoint=args.checkpoint,
+            onnx_dir=args.onnx_dir,
+            size=(h, w),
+            calib_dir=args.calib,
+            bench=not args.no_bench,
+        )
         try:
             tools = real_tools(cfg)
         except ImportError as exc:
-            raise EdgesegError(f"{exc.name or 'tensorrt'} is not importable here: run this on a machine with an "
-                               "NVIDIA GPU and TensorRT") from None
+            raise EdgesegError(
+                f"{exc.name or 'tensorrt'} is not importable here: run this on a machine with an "
+                "NVIDIA GPU and TensorRT"
+            ) from None
         report = run_check(cfg, tools, log=print)
     except (EdgesegError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

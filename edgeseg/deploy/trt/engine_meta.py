@@ -34,9 +34,19 @@ def sidecar_path(engine: str | Path) -> Path:
     return engine.with_name(engine.name + ".json")
 
 
-def make_sidecar(facts: DeviceFacts, *, precision: str, inputs: dict[str, Any], outputs: dict[str, Any],
-                 model_meta: dict[str, Any], onnx_path: str, onnx_sha256: str, dla_core: int | None,
-                 edgeseg_version: str, build: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_sidecar(
+    facts: DeviceFacts,
+    *,
+    precision: str,
+    inputs: dict[str, Any],
+    outputs: dict[str, Any],
+    model_meta: dict[str, Any],
+    onnx_path: str,
+    onnx_sha256: str,
+    dla_core: int | None,
+    edgeseg_version: str,
+    build: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -57,17 +67,24 @@ def make_sidecar(facts: DeviceFacts, *, precision: str, inputs: dict[str, Any], 
 def read_sidecar(engine: str | Path) -> dict[str, Any]:
     path = sidecar_path(engine)
     if not path.exists():
-        raise RuntimeBackendError(f"engine '{engine}' has no sidecar '{path.name}' (written by `edgeseg "
-                                  "build-engine`), so its TensorRT version and GPU are unknown; rebuild the "
-                                  "engine on this device with `edgeseg build-engine model.onnx --out ...`")
+        raise RuntimeBackendError(
+            f"engine '{engine}' has no sidecar '{path.name}' (written by `edgeseg "
+            "build-engine`), so its TensorRT version and GPU are unknown; rebuild the "
+            "engine on this device with `edgeseg build-engine model.onnx --out ...`"
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RuntimeBackendError(f"cannot read engine sidecar '{path}' ({exc}); rebuild the engine") from None
+        raise RuntimeBackendError(
+            f"cannot read engine sidecar '{path}' ({exc}); rebuild the engine"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RuntimeBackendError(f"'{path}' is not an edgeseg engine sidecar; rebuild the engine")
-    missing = [k for k in ("tensorrt_version", "compute_capability", "device_name", "model", "inputs",
-                           "outputs") if k not in data]
+    missing = [
+        k
+        for k in ("tensorrt_version", "compute_capability", "device_name", "model", "inputs", "outputs")
+        if k not in data
+    ]
     if missing:
         raise RuntimeBackendError(f"engine sidecar '{path}' lacks {missing}; rebuild the engine")
     return data
@@ -83,11 +100,14 @@ def compatibility_problems(sidecar: dict[str, Any], here: DeviceFacts) -> list[s
     compute capability is allowed (same SM: TensorRT accepts it), only the version and SM are hard."""
     problems = []
     if _version_key(sidecar["tensorrt_version"]) != _version_key(here.tensorrt_version):
-        problems.append(f"TensorRT {sidecar['tensorrt_version']} built it, this machine has "
-                        f"{here.tensorrt_version}")
+        problems.append(
+            f"TensorRT {sidecar['tensorrt_version']} built it, this machine has {here.tensorrt_version}"
+        )
     if sidecar["compute_capability"] != here.compute_capability:
-        problems.append(f"it was built for {sidecar['device_name']} (sm_{sidecar['compute_capability'].replace('.', '')}), "
-                        f"this GPU is {here.device_name} (sm_{here.compute_capability.replace('.', '')})")
+        problems.append(
+            f"it was built for {sidecar['device_name']} (sm_{sidecar['compute_capability'].replace('.', '')}), "
+            f"this GPU is {here.device_name} (sm_{here.compute_capability.replace('.', '')})"
+        )
     return problems
 
 
@@ -98,4 +118,5 @@ def require_compatible(engine: str | Path, sidecar: dict[str, Any], here: Device
         raise RuntimeBackendError(
             f"engine '{engine}' cannot run here: {'; '.join(problems)}. TensorRT engines only run on the "
             f"TensorRT version and GPU that built them: rebuild it on this device with "
-            f"`edgeseg build-engine {onnx_file} --out {Path(engine).name}`")
+            f"`edgeseg build-engine {onnx_file} --out {Path(engine).name}`"
+        )

@@ -38,9 +38,12 @@ class TensorRTFeatures:
 
     @classmethod
     def of(cls, trt: Any) -> TensorRTFeatures:
-        return cls(version=str(trt.__version__), fp16_flag=hasattr(trt.BuilderFlag, "FP16"),
-                   calibrator=hasattr(trt, "IInt8EntropyCalibrator2"),
-                   explicit_batch_flag=hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"))
+        return cls(
+            version=str(trt.__version__),
+            fp16_flag=hasattr(trt.BuilderFlag, "FP16"),
+            calibrator=hasattr(trt, "IInt8EntropyCalibrator2"),
+            explicit_batch_flag=hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"),
+        )
 
     @property
     def major(self) -> int:
@@ -55,52 +58,80 @@ class BuildPlan:
     strongly_typed: bool  # types come from the ONNX file, not from builder flags
 
     def to_json(self) -> dict[str, Any]:
-        return {"builder_flags": list(self.builder_flags), "network_flags": list(self.network_flags),
-                "calibrated": self.calibrate, "strongly_typed": self.strongly_typed}
+        return {
+            "builder_flags": list(self.builder_flags),
+            "network_flags": list(self.network_flags),
+            "calibrated": self.calibrate,
+            "strongly_typed": self.strongly_typed,
+        }
 
 
 def _export_hint(what: str) -> str:
-    return {"fp16": "`edgeseg export CKPT --out model_fp16.onnx --fp16`",
-            "int8": "`edgeseg export CKPT --out model_int8_trt.onnx --int8 --int8-for tensorrt --calib DIR`"}[what]
+    return {
+        "fp16": "`edgeseg export CKPT --out model_fp16.onnx --fp16`",
+        "int8": "`edgeseg export CKPT --out model_int8_trt.onnx --int8 --int8-for tensorrt --calib DIR`",
+    }[what]
 
 
-def build_plan(precision: str, onnx_precision: str, features: TensorRTFeatures, *, calib_dir: Path | None,
-               qdq_problems: list[str], dla_core: int | None = None, onnx_name: str = "model.onnx") -> BuildPlan:
+def build_plan(
+    precision: str,
+    onnx_precision: str,
+    features: TensorRTFeatures,
+    *,
+    calib_dir: Path | None,
+    qdq_problems: list[str],
+    dla_core: int | None = None,
+    onnx_name: str = "model.onnx",
+) -> BuildPlan:
     """Flags for `precision` from a graph of `onnx_precision` on this TensorRT, or a one-line error that says
     what to run instead. `qdq_problems` are trt_support.qdq_problems of the graph (INT8 graphs only)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be fp32, fp16 or int8, got '{precision}'")
     if onnx_precision == "int8" and precision != "int8":
-        raise ConfigError(f"'{onnx_name}' is an INT8 (Q/DQ) graph: build it with --int8 (its scales are used, no --calib)")
+        raise ConfigError(
+            f"'{onnx_name}' is an INT8 (Q/DQ) graph: build it with --int8 (its scales are used, no --calib)"
+        )
     if onnx_precision == "fp16" and precision == "fp32":
         raise ConfigError(f"'{onnx_name}' has FP16 weights: build it with --fp16, or export an FP32 graph")
     if onnx_precision == "int8" and qdq_problems:
-        raise ExportError(f"'{onnx_name}' is quantised for ONNX Runtime (asymmetric UINT8 / INT32 biases, e.g. "
-                          f"{qdq_problems[0]}), which TensorRT cannot build: export a TensorRT INT8 graph with "
-                          f"{_export_hint('int8')}")
+        raise ExportError(
+            f"'{onnx_name}' is quantised for ONNX Runtime (asymmetric UINT8 / INT32 biases, e.g. "
+            f"{qdq_problems[0]}), which TensorRT cannot build: export a TensorRT INT8 graph with "
+            f"{_export_hint('int8')}"
+        )
     if dla_core is not None and precision == "fp32":
         raise ConfigError("DLA cores run FP16 or INT8 only: build with --fp16 or --int8, or without --dla")
     calibrate = precision == "int8" and onnx_precision != "int8"
     v = features.version
     if calibrate and not features.calibrator:
-        raise ConfigError(f"TensorRT {v} has no INT8 calibrator (removed in 11): export a TensorRT INT8 graph with "
-                          f"{_export_hint('int8')} and build that with --int8")
+        raise ConfigError(
+            f"TensorRT {v} has no INT8 calibrator (removed in 11): export a TensorRT INT8 graph with "
+            f"{_export_hint('int8')} and build that with --int8"
+        )
     if calibrate and calib_dir is None:
-        raise ConfigError("--int8 on an FP32 graph needs --calib DIR (target-domain images) for calibration, or "
-                          f"a TensorRT INT8 graph from {_export_hint('int8')}")
+        raise ConfigError(
+            "--int8 on an FP32 graph needs --calib DIR (target-domain images) for calibration, or "
+            f"a TensorRT INT8 graph from {_export_hint('int8')}"
+        )
     fallback = ("GPU_FALLBACK",) if dla_core is not None else ()
     if not features.fp16_flag:  # TensorRT 11+: strongly typed, the ONNX types decide
         if precision == "fp16" and onnx_precision != "fp16":
-            raise ConfigError(f"TensorRT {v} has no FP16 builder flag (networks are strongly typed): export an FP16 "
-                              f"graph with {_export_hint('fp16')} and build that with --fp16")
+            raise ConfigError(
+                f"TensorRT {v} has no FP16 builder flag (networks are strongly typed): export an FP16 "
+                f"graph with {_export_hint('fp16')} and build that with --fp16"
+            )
         return BuildPlan(builder_flags=fallback, network_flags=(), calibrate=False, strongly_typed=True)
     flags: tuple[str, ...] = ()
     if precision in ("fp16", "int8"):
-        flags += ("FP16",)  # INT8 builds allow FP16 too: layers without INT8 kernels then run in FP16, not FP32
+        flags += (
+            "FP16",
+        )  # INT8 builds allow FP16 too: layers without INT8 kernels then run in FP16, not FP32
     if precision == "int8":
         flags += ("INT8",)
     network = ("EXPLICIT_BATCH",) if features.explicit_batch_flag and features.major < 10 else ()
-    return BuildPlan(builder_flags=flags + fallback, network_flags=network, calibrate=calibrate, strongly_typed=False)
+    return BuildPlan(
+        builder_flags=flags + fallback, network_flags=network, calibrate=calibrate, strongly_typed=False
+    )
 
 
 def check_dla(dla_core: int | None, num_dla_cores: int) -> None:
@@ -108,7 +139,11 @@ def check_dla(dla_core: int | None, num_dla_cores: int) -> None:
     if dla_core is None:
         return
     if num_dla_cores == 0:
-        raise ConfigError("this device has no DLA cores: build without --dla (or with a target whose dla_core is -1)")
+        raise ConfigError(
+            "this device has no DLA cores: build without --dla (or with a target whose dla_core is -1)"
+        )
     if not 0 <= dla_core < num_dla_cores:
-        raise ConfigError(f"this device has {num_dla_cores} DLA core(s), 0..{num_dla_cores - 1}; "
-                          f"--dla {dla_core} does not exist")
+        raise ConfigError(
+            f"this device has {num_dla_cores} DLA core(s), 0..{num_dla_cores - 1}; "
+            f"--dla {dla_core} does not exist"
+        )

@@ -20,8 +20,11 @@ from edgeseg.models.layout import part
 @dataclass(frozen=True)
 class BackboneParams(MergeParams):
     owner: ClassVar[str] = "backbone"
-    heads: tuple[str, ...] | None = param(None, "head names, one per input, e.g. city,night (default: each "
-                                                "input's domain from its metadata, else its file name)")
+    heads: tuple[str, ...] | None = param(
+        None,
+        "head names, one per input, e.g. city,night (default: each "
+        "input's domain from its metadata, else its file name)",
+    )
 
 
 def default_domain_names(inputs: Sequence[MergeInput]) -> list[str]:
@@ -44,15 +47,19 @@ class BackboneMethod(MergeMethod):
         check_compatible(inputs, same_arch=True)
         ref = inputs[0]
         if ref.meta.get("kind") != "segmentor":
-            raise ModelMismatchError(f"'{ref.name}' is a {ref.meta.get('kind')} checkpoint; backbone-only merging "
-                                     "needs segmentors (encoder + head)")
+            raise ModelMismatchError(
+                f"'{ref.name}' is a {ref.meta.get('kind')} checkpoint; backbone-only merging "
+                "needs segmentors (encoder + head)"
+            )
         heads = validate_domain_names(params.heads or default_domain_names(inputs))
         if len(heads) != len(inputs):
             raise ConfigError(f"{len(heads)} head names for {len(inputs)} models; give one per model")
         other = [k for k in ref.tensors if part(k) == "other"]
         if other:
-            raise ModelMismatchError(f"tensor '{other[0]}' is neither encoder nor head; backbone-only merging "
-                                     "needs a segmentor (encoder.* + head.*)")
+            raise ModelMismatchError(
+                f"tensor '{other[0]}' is neither encoder nor head; backbone-only merging "
+                "needs a segmentor (encoder.* + head.*)"
+            )
         return Layout(resolved={"heads": heads})
 
     def plan(self, job: MergeJob) -> Plan:

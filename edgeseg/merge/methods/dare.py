@@ -24,8 +24,13 @@ from edgeseg.merge.methods.task_vectors import TaskVectorMethod
 @dataclass(frozen=True)
 class DareParams(MergeParams):
     owner: ClassVar[str] = "dare"
-    drop: float = param(0.5, "probability of dropping each task-vector entry; kept ones are scaled by 1/(1-drop)",
-                        lo=0, hi=1, hi_open=True)
+    drop: float = param(
+        0.5,
+        "probability of dropping each task-vector entry; kept ones are scaled by 1/(1-drop)",
+        lo=0,
+        hi=1,
+        hi_open=True,
+    )
     seed: int = param(0, "seed of the drop masks", lo=0, hi=2**32 - 1)
     scale: float = param(1.0, SCALE_HELP, lo=-10, hi=10)
 
@@ -35,8 +40,14 @@ def mask_seed(seed: int, index: int, key: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1  # torch seeds are < 2**63 here
 
 
-def dare_merge(base: Any, tensors: Sequence[Any], weights: Sequence[float], drop: float, scale: float,
-               seeds: Sequence[int]) -> Any:
+def dare_merge(
+    base: Any,
+    tensors: Sequence[Any],
+    weights: Sequence[float],
+    drop: float,
+    scale: float,
+    seeds: Sequence[int],
+) -> Any:
     """DARE for one tensor; `seeds[i]` seeds input i's drop mask."""
     import torch
 
@@ -45,7 +56,10 @@ def dare_merge(base: Any, tensors: Sequence[Any], weights: Sequence[float], drop
     for t, w, seed in zip(tensors, weights, seeds, strict=True):  # one task vector alive at a time
         tau = t.to(torch.float64) - b
         if drop > 0:
-            keep = torch.rand(tau.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) >= drop
+            keep = (
+                torch.rand(tau.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+                >= drop
+            )
             tau = tau.mul_(keep).div_(1.0 - drop)
         merged.add_(tau, alpha=float(w))
     return (b + scale * merged).to(base.dtype)
@@ -56,8 +70,9 @@ class DareMethod(TaskVectorMethod):
     summary = "DARE: drop task-vector entries at random, rescale the rest, add their weighted sum to the base"
     Params = DareParams
 
-    def merge_tensor(self, key: str, base: Any, tensors: Sequence[Any], weights: Sequence[float],
-                     params: DareParams) -> Any:
+    def merge_tensor(
+        self, key: str, base: Any, tensors: Sequence[Any], weights: Sequence[float], params: DareParams
+    ) -> Any:
         seeds = [mask_seed(params.seed, i, key) for i in range(len(tensors))]
         return dare_merge(base, tensors, weights, params.drop, params.scale, seeds)
 

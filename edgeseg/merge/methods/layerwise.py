@@ -24,8 +24,9 @@ _ARCH_FIELDS = ("arch", "num_classes", "kind", "arch_overrides")
 @dataclass(frozen=True)
 class LayerwiseParams(MergeParams):
     owner: ClassVar[str] = "layerwise"
-    anchor: str | None = param(None, "the input the deep layers follow: path, file name or 0-based index "
-                                     "(default: the first input)")
+    anchor: str | None = param(
+        None, "the input the deep layers follow: path, file name or 0-based index (default: the first input)"
+    )
     ramp_start: float = param(0.5, "normalised depth where the anchor's weight starts to grow", lo=0, hi=1)
     ramp_shape: Literal["linear", "cosine", "step"] = param("linear", "how the anchor's weight grows")
     anchor_final: float = param(1.0, "the anchor's weight at the last layer", lo=0, hi=1)
@@ -39,7 +40,9 @@ def resolve_anchor(inputs: Sequence[MergeInput], anchor: int | str | None) -> in
     """Index of the anchor input from an index, a path or a file name (default: the first input)."""
     if anchor is None:
         return 0
-    if isinstance(anchor, int) or (isinstance(anchor, str) and anchor.isdigit() and not Path(anchor).exists()):
+    if isinstance(anchor, int) or (
+        isinstance(anchor, str) and anchor.isdigit() and not Path(anchor).exists()
+    ):
         index = int(anchor)
         if not 0 <= index < len(inputs):
             raise ConfigError(f"anchor index {index} is out of range for {len(inputs)} inputs")
@@ -51,8 +54,10 @@ def resolve_anchor(inputs: Sequence[MergeInput], anchor: int | str | None) -> in
     matches = [i for i, inp in enumerate(inputs) if anchor in (inp.name, inp.path.stem)]
     if len(matches) == 1:
         return matches[0]
-    raise ConfigError(f"anchor '{anchor}' is not one of the inputs ({', '.join(i.name for i in inputs)}); "
-                      "pass one of their paths")
+    raise ConfigError(
+        f"anchor '{anchor}' is not one of the inputs ({', '.join(i.name for i in inputs)}); "
+        "pass one of their paths"
+    )
 
 
 class LayerwiseMethod(MergeMethod):
@@ -71,10 +76,16 @@ class LayerwiseMethod(MergeMethod):
         if not shared:
             raise ModelMismatchError(f"anchor '{ref.name}' has no encoder tensors to share")
         for inp in inputs:
-            check_same_keys(ref, inp, sorted(shared, key=list(ref.tensors).index),
-                            hint="layer-wise merging across architectures needs one shared backbone")
-        message = (f"architectures differ: merging the shared encoder ({len(shared)} tensors); "
-                   f"the rest comes from the anchor '{ref.name}' ({ref.meta.get('arch')})")
+            check_same_keys(
+                ref,
+                inp,
+                sorted(shared, key=list(ref.tensors).index),
+                hint="layer-wise merging across architectures needs one shared backbone",
+            )
+        message = (
+            f"architectures differ: merging the shared encoder ({len(shared)} tensors); "
+            f"the rest comes from the anchor '{ref.name}' ({ref.meta.get('arch')})"
+        )
         return Layout(ref=anchor, shared=frozenset(shared), messages=[message])
 
     def plan(self, job: MergeJob) -> Plan:
@@ -91,8 +102,11 @@ class LayerwiseMethod(MergeMethod):
                 steps.append(Step(key, info, lambda k=key: job.merger.copy(anchor, k)))
                 report[layerwise.layer_name(key)] = (depth[key], 1.0)
         by_depth = {name: a for name, (_, a) in sorted(report.items(), key=lambda item: item[1][0])}
-        return Plan(steps, provenance={"anchor": job.ref.name, "schedule": schedule.to_json()},
-                    report={"anchor": str(job.ref.path), "layer_anchor_weights": by_depth})
+        return Plan(
+            steps,
+            provenance={"anchor": job.ref.name, "schedule": schedule.to_json()},
+            report={"anchor": str(job.ref.path), "layer_anchor_weights": by_depth},
+        )
 
 
 METHOD = LayerwiseMethod()

@@ -1,6 +1,6 @@
 """`linear`: the weighted mean of every float tensor, BatchNorm running statistics included (plain average).
 
-    theta = sum_i w_i theta_i                      (Li et al., ECCV 2024, Eq. 1/2; edgeseg.merge.linear)
+theta = sum_i w_i theta_i                      (Li et al., ECCV 2024, Eq. 1/2; edgeseg.merge.linear)
 """
 
 from __future__ import annotations

@@ -25,11 +25,19 @@ from typing import Any, Literal, Union
 from edgeseg.errors import ConfigError
 
 
-def param(default: Any, help: str, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-          hi_open: bool = False) -> Any:
+def param(
+    default: Any,
+    help: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Any:
     """A dataclass field with help text and (for numbers) an allowed range."""
-    return dataclasses.field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "lo_open": lo_open,
-                                                        "hi_open": hi_open})
+    return dataclasses.field(
+        default=default, metadata={"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
+    )
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,18 @@ def _spec(field: dataclasses.Field, hint: Any) -> ParamSpec:
     else:  # a programming error in a method module, not a user error
         raise TypeError(f"merge parameter '{field.name}' has unsupported type {hint}")
     meta = field.metadata
-    return ParamSpec(field.name, kind, field.default, meta.get("help", ""), optional, choices,
-                     meta.get("lo"), meta.get("hi"), meta.get("lo_open", False), meta.get("hi_open", False))
+    return ParamSpec(
+        field.name,
+        kind,
+        field.default,
+        meta.get("help", ""),
+        optional,
+        choices,
+        meta.get("lo"),
+        meta.get("hi"),
+        meta.get("lo_open", False),
+        meta.get("hi_open", False),
+    )
 
 
 def _field_type(cls: type, field: dataclasses.Field) -> Any:
@@ -131,7 +149,9 @@ def _convert(spec: ParamSpec, value: Any, owner: str) -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        kind = {tuple: "a comma-separated list", bool: "true or false"}.get(spec.kind, f"a {spec.kind.__name__}")
+        kind = {tuple: "a comma-separated list", bool: "true or false"}.get(
+            spec.kind, f"a {spec.kind.__name__}"
+        )
         raise ConfigError(f"{what} must be {kind}, got '{value}'") from None
 
 
@@ -173,7 +193,9 @@ class NoParams(MergeParams):
     """For methods without parameters."""
 
 
-def parse_params(cls: type[MergeParams], given: Mapping[str, Any] | MergeParams | None, owner: str) -> MergeParams:
+def parse_params(
+    cls: type[MergeParams], given: Mapping[str, Any] | MergeParams | None, owner: str
+) -> MergeParams:
     """`given` (names -> text or values, or an instance) -> an instance of `cls`, checked."""
     if isinstance(given, cls):
         return given

@@ -25,8 +25,14 @@ class TaskArithmeticMethod(TaskVectorMethod):
     summary = "base + scale * weighted sum of the task vectors"
     Params = TaskArithmeticParams
 
-    def merge_tensor(self, key: str, base: Any, tensors: Sequence[Any], weights: Sequence[float],
-                     params: TaskArithmeticParams) -> Any:
+    def merge_tensor(
+        self,
+        key: str,
+        base: Any,
+        tensors: Sequence[Any],
+        weights: Sequence[float],
+        params: TaskArithmeticParams,
+    ) -> Any:
         from edgeseg.merge import arithmetic
 
         return arithmetic.task_arithmetic(base, tensors, weights, params.scale)

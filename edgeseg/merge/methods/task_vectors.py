@@ -20,8 +20,9 @@ class TaskVectorMethod(MergeMethod):
     needs_base = True
 
     @abstractmethod
-    def merge_tensor(self, key: str, base: Any, tensors: Sequence[Any], weights: Sequence[float],
-                     params: Any) -> Any:
+    def merge_tensor(
+        self, key: str, base: Any, tensors: Sequence[Any], weights: Sequence[float], params: Any
+    ) -> Any:
         """theta_0 and the inputs' tensors for `key` (torch, one dtype) -> the merged tensor."""
 
     def plan(self, job: MergeJob) -> Plan:
@@ -39,13 +40,16 @@ class TaskVectorMethod(MergeMethod):
                 continue
 
             def compute(k: str = key) -> Any:
-                return self.merge_tensor(k, base_reader.read(0, k), merger.reader.read_all(k, idx), job.weights,
-                                         job.params)
+                return self.merge_tensor(
+                    k, base_reader.read(0, k), merger.reader.read_all(k, idx), job.weights, job.params
+                )
 
             steps.append(Step(key, info, compute))
         plan = Plan(steps, provenance=job.params.to_json())
         if fallback:
-            plan.messages.append(f"{len(fallback)} float tensors (e.g. '{fallback[0]}') are not in the base "
-                                 "checkpoint: merged as a weighted mean")
+            plan.messages.append(
+                f"{len(fallback)} float tensors (e.g. '{fallback[0]}') are not in the base "
+                "checkpoint: merged as a weighted mean"
+            )
             plan.provenance["linear_fallback_tensors"] = len(fallback)
         return plan

@@ -25,8 +25,9 @@ class TiesMethod(TaskVectorMethod):
     summary = "TIES: trim, elect sign, disjoint mean of the task vectors"
     Params = TiesParams
 
-    def merge_tensor(self, key: str, base: Any, tensors: Sequence[Any], weights: Sequence[float],
-                     params: TiesParams) -> Any:
+    def merge_tensor(
+        self, key: str, base: Any, tensors: Sequence[Any], weights: Sequence[float], params: TiesParams
+    ) -> Any:
         from edgeseg.merge import arithmetic
 
         return arithmetic.ties_merge(base, tensors, weights, params.density, params.scale)
