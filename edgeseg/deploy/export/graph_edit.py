@@ -53,58 +53,59 @@ def append_labels_head(
     `channels_last=False` (graphs for OpenVINO): Resize and ArgMax on the NCHW scores. OpenVINO's CPU
     Interpolate on an NHWC tensor is ~5x slower than on NCHW (measured: 140 of 432 ms per 512x1024 frame).
     """
-    if not channels_last:
-        return _append_nchw_labels_head(
-            model, scores, num_classes, nhwc_input=nhwc_input, static_size=static_size, batch=batch
-        )
     graph = model.graph
     if [o.name for o in graph.output] != [scores]:
         raise ExportError(f"expected a single '{scores}' graph output to append the labels head to")
-    nodes = [helper.make_node("Transpose", [scores], ["labels_head/nhwc"], perm=[0, 2, 3, 1])]
+    if static_size is not None and batch is None:
+        raise ExportError("a static-size labels head needs a static batch")
+    nodes = []
+    resized = scores
+    if channels_last:
+        resized = "labels_head/nhwc"
+        nodes.append(helper.make_node("Transpose", [scores], [resized], perm=[0, 2, 3, 1]))
+    # sizes of the Resize output, in the layout of the tensor resized: (B, H, W, C) or (B, C, H, W)
     if static_size is not None:
         h, w = static_size
-        sizes = helper.make_tensor(
-            "labels_head/sizes", TensorProto.INT64, [4], [batch or 1, h, w, num_classes]
-        )
-        graph.initializer.append(sizes)
-        if batch is None:
-            raise ExportError("a static-size labels head needs a static batch")
+        values = [batch, h, w, num_classes] if channels_last else [batch, num_classes, h, w]
+        graph.initializer.append(helper.make_tensor("labels_head/sizes", TensorProto.INT64, [4], values))
     else:
-        in_name = graph.input[0].name
         hw = (1, 3) if nhwc_input else (2, 4)
-        for name, values in (
-            ("hw_start", [hw[0]]),
-            ("hw_end", [hw[1]]),
-            ("b_start", [0]),
-            ("b_end", [1]),
-            ("c_start", [3]),
-            ("c_end", [4]),
-            ("axes", [0]),
-        ):
+        slices = {"hw": hw, "b": (0, 1), "c": (3, 4)} if channels_last else {"hw": hw, "bc": (0, 2)}
+        for part, (start, end) in slices.items():
             graph.initializer.append(
-                helper.make_tensor(f"labels_head/{name}", TensorProto.INT64, [1], values)
+                helper.make_tensor(f"labels_head/{part}_start", TensorProto.INT64, [1], [start])
             )
+            graph.initializer.append(
+                helper.make_tensor(f"labels_head/{part}_end", TensorProto.INT64, [1], [end])
+            )
+        graph.initializer.append(helper.make_tensor("labels_head/axes", TensorProto.INT64, [1], [0]))
+        order = ["b", "hw", "c"] if channels_last else ["bc", "hw"]
         nodes += [
-            helper.make_node("Shape", [in_name], ["labels_head/in_shape"]),
-            helper.make_node("Shape", ["labels_head/nhwc"], ["labels_head/nhwc_shape"]),
-            _slice("labels_head/in_shape", "labels_head/hw", "hw"),
-            _slice("labels_head/nhwc_shape", "labels_head/b", "b"),
-            _slice("labels_head/nhwc_shape", "labels_head/c", "c"),
-            helper.make_node(
-                "Concat", ["labels_head/b", "labels_head/hw", "labels_head/c"], ["labels_head/sizes"], axis=0
+            helper.make_node("Shape", [graph.input[0].name], ["labels_head/in_shape"]),
+            helper.make_node("Shape", [resized], ["labels_head/scores_shape"]),
+            *(
+                _slice(
+                    "labels_head/in_shape" if part == "hw" else "labels_head/scores_shape",
+                    f"labels_head/{part}",
+                    part,
+                )
+                for part in order
             ),
+            helper.make_node("Concat", [f"labels_head/{p}" for p in order], ["labels_head/sizes"], axis=0),
         ]
     nodes += [
         helper.make_node(
             "Resize",
-            ["labels_head/nhwc", "", "", "labels_head/sizes"],
+            [resized, "", "", "labels_head/sizes"],
             ["labels_head/up"],
             mode="linear",
             coordinate_transformation_mode="half_pixel",
         ),
-        helper.make_node("ArgMax", ["labels_head/up"], ["labels_head/argmax"], axis=3, keepdims=0),
+        helper.make_node(
+            "ArgMax", ["labels_head/up"], ["labels_head/argmax"], axis=3 if channels_last else 1, keepdims=0
+        ),
     ]
-    if num_classes <= 256:
+    if num_classes <= 256:  # UINT8 through FLOAT: TensorRT casts to UINT8 only from FLOAT/HALF
         label_type = TensorProto.UINT8
         nodes += [
             helper.make_node("Cast", ["labels_head/argmax"], ["labels_head/argmax_f"], to=TensorProto.FLOAT),
@@ -113,70 +114,6 @@ def append_labels_head(
     else:
         label_type = TensorProto.INT32
         nodes.append(helper.make_node("Cast", ["labels_head/argmax"], ["labels"], to=label_type))
-    graph.node.extend(nodes)
-    dims: list[Any] = [
-        batch if batch else "batch",
-        static_size[0] if static_size else "height",
-        static_size[1] if static_size else "width",
-    ]
-    del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info("labels", label_type, dims))
-    return model
-
-
-def _append_nchw_labels_head(
-    model: onnx.ModelProto,
-    scores: str,
-    num_classes: int,
-    *,
-    nhwc_input: bool,
-    static_size: tuple[int, int] | None,
-    batch: int | None,
-) -> onnx.ModelProto:
-    """The labels head on NCHW scores: bilinear Resize (half-pixel) -> ArgMax over channels -> Cast."""
-    graph = model.graph
-    if [o.name for o in graph.output] != [scores]:
-        raise ExportError(f"expected a single '{scores}' graph output to append the labels head to")
-    nodes = []
-    if static_size is not None:
-        if batch is None:
-            raise ExportError("a static-size labels head needs a static batch")
-        graph.initializer.append(
-            helper.make_tensor(
-                "labels_head/sizes", TensorProto.INT64, [4], [batch, num_classes, *static_size]
-            )
-        )
-    else:
-        hw = (1, 3) if nhwc_input else (2, 4)
-        for name, values in (
-            ("hw_start", [hw[0]]),
-            ("hw_end", [hw[1]]),
-            ("bc_start", [0]),
-            ("bc_end", [2]),
-            ("axes", [0]),
-        ):
-            graph.initializer.append(
-                helper.make_tensor(f"labels_head/{name}", TensorProto.INT64, [1], values)
-            )
-        nodes += [
-            helper.make_node("Shape", [graph.input[0].name], ["labels_head/in_shape"]),
-            helper.make_node("Shape", [scores], ["labels_head/scores_shape"]),
-            _slice("labels_head/in_shape", "labels_head/hw", "hw"),
-            _slice("labels_head/scores_shape", "labels_head/bc", "bc"),
-            helper.make_node("Concat", ["labels_head/bc", "labels_head/hw"], ["labels_head/sizes"], axis=0),
-        ]
-    label_type = TensorProto.UINT8 if num_classes <= 256 else TensorProto.INT32
-    nodes += [
-        helper.make_node(
-            "Resize",
-            [scores, "", "", "labels_head/sizes"],
-            ["labels_head/up"],
-            mode="linear",
-            coordinate_transformation_mode="half_pixel",
-        ),
-        helper.make_node("ArgMax", ["labels_head/up"], ["labels_head/argmax"], axis=1, keepdims=0),
-        helper.make_node("Cast", ["labels_head/argmax"], ["labels"], to=label_type),
-    ]
     graph.node.extend(nodes)
     dims: list[Any] = [
         batch if batch else "batch",
