@@ -378,9 +378,8 @@ def compare_int8(
     repeats: int = 3,
 ) -> dict[str, Any]:
     """Speed (ONNX Runtime CPU, best of `repeats`) and label agreement / mIoU of INT8 against FP32."""
-    from edgeseg.deploy.export.parity import _session, run_graph, scores_to_label_tensor
+    from edgeseg.deploy.export.parity import _session, agreement_and_miou, run_graph, scores_to_label_tensor
     from edgeseg.deploy.runtime.onnxruntime_backend import OnnxRuntimeSegmenter
-    from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou
 
     sessions = {"fp32": _session(fp32), "int8": _session(int8)}
     times: dict[str, float] = {}
@@ -397,17 +396,10 @@ def compare_int8(
                     best = min(best, time.perf_counter() - t0)
                 times[name] = times.get(name, 0.0) + best / len(frames)
                 labels[name].append(out if output == "labels" else scores_to_label_tensor(out, size))
-    matrix = ConfusionMatrix(num_classes)
-    agree = total = 0
-    for ref, q in zip(labels["fp32"], labels["int8"], strict=True):
-        matrix.update(q, ref)
-        agree += int((ref == q).sum())
-        total += ref.size
     return {
         "fp32_ms": 1000 * times["fp32"] / len(frame_sets),
         "int8_ms": 1000 * times["int8"] / len(frame_sets),
-        "agreement_vs_fp32": agree / total,
-        "miou_vs_fp32": float(mean_iou(per_class_iou(matrix.matrix))),
+        **agreement_and_miou(labels["fp32"], labels["int8"], num_classes),
         "note": "mIoU of INT8 labels scored against FP32 labels (FP32 = 100); true mIoU needs labelled data "
         "(benchmarks/export.py)",
     }

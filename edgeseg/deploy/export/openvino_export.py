@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeseg.deploy.export.parity import Runner
+from edgeseg.deploy.export.parity import Runner, agreement_and_miou
 from edgeseg.deploy.runtime import onnx_meta
 from edgeseg.deploy.runtime.openvino_backend import compile_config, cpu_has_bf16
 from edgeseg.errors import ExportError
@@ -124,8 +124,6 @@ def compare_int8_openvino(
 ) -> dict[str, Any]:
     """INT8 against FP32 in OpenVINO, each at the inference precision it runs with: speed (best of
     `repeats`), label agreement and mIoU of INT8 labels scored against FP32 labels."""
-    from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou
-
     runs = {"fp32": runner(fp32, "fp32", batch), "int8": runner(int8, "int8", batch)}
     times = {"fp32": 0.0, "int8": 0.0}
     labels: dict[str, list[np.ndarray]] = {"fp32": [], "int8": []}
@@ -139,18 +137,11 @@ def compare_int8_openvino(
                 best = min(best, time.perf_counter() - t0)
             times[name] += best / len(feed)
             labels[name].append(out if output == "labels" else to_labels(out, size))
-    matrix = ConfusionMatrix(num_classes)
-    agree = total = 0
-    for ref, q in zip(labels["fp32"], labels["int8"], strict=True):
-        matrix.update(q, ref)
-        agree += int((ref == q).sum())
-        total += ref.size
     return {
         "fp32_ms": 1000 * times["fp32"] / len(feeds),
         "int8_ms": 1000 * times["int8"] / len(feeds),
         "runtime": "openvino",
-        "agreement_vs_fp32": agree / total,
-        "miou_vs_fp32": float(mean_iou(per_class_iou(matrix.matrix))),
+        **agreement_and_miou(labels["fp32"], labels["int8"], num_classes),
         "note": "OpenVINO CPU, each at its own inference precision (openvino_backend.INFERENCE_PRECISION); mIoU of INT8 labels scored against FP32 "  # noqa: E501
         "labels (FP32 = 100); true mIoU needs labelled data (benchmarks/export.py)",
     }

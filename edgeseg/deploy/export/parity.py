@@ -89,6 +89,22 @@ def ort_runner(model: bytes | str, batch_size: int | None) -> Runner:
     return lambda batch: run_graph(session, batch, batch_size)
 
 
+def agreement_and_miou(
+    reference: list[np.ndarray], other: list[np.ndarray], num_classes: int
+) -> dict[str, float]:
+    """Label agreement of `other` with `reference` and the mIoU of `other` scored against `reference` as
+    ground truth (reference = 100): how INT8 compares with FP32 without labelled data."""
+    from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou
+
+    matrix = ConfusionMatrix(num_classes)
+    agree = total = 0
+    for ref, q in zip(reference, other, strict=True):
+        matrix.update(q, ref)
+        agree += int((ref == q).sum())
+        total += ref.size
+    return {"agreement_vs_fp32": agree / total, "miou_vs_fp32": float(mean_iou(per_class_iou(matrix.matrix)))}
+
+
 def check_parity(
     model: torch.nn.Module,
     final: bytes | str | Runner,
