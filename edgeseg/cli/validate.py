@@ -7,48 +7,15 @@ value outside it (nan, inf, negative, zero, absurd) is one usage error before an
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import typer
 
 from edgeseg.errors import ConfigError
+from edgeseg.ranges import check_number, range_text  # noqa: F401  (the CLI's range rule)
 from edgeseg.sizes import MAX_SIDE, parse_size  # noqa: F401  (the CLI's size rule)
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
-
-
-def _fmt(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
-
-
-def range_text(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
-    parts = []
-    if lo is not None:
-        parts.append(f"{'>' if lo_open else '>='} {_fmt(lo)}")
-    if hi is not None:
-        parts.append(f"{'<' if hi_open else '<='} {_fmt(hi)}")
-    return " and ".join(parts) if parts else "finite"
-
-
-def check_number(
-    value: float,
-    what: str,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-) -> float:
-    """`value` if it is finite and inside the range; else ConfigError naming `what` and the range."""
-    allowed = range_text(lo, hi, lo_open, hi_open)
-    bad = isinstance(value, float) and not math.isfinite(value)
-    if not bad and lo is not None:
-        bad = value <= lo if lo_open else value < lo
-    if not bad and hi is not None:
-        bad = value >= hi if hi_open else value > hi
-    if bad:
-        raise ConfigError(f"{what} must be {allowed}, got {value}")
-    return value
 
 
 def _checker(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> Any:

@@ -14,7 +14,6 @@ each optionally `| None`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import types
 import typing
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from edgeseg.errors import ConfigError
+from edgeseg.ranges import check_number, fmt_number, range_text
 
 
 def param(
@@ -54,18 +54,13 @@ class ParamSpec:
     hi_open: bool = False
 
     def range_text(self) -> str:
-        parts = []
-        if self.lo is not None:
-            parts.append(f"{'>' if self.lo_open else '>='} {_fmt(self.lo)}")
-        if self.hi is not None:
-            parts.append(f"{'<' if self.hi_open else '<='} {_fmt(self.hi)}")
-        return " and ".join(parts)
+        return range_text(self.lo, self.hi, self.lo_open, self.hi_open)
 
     def describe(self) -> str:
         if self.choices:
             allowed = f" (one of: {', '.join(self.choices)})"
         elif self.kind in (float, int):
-            allowed = f" [{self.range_text() or 'finite'}]"
+            allowed = f" [{self.range_text()}]"
         else:
             allowed = " (true/false)" if self.kind is bool else ""
         default = ",".join(self.default) if isinstance(self.default, tuple) else self.default
@@ -73,9 +68,7 @@ class ParamSpec:
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    return fmt_number(v) if isinstance(v, float) else str(v)
 
 
 def _spec(field: dataclasses.Field, hint: Any) -> ParamSpec:
@@ -162,13 +155,7 @@ def check_value(spec: ParamSpec, value: Any, owner: str) -> None:
     if spec.choices is not None and value not in spec.choices:
         raise ConfigError(f"{what} must be one of {', '.join(spec.choices)}, got '{value}'")
     if spec.kind in (float, int):
-        bad = not math.isfinite(value)
-        if not bad and spec.lo is not None:
-            bad = value <= spec.lo if spec.lo_open else value < spec.lo
-        if not bad and spec.hi is not None:
-            bad = value >= spec.hi if spec.hi_open else value > spec.hi
-        if bad:
-            raise ConfigError(f"{what} must be {spec.range_text() or 'finite'}, got {value}")
+        check_number(value, what, spec.lo, spec.hi, spec.lo_open, spec.hi_open)
 
 
 @dataclass(frozen=True)
