@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from edgeseg.data.labels import CLASSES, IMAGENET_MEAN, IMAGENET_STD, colorize
+from edgeseg.deploy.runtime.preprocess import normalize_batch
 from edgeseg.errors import DatasetError, InputPathError
 
 if TYPE_CHECKING:
@@ -224,8 +225,6 @@ def normalize_image(
     bgr: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
 ) -> np.ndarray:
     """BGR uint8 HxWx3 -> float32 (1,3,H,W) RGB normalised with 0..255-unit mean/std (the runtimes' rule)."""
-    from edgeseg.deploy.runtime.preprocess import normalize_batch
-
     return normalize_batch([bgr], bgr.shape[:2], mean, std)
 
 
