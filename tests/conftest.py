@@ -1,17 +1,43 @@
+"""Shared fixtures. Besides the few defined here, each area's helpers are a pytest plugin module in
+tests/fixtures/ (data, deploy, uda, demo, tensorrt, hostile, convert), registered below: tests reach them only
+through the fixtures those modules define, never by importing them. The modules are loaded from their files,
+so nothing depends on tests/ being on sys.path."""
+
 from __future__ import annotations
 
 import ctypes
 import glob
+import importlib.util
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_PLUGINS = ("data", "deploy", "uda", "demo", "tensorrt", "hostile", "convert")
+
+
+def _load_fixture_plugin(name: str) -> ModuleType:
+    path = Path(__file__).resolve().parent / "fixtures" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"edgeseg_test_fixtures_{name}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look a class's module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in FIXTURE_PLUGINS:
+        plugin_name = f"edgeseg-fixtures-{name}"
+        if not config.pluginmanager.has_plugin(plugin_name):
+            config.pluginmanager.register(_load_fixture_plugin(name), plugin_name)
+
 
 # Python that makes `import torch` fail in the interpreter it runs in: the device side's world
 _HIDE_TORCH = """

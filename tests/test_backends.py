@@ -7,6 +7,7 @@ import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -121,17 +122,18 @@ def test_row_imports_without_torch(spec: BackendSpec, run_without_torch) -> None
 
 
 def test_eval_sends_trt_and_engine_files_to_tensorrt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_tensorrt: Callable[..., ModuleType],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`edgeseg eval m.trt` goes through the tensorrt row (faked TensorRT), never the safetensors loader."""
-    from fake_tensorrt import install, make_tensorrt
-
     import edgeseg.checkpoint
     from edgeseg.cli import main
     from edgeseg.data.synthetic import render_dataset
     from edgeseg.deploy.runtime import tensorrt_backend
 
-    install(monkeypatch, make_tensorrt("10.3.0"))
+    fake_tensorrt("10.3.0")
     opened: list[str] = []
     original = tensorrt_backend.TensorRTSegmenter.__init__
 

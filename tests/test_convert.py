@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,25 +64,11 @@ def test_transformers_v5_names_and_bin_file(tmp_path: Path) -> None:
         assert (ours(x) - hf(pixel_values=x).logits).abs().max().item() < 1e-4
 
 
-def _to_nvlabs(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-    """Our encoder keys -> NVlabs mix_transformer names (1-based stages, k and v fused into kv)."""
-    out: dict[str, torch.Tensor] = {}
-    for ours, v in state.items():
-        if not ours.startswith("encoder.") or ".attn.v." in ours:
-            continue
-        if ".attn.k." in ours:
-            v = torch.cat([v, state[ours.replace(".attn.k.", ".attn.v.")]])
-        k = ours[len("encoder.") :].replace(".attn.k.", ".attn.kv.")
-        k = re.sub(r"^patch_embeds\.(\d)", lambda m: f"patch_embed{int(m.group(1)) + 1}", k)
-        k = re.sub(r"^stages\.(\d)", lambda m: f"block{int(m.group(1)) + 1}", k)
-        k = re.sub(r"^norms\.(\d)", lambda m: f"norm{int(m.group(1)) + 1}", k)
-        out[prefix + k.replace("attn.sr_norm", "attn.norm").replace("mlp.dwconv.", "mlp.dwconv.dwconv.")] = v
-    return out
-
-
-def test_nvlabs_imagenet_backbone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nvlabs_imagenet_backbone(
+    to_nvlabs: Callable[..., dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src_model = create_model("segformer_b0")
-    nv = _to_nvlabs(src_model.state_dict())
+    nv = to_nvlabs(src_model.state_dict())
     nv["head.weight"] = torch.randn(1000, 256)
     nv["head.bias"] = torch.randn(1000)
     torch.save(nv, tmp_path / "mit_b0.pth")
@@ -100,12 +87,12 @@ def test_nvlabs_imagenet_backbone(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert torch.equal(loaded["encoder." + k], v), k
 
 
-def test_daformer_uda_checkpoint_submodel(tmp_path: Path) -> None:
+def test_daformer_uda_checkpoint_submodel(to_nvlabs: Callable[..., dict], tmp_path: Path) -> None:
     """A DAFormer/MIC wrapper checkpoint: pick the EMA teacher, report the other networks."""
     student, teacher = create_model("daformer_tiny", 19).eval(), create_model("daformer_tiny", 19).eval()
 
     def mmseg_keys(model: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
-        out = {f"{prefix}.backbone.{k}": v for k, v in _to_nvlabs(model.state_dict()).items()}
+        out = {f"{prefix}.backbone.{k}": v for k, v in to_nvlabs(model.state_dict()).items()}
         for k, v in model.head.state_dict().items():
             k = k.replace("embed_layers.", "embed_layers.").replace("classifier.", "conv_seg.")
             k = re.sub(r"^embed_layers\.(\d)\.", r"embed_layers.\1.proj.", k)

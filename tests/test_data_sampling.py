@@ -1,8 +1,8 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from data_helpers import write
 
 from edgeseg.data.datasets import load_dataset
 from edgeseg.data.sampling import (
@@ -46,12 +46,14 @@ def test_sampler_draws_images_containing_the_class():
     assert draws.count(2) > 150  # the rare class dominates sampling at T=0.01
 
 
-def test_stats_cache_roundtrip_and_invalidation(tmp_path):
+def test_stats_cache_roundtrip_and_invalidation(data_trees: SimpleNamespace, tmp_path):
     root = tmp_path / "cs"
     for k in range(2):
         fid = f"ulm_{k:06d}_000019"
-        write(root / f"leftImg8bit/train/ulm/{fid}_leftImg8bit.png", np.zeros((4, 4, 3), np.uint8))
-        write(root / f"gtFine/train/ulm/{fid}_gtFine_labelTrainIds.png", np.full((4, 4), k, np.uint8))
+        data_trees.write(root / f"leftImg8bit/train/ulm/{fid}_leftImg8bit.png", np.zeros((4, 4, 3), np.uint8))
+        data_trees.write(
+            root / f"gtFine/train/ulm/{fid}_gtFine_labelTrainIds.png", np.full((4, 4), k, np.uint8)
+        )
     ds = load_dataset("cityscapes", root, "train")
     cache = tmp_path / "stats.json"
     stats = load_or_compute_stats(ds, cache)

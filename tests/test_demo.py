@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
-from demo_fakes import CLASSES, PALETTE_RGB, two_region_frame
 
 from edgeseg.demo.pipeline import backoff_delay
 from edgeseg.demo.queues import Empty, FrameQueue, QueueClosed
@@ -170,26 +170,29 @@ def _labels(h: int = 64, w: int = 128) -> np.ndarray:
     return labels
 
 
-def test_overlay_differs_where_labels_differ_on_identical_pixels() -> None:
+def test_overlay_differs_where_labels_differ_on_identical_pixels(demo_fakes: SimpleNamespace) -> None:
     frame = np.full((64, 128, 3), 120, np.uint8)  # one colour everywhere: only the labels differ
-    r = Renderer(CLASSES, PALETTE_RGB, alpha=0.5, show_legend=False, show_hud=False)
+    r = Renderer(demo_fakes.CLASSES, demo_fakes.PALETTE_RGB, alpha=0.5, show_legend=False, show_hud=False)
     out = r.render(frame, _labels())
     left, right = out[:, :64].reshape(-1, 3), out[:, 64:].reshape(-1, 3)
     # 0.5 * 120 + 0.5 * palette colour (BGR)
-    assert np.abs(left.astype(int) - (60 + np.array(PALETTE_RGB[0][::-1]) // 2)).max() <= 1
-    assert np.abs(right.astype(int) - (60 + np.array(PALETTE_RGB[1][::-1]) // 2)).max() <= 1
+    assert np.abs(left.astype(int) - (60 + np.array(demo_fakes.PALETTE_RGB[0][::-1]) // 2)).max() <= 1
+    assert np.abs(right.astype(int) - (60 + np.array(demo_fakes.PALETTE_RGB[1][::-1]) // 2)).max() <= 1
 
 
-def test_views_alpha_and_buffer_reuse() -> None:
-    frame = two_region_frame()
-    r = Renderer(CLASSES, PALETTE_RGB, alpha=0.0, show_legend=False, show_hud=False)
+def test_views_alpha_and_buffer_reuse(demo_fakes: SimpleNamespace) -> None:
+    frame = demo_fakes.two_region_frame()
+    r = Renderer(demo_fakes.CLASSES, demo_fakes.PALETTE_RGB, alpha=0.0, show_legend=False, show_hud=False)
     assert np.array_equal(r.render(frame, _labels()), frame)  # alpha 0: the frame untouched
     first = r.render(frame, _labels())
     r.render(frame, _labels())
     assert r.allocations == 1 and r.render(frame, _labels()) is first  # same buffer, no re-allocation
     r.view = "mask"
     mask = r.render(frame, _labels())
-    assert tuple(mask[0, 0]) == PALETTE_RGB[0][::-1] and tuple(mask[0, 127]) == PALETTE_RGB[1][::-1]
+    assert (
+        tuple(mask[0, 0]) == demo_fakes.PALETTE_RGB[0][::-1]
+        and tuple(mask[0, 127]) == demo_fakes.PALETTE_RGB[1][::-1]
+    )
     r.view = "side-by-side"
     r.alpha = 0.5
     sbs = r.render(frame, _labels())
@@ -199,20 +202,25 @@ def test_views_alpha_and_buffer_reuse() -> None:
     assert r.allocations == 4
 
 
-def test_labels_of_another_size_are_resized_nearest() -> None:
-    r = Renderer(CLASSES, PALETTE_RGB, alpha=1.0, view="mask", show_legend=False, show_hud=False)
+def test_labels_of_another_size_are_resized_nearest(demo_fakes: SimpleNamespace) -> None:
+    r = Renderer(
+        demo_fakes.CLASSES, demo_fakes.PALETTE_RGB, alpha=1.0, view="mask", show_legend=False, show_hud=False
+    )
     out = r.render(np.zeros((64, 128, 3), np.uint8), _labels(16, 32))
     assert out.shape == (64, 128, 3)
-    assert set(map(tuple, out.reshape(-1, 3))) == {PALETTE_RGB[0][::-1], PALETTE_RGB[1][::-1]}
+    assert set(map(tuple, out.reshape(-1, 3))) == {
+        demo_fakes.PALETTE_RGB[0][::-1],
+        demo_fakes.PALETTE_RGB[1][::-1],
+    }
 
 
-def test_legend_lists_present_classes_by_area_and_hud_is_drawn() -> None:
-    r = Renderer(CLASSES, PALETTE_RGB, alpha=0.5)
+def test_legend_lists_present_classes_by_area_and_hud_is_drawn(demo_fakes: SimpleNamespace) -> None:
+    r = Renderer(demo_fakes.CLASSES, demo_fakes.PALETTE_RGB, alpha=0.5)
     labels = np.zeros((360, 640), np.uint8)
     labels[:, 400:] = 2
     labels[:10, :10] = 255  # ignore: not in the legend
     assert r.classes_present(labels) == [0, 2]
-    bare = Renderer(CLASSES, PALETTE_RGB, alpha=0.5, show_legend=False, show_hud=False)
+    bare = Renderer(demo_fakes.CLASSES, demo_fakes.PALETTE_RGB, alpha=0.5, show_legend=False, show_hud=False)
     frame = np.full((360, 640, 3), 90, np.uint8)
     plain = bare.render(frame, labels).copy()
     drawn = r.render(frame, labels, ["12.0 FPS  infer 40 ms", "fake"])
@@ -261,14 +269,16 @@ def test_recorder_rejects_unknown_container(tmp_path: Path) -> None:
         VideoRecorder(tmp_path / "out.gif", fps=10)
 
 
-def test_legend_never_covers_the_hud_on_narrow_frames() -> None:
+def test_legend_never_covers_the_hud_on_narrow_frames(demo_fakes: SimpleNamespace) -> None:
     labels = np.zeros((120, 140), np.uint8)
     labels[60:, :70] = 1
     labels[60:, 70:] = 2
     frame = np.full((120, 140, 3), 90, np.uint8)
     hud = ["12.0 FPS  infer 40 ms  latency 80 ms", "onnxruntime-cpu"]
-    with_legend = Renderer(CLASSES, PALETTE_RGB).render(frame, labels, hud).copy()
-    hud_only = Renderer(CLASSES, PALETTE_RGB, show_legend=False).render(frame, labels, hud)
+    with_legend = Renderer(demo_fakes.CLASSES, demo_fakes.PALETTE_RGB).render(frame, labels, hud).copy()
+    hud_only = Renderer(demo_fakes.CLASSES, demo_fakes.PALETTE_RGB, show_legend=False).render(
+        frame, labels, hud
+    )
     differs = np.any(with_legend != hud_only, axis=2)
     hud_rows = int(np.flatnonzero(np.all(hud_only[:, :4] == 0, axis=(1, 2))).max()) + 1  # HUD box height
     assert differs.any()  # the legend is drawn ...

@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
-from demo_fakes import PALETTE_RGB, ColourSegmenter, ScriptedCapture, read_video, write_clip
 
 import edgeseg.demo.app as demo_app
 from edgeseg.cli import main
@@ -20,12 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def fake_model(monkeypatch: pytest.MonkeyPatch) -> ColourSegmenter:
+def fake_model(demo_fakes: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Stand in for open_segmenter: the demo gets a colour-threshold segmenter whatever --model says."""
-    seg = ColourSegmenter()
+    seg = demo_fakes.ColourSegmenter()
     calls: list[tuple] = []
 
-    def load(model: str, backend: str, size: tuple[int, int] | None) -> ColourSegmenter:
+    def load(model: str, backend: str, size: tuple[int, int] | None) -> Any:
         calls.append((model, backend, size))
         return seg
 
@@ -39,10 +40,13 @@ def _blend(grey: int, rgb: tuple[int, int, int], alpha: float = 0.5) -> np.ndarr
 
 
 def test_demo_headless_records_overlay_and_writes_stats(
-    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+    demo_fakes: SimpleNamespace,
+    tmp_path: Path,
+    fake_model: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # left half grey 110, right half grey 150; wide enough that the HUD and legend sit side by side on top
-    clip = write_clip(tmp_path / "clip.mp4", frames=20, h=96, w=256)
+    clip = demo_fakes.write_clip(tmp_path / "clip.mp4", frames=20, h=96, w=256)
     out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
     code = main(
         [
@@ -65,7 +69,7 @@ def test_demo_headless_records_overlay_and_writes_stats(
     assert fake_model.closed  # the demo opened the model, so it closed it
     assert "20 frames read" in capsys.readouterr().out
 
-    frames = read_video(out)
+    frames = demo_fakes.read_video(out)
     assert len(frames) == 20 and all(f.shape == (96, 256, 3) for f in frames)
     # Bottom half (clear of the HUD and legend): the inputs differ by 40 grey levels, but their labels
     # differ (110 -> class 0 green, 150 -> class 1 magenta), so the overlays must differ by far more,
@@ -73,8 +77,8 @@ def test_demo_headless_records_overlay_and_writes_stats(
     for frame in frames:
         left = frame[48:, 8:120].reshape(-1, 3).mean(axis=0)
         right = frame[48:, 136:248].reshape(-1, 3).mean(axis=0)
-        assert np.abs(left - _blend(110, PALETTE_RGB[0])).max() < 12
-        assert np.abs(right - _blend(150, PALETTE_RGB[1])).max() < 12
+        assert np.abs(left - _blend(110, demo_fakes.PALETTE_RGB[0])).max() < 12
+        assert np.abs(right - _blend(150, demo_fakes.PALETTE_RGB[1])).max() < 12
         assert np.abs(left - right).max() > 100
 
     stats = json.loads(stats_path.read_text())
@@ -88,8 +92,10 @@ def test_demo_headless_records_overlay_and_writes_stats(
     assert stats["recording"]["size_wh"] == [256, 96]
 
 
-def test_side_by_side_mask_and_max_frames(tmp_path: Path, fake_model: ColourSegmenter) -> None:
-    clip = write_clip(tmp_path / "clip.mp4", frames=20)
+def test_side_by_side_mask_and_max_frames(
+    demo_fakes: SimpleNamespace, tmp_path: Path, fake_model: Any
+) -> None:
+    clip = demo_fakes.write_clip(tmp_path / "clip.mp4", frames=20)
     out = tmp_path / "sbs.mp4"
     assert (
         main(
@@ -110,23 +116,28 @@ def test_side_by_side_mask_and_max_frames(tmp_path: Path, fake_model: ColourSegm
         )
         == 0
     )
-    frames = read_video(out)
+    frames = demo_fakes.read_video(out)
     assert len(frames) == 7 and frames[0].shape == (64, 256, 3)
     right_half = frames[3][48:, 128 + 72 : 128 + 120].reshape(-1, 3).mean(axis=0)  # the pure mask
-    assert np.abs(right_half - np.array(PALETTE_RGB[1][::-1])).max() < 12
+    assert np.abs(right_half - np.array(demo_fakes.PALETTE_RGB[1][::-1])).max() < 12
     assert len(fake_model.seen) <= 7 + 2 * 4  # reading stopped near max-frames (queues hold a few)
 
 
 def test_json_flag_prints_stats(
-    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+    demo_fakes: SimpleNamespace,
+    tmp_path: Path,
+    fake_model: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    clip = write_clip(tmp_path / "clip.mp4", frames=5)
+    clip = demo_fakes.write_clip(tmp_path / "clip.mp4", frames=5)
     assert main(["demo", "-m", "m.onnx", "-s", str(clip), "--headless", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["frames_rendered"] == 5
 
 
 def test_bad_source_is_one_line_and_non_zero(
-    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    fake_model: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = main(["demo", "-m", "m.onnx", "-s", str(tmp_path / "missing.mp4"), "--headless"])
     err = capsys.readouterr().err
@@ -135,7 +146,9 @@ def test_bad_source_is_one_line_and_non_zero(
 
 
 def test_undecodable_video_is_one_line(
-    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    fake_model: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"this is not a video")
@@ -145,9 +158,12 @@ def test_undecodable_video_is_one_line(
 
 
 def test_bad_options_are_one_line(
-    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+    demo_fakes: SimpleNamespace,
+    tmp_path: Path,
+    fake_model: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+    clip = demo_fakes.write_clip(tmp_path / "clip.mp4", frames=2)
     for extra in (["--alpha", "1.5"], ["--view", "heatmap"], ["--record", str(tmp_path / "o.gif")]):
         assert main(["demo", "-m", "m.onnx", "-s", str(clip), "--headless", *extra]) != 0
         assert capsys.readouterr().err.count("\n") == 1, extra
@@ -155,26 +171,28 @@ def test_bad_options_are_one_line(
 
 @pytest.mark.skipif(opencv_has_gui(), reason="this OpenCV has a GUI")
 def test_window_without_gui_opencv_says_use_headless(
-    tmp_path: Path, fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
+    demo_fakes: SimpleNamespace,
+    tmp_path: Path,
+    fake_model: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+    clip = demo_fakes.write_clip(tmp_path / "clip.mp4", frames=2)
     assert main(["demo", "-m", "m.onnx", "-s", str(clip)]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--headless" in err and "opencv-python" in err
 
 
 @pytest.mark.skipif(opencv_has_gstreamer(), reason="this OpenCV has GStreamer")
-def test_csi_without_gstreamer_is_one_line(
-    fake_model: ColourSegmenter, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_csi_without_gstreamer_is_one_line(fake_model: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "-m", "m.onnx", "-s", "csi://0", "--headless"]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "GStreamer" in err
 
 
 def test_dead_stream_exits_non_zero_after_summary(
+    demo_fakes: SimpleNamespace,
     tmp_path: Path,
-    fake_model: ColourSegmenter,
+    fake_model: Any,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -186,7 +204,7 @@ def test_dead_stream_exits_non_zero_after_summary(
             from edgeseg.errors import SourceError
 
             raise SourceError("unreachable")
-        return ScriptedCapture(8, interval_s=0.002)
+        return demo_fakes.ScriptedCapture(8, interval_s=0.002)
 
     monkeypatch.setattr(demo_app, "open_capture", opener)
     code = main(
@@ -214,15 +232,18 @@ def test_dead_stream_exits_non_zero_after_summary(
     assert json.loads((tmp_path / "s.json").read_text())["ended_by"] == "source_lost"
 
 
-def test_demo_runs_without_torch(tmp_path: Path) -> None:
+def test_demo_runs_without_torch(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
     """The device side has no torch: import the demo and run it on an image folder with torch blocked."""
     script = f"""
 import sys
 sys.modules['torch'] = None  # any 'import torch' now raises ImportError
-sys.path.insert(0, {str(ROOT / "tests")!r})
+import importlib.util
 import cv2
 from pathlib import Path
-from demo_fakes import ColourSegmenter, marked_frame
+spec = importlib.util.spec_from_file_location('demo_fakes', {str(demo_fakes.source_file)!r})
+fakes = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fakes)
+ColourSegmenter, marked_frame = fakes.ColourSegmenter, fakes.marked_frame
 from edgeseg.demo import DemoConfig, run_demo
 import edgeseg.cli.demo
 folder = Path({str(tmp_path)!r}) / 'frames'
@@ -240,16 +261,15 @@ print('ok')
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
-def test_demo_with_a_real_onnx_model(tmp_path: Path) -> None:
+def test_demo_with_a_real_onnx_model(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
     """No fakes: an exported ONNX model through edgeseg.deploy.runtime.backends, a clip through the CLI."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("torch")
-    from demo_fakes import export_tiny_onnx
 
     from edgeseg.deploy.runtime.backends import open_segmenter
 
-    model = export_tiny_onnx(tmp_path / "tiny.onnx", 128, 256)
-    clip = write_clip(tmp_path / "clip.mp4", frames=12, h=128, w=256)
+    model = demo_fakes.export_tiny_onnx(tmp_path / "tiny.onnx", 128, 256)
+    clip = demo_fakes.write_clip(tmp_path / "clip.mp4", frames=12, h=128, w=256)
     out, stats_path = tmp_path / "out.mp4", tmp_path / "stats.json"
     assert (
         main(
@@ -275,13 +295,13 @@ def test_demo_with_a_real_onnx_model(tmp_path: Path) -> None:
     stats = json.loads(stats_path.read_text())
     assert stats["backend"] == "onnxruntime-cpu" and stats["input_size"] == [128, 256]
     assert stats["frames_processed"] == stats["frames_recorded"] == 12
-    recorded = read_video(out)
+    recorded = demo_fakes.read_video(out)
     assert len(recorded) == 12
     # The mask view shows the model's labels in the model's palette: map each recorded pixel back to the
     # nearest palette colour and compare with the labels the model gives for that frame (mp4v is lossy
     # and a random-weight model's label map is ragged, so agreement is high but not total).
     seg = open_segmenter(model, "onnxruntime-cpu")
-    source = read_video(clip)
+    source = demo_fakes.read_video(clip)
     palette_bgr = np.array([c[::-1] for c in seg.meta["palette"]], dtype=int)
     for i in (0, 5, 11):
         labels = seg.predict([source[i]])[0]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import cv2
 import pytest
-from demo_fakes import ColourSegmenter, ScriptedCapture, marked_frame, read_video
 
 from edgeseg.demo.app import DemoConfig, run_demo
 from edgeseg.demo.sources import SourceSpec
@@ -20,11 +21,11 @@ class Opener:
     """Plays a script of (re)opens: a capture is handed out, None fails like an unreachable stream, and
     so does every open after the script is used up."""
 
-    def __init__(self, *script: ScriptedCapture | None) -> None:
+    def __init__(self, *script: Any) -> None:
         self.script = list(script)
         self.calls = 0
 
-    def __call__(self, spec: SourceSpec) -> ScriptedCapture:
+    def __call__(self, spec: SourceSpec) -> Any:
         self.calls += 1
         capture = self.script.pop(0) if self.script else None
         if capture is None:
@@ -39,10 +40,10 @@ def _config(tmp_path: Path, source: str = LIVE, **kw) -> DemoConfig:
     )
 
 
-def test_live_source_newest_frame_wins(tmp_path: Path) -> None:
+def test_live_source_newest_frame_wins(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
     # A fast camera (200 frames, no pacing) and a slow model: stale frames must be dropped, not queued.
-    seg = ColourSegmenter(delay_s=0.01)
-    first = ScriptedCapture(200)
+    seg = demo_fakes.ColourSegmenter(delay_s=0.01)
+    first = demo_fakes.ScriptedCapture(200)
     with pytest.raises(SourceError):
         run_demo(_config(tmp_path, max_retries=0), segmenter=seg, opener=Opener(first))
     stats = json.loads((tmp_path / "stats.json").read_text())
@@ -55,12 +56,12 @@ def test_live_source_newest_frame_wins(tmp_path: Path) -> None:
     assert first.released
 
 
-def test_file_source_processes_every_frame_in_order(tmp_path: Path) -> None:
-    seg = ColourSegmenter(delay_s=0.002)
+def test_file_source_processes_every_frame_in_order(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
+    seg = demo_fakes.ColourSegmenter(delay_s=0.002)
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(15):
-        cv2.imwrite(str(folder / f"{i:04d}.png"), marked_frame(i))
+        cv2.imwrite(str(folder / f"{i:04d}.png"), demo_fakes.marked_frame(i))
     stats = run_demo(_config(tmp_path, source=str(folder)), segmenter=seg)
     assert seg.seen == list(range(15))
     assert (stats.frames_read, stats.frames_processed, stats.frames_rendered, stats.frames_dropped) == (
@@ -72,14 +73,18 @@ def test_file_source_processes_every_frame_in_order(tmp_path: Path) -> None:
     assert stats.ended_by == "end_of_stream"
 
 
-def test_source_that_dies_gets_bounded_reconnects_then_clean_exit(tmp_path: Path) -> None:
-    opener = Opener(ScriptedCapture(12, interval_s=0.002))  # dies after 12 frames and never comes back
+def test_source_that_dies_gets_bounded_reconnects_then_clean_exit(
+    demo_fakes: SimpleNamespace, tmp_path: Path
+) -> None:
+    opener = Opener(
+        demo_fakes.ScriptedCapture(12, interval_s=0.002)
+    )  # dies after 12 frames and never comes back
     events: list[str] = []
     record = tmp_path / "out.mp4"
     with pytest.raises(SourceError, match="3 reconnect attempts failed") as info:
         run_demo(
             _config(tmp_path, max_retries=3, record=record),
-            segmenter=ColourSegmenter(),
+            segmenter=demo_fakes.ColourSegmenter(),
             opener=opener,
             on_event=events.append,
         )
@@ -89,16 +94,20 @@ def test_source_that_dies_gets_bounded_reconnects_then_clean_exit(tmp_path: Path
     assert stats["ended_by"] == "source_lost" and "reconnect" in stats["error"]
     assert stats["frames_read"] == 12 and stats["reconnect_attempts"] == 3 and stats["reconnects"] == 0
     assert stats["frames_rendered"] >= 1
-    assert len(read_video(record)) == stats["frames_recorded"] == stats["frames_rendered"]  # finalised
+    assert (
+        len(demo_fakes.read_video(record)) == stats["frames_recorded"] == stats["frames_rendered"]
+    )  # finalised
     assert sum("reconnecting" in e for e in events) == 3
 
 
-def test_source_that_comes_back_is_resumed(tmp_path: Path) -> None:
+def test_source_that_comes_back_is_resumed(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
     # Drops after 10 frames, the first reopen fails, the second brings 10 more, then gone for good.
     opener = Opener(
-        ScriptedCapture(10, interval_s=0.002), None, ScriptedCapture(10, start=10, interval_s=0.002)
+        demo_fakes.ScriptedCapture(10, interval_s=0.002),
+        None,
+        demo_fakes.ScriptedCapture(10, start=10, interval_s=0.002),
     )
-    seg = ColourSegmenter()
+    seg = demo_fakes.ColourSegmenter()
     with pytest.raises(SourceError):
         run_demo(_config(tmp_path, max_retries=2), segmenter=seg, opener=opener)
     stats = json.loads((tmp_path / "stats.json").read_text())
@@ -108,29 +117,33 @@ def test_source_that_comes_back_is_resumed(tmp_path: Path) -> None:
     assert max(seg.seen) >= 10  # frames from after the reconnect were processed
 
 
-def test_max_frames_on_a_live_source(tmp_path: Path) -> None:
+def test_max_frames_on_a_live_source(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
     stats = run_demo(
         _config(tmp_path, max_frames=5),
-        segmenter=ColourSegmenter(),
-        opener=Opener(ScriptedCapture(10_000, interval_s=0.001)),
+        segmenter=demo_fakes.ColourSegmenter(),
+        opener=Opener(demo_fakes.ScriptedCapture(10_000, interval_s=0.001)),
     )
     assert stats.ended_by == "max_frames" and stats.frames_rendered == 5
 
 
-def test_backend_crash_still_finalises_recording_and_stats(tmp_path: Path) -> None:
+def test_backend_crash_still_finalises_recording_and_stats(
+    demo_fakes: SimpleNamespace, tmp_path: Path
+) -> None:
     record = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError, match="fake backend crashed"):
         run_demo(
             _config(tmp_path, record=record),
-            segmenter=ColourSegmenter(fail_after=4),
-            opener=Opener(ScriptedCapture(50, interval_s=0.002)),
+            segmenter=demo_fakes.ColourSegmenter(fail_after=4),
+            opener=Opener(demo_fakes.ScriptedCapture(50, interval_s=0.002)),
         )
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["ended_by"] == "error" and stats["frames_processed"] == 4
-    assert len(read_video(record)) == stats["frames_rendered"] >= 1
+    assert len(demo_fakes.read_video(record)) == stats["frames_rendered"] >= 1
 
 
-def test_ctrl_c_stops_cleanly_and_finalises_the_recording(tmp_path: Path) -> None:
+def test_ctrl_c_stops_cleanly_and_finalises_the_recording(
+    demo_fakes: SimpleNamespace, tmp_path: Path
+) -> None:
     record = tmp_path / "out.mp4"
 
     def interrupt_after_six(stats) -> None:  # noqa: ANN001 - the user presses Ctrl-C mid-stream
@@ -139,12 +152,12 @@ def test_ctrl_c_stops_cleanly_and_finalises_the_recording(tmp_path: Path) -> Non
 
     stats = run_demo(
         _config(tmp_path, record=record),
-        segmenter=ColourSegmenter(),
-        opener=Opener(ScriptedCapture(10_000, interval_s=0.001)),
+        segmenter=demo_fakes.ColourSegmenter(),
+        opener=Opener(demo_fakes.ScriptedCapture(10_000, interval_s=0.001)),
         on_frame=interrupt_after_six,
     )
     assert stats.ended_by == "interrupted" and stats.frames_rendered == 6
-    assert len(read_video(record)) == 6
+    assert len(demo_fakes.read_video(record)) == 6
     assert json.loads((tmp_path / "stats.json").read_text())["ended_by"] == "interrupted"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
@@ -173,7 +186,7 @@ class FakeWindow:
         self.closed = True
 
 
-def test_window_keys_switch_view_pause_and_quit(tmp_path: Path) -> None:
+def test_window_keys_switch_view_pause_and_quit(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
     from edgeseg.demo.pipeline import PipelineOptions, run_pipeline
     from edgeseg.demo.render import Renderer
     from edgeseg.demo.sources import parse_source
@@ -199,9 +212,16 @@ def test_window_keys_switch_view_pause_and_quit(tmp_path: Path) -> None:
     )
     renderer = Renderer(["dark", "bright", "blue"], [(0, 255, 0), (255, 0, 255), (255, 255, 0)])
     spec = parse_source(LIVE)
-    opener = Opener(ScriptedCapture(100_000, interval_s=0.002))
+    opener = Opener(demo_fakes.ScriptedCapture(100_000, interval_s=0.002))
     result = run_pipeline(
-        ColourSegmenter(), spec, opener(spec), opener, renderer, stats, PipelineOptions(), window=window
+        demo_fakes.ColourSegmenter(),
+        spec,
+        opener(spec),
+        opener,
+        renderer,
+        stats,
+        PipelineOptions(),
+        window=window,
     )  # type: ignore[arg-type]
     assert result.error is None and stats.ended_by == "quit" and window.closed
     assert window.shown[0] == (64, 128, 3) and (64, 256, 3) in window.shown  # the view really switched

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -118,8 +120,7 @@ def test_parser_errors_fail_the_variant(tmp_path: Path) -> None:
     assert report["onnx"]["labels"]["parser_errors"] == ["Cast: unsupported type"] and not report["ok"]
 
 
-def test_parse_with_a_fake_tensorrt(tmp_path: Path) -> None:
-    from fake_tensorrt import make_tensorrt
+def test_parse_with_a_fake_tensorrt(make_tensorrt: Callable[..., ModuleType], tmp_path: Path) -> None:
 
     assert parse_with_tensorrt(make_tensorrt("8.6.1"), tmp_path / "m.onnx") == []
     trt = make_tensorrt("10.3.0")

@@ -4,16 +4,17 @@ trained on different batches."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from uda_tiny import render_tiny
 
 import edgeseg
 
@@ -26,14 +27,12 @@ WORKER = textwrap.dedent("""
     from safetensors.torch import save_file
 
     torch.set_num_threads(1)
-    sys.path.insert(0, sys.argv[3])
-    from uda_tiny import tiny_config
-
+    from edgeseg.uda.config import load_config
     from edgeseg.uda.data_setup import load_run_data
     from edgeseg.uda.trainer import distributed, train_run
 
     data_root, out = Path(sys.argv[1]), Path(sys.argv[2])
-    cfg = tiny_config(data_root, "iters=1", "duda.inconsistency.enabled=false")
+    cfg = load_config("synthetic", overrides=json.loads(sys.argv[3]))
     with distributed("cpu") as info:
         assert info.world == 2
         data = load_run_data(cfg, out, out / f"stats{info.rank}.json")
@@ -48,8 +47,9 @@ WORKER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_two_process_gloo_step(tmp_path: Path) -> None:
-    data_root = render_tiny(tmp_path / "synth")
+def test_two_process_gloo_step(tiny_uda: SimpleNamespace, tmp_path: Path) -> None:
+    data_root = tiny_uda.render_tiny(tmp_path / "synth")
+    overrides = tiny_uda.tiny_overrides(data_root, "iters=1", "duda.inconsistency.enabled=false")
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     out = tmp_path / "out"
@@ -69,7 +69,7 @@ def test_two_process_gloo_step(tmp_path: Path) -> None:
         str(worker),
         str(data_root),
         str(out),
-        str(Path(__file__).parent),
+        json.dumps(overrides),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -77,8 +77,6 @@ def test_two_process_gloo_step(tmp_path: Path) -> None:
     assert set(r0) == set(r1) and any(k.startswith("teacher.") for k in r0)
     for key in r0:
         assert torch.equal(r0[key], r1[key]), key
-    import json
-
     sums = [json.loads((out / f"rank{r}.json").read_text())["batch_sum"] for r in (0, 1)]
     assert sums[0] != sums[1]  # each rank trained on its own batch
     assert (out / "checkpoint.safetensors").is_file()  # written once, by rank 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from uda_tiny import render_tiny, tiny_config
 
 import edgeseg.uda.trainer as trainer_module
 from edgeseg.checkpoint import (
@@ -28,15 +28,15 @@ from edgeseg.uda.state import load_train_state
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_root(tiny_uda: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
-    return render_tiny(tmp_path_factory.mktemp("synth"))
+    return tiny_uda.render_tiny(tmp_path_factory.mktemp("synth"))
 
 
 def test_cli_run_writes_student_report_and_baseline(
-    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_uda: SimpleNamespace, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = tiny_config(
+    cfg = tiny_uda.tiny_config(
         data_root,
         "iters=2",
         "train.source_only_baseline=true",
@@ -69,12 +69,14 @@ def test_cli_run_writes_student_report_and_baseline(
     assert "--resume" in capsys.readouterr().err
 
 
-def test_students_share_an_initialisation(data_root: Path, tmp_path: Path) -> None:
+def test_students_share_an_initialisation(tiny_uda: SimpleNamespace, data_root: Path, tmp_path: Path) -> None:
     init = tmp_path / "init.safetensors"
     torch.manual_seed(5)
     save_model(create_model("segformer_tiny", num_classes=19), init)
     init_state, _ = load_state(init)
-    cfg = tiny_config(data_root, "iters=1", f"models.small_init={init}", "method=self_training", "optim.lr=0")
+    cfg = tiny_uda.tiny_config(
+        data_root, "iters=1", f"models.small_init={init}", "method=self_training", "optim.lr=0"
+    )
     result = run_distill(cfg, tmp_path / "a", log=lambda m: None)
     state, meta = load_state(result.student_path)
     for key, value in init_state.items():  # lr 0: the student is still exactly the shared init
@@ -89,7 +91,7 @@ def test_students_share_an_initialisation(data_root: Path, tmp_path: Path) -> No
         encoder,
         model_meta(model, kind="encoder"),
     )  # the layout `edgeseg convert mit_b0.pth` writes
-    cfg = tiny_config(
+    cfg = tiny_uda.tiny_config(
         data_root, "iters=1", f"models.small_init={encoder}", "method=source_only", "optim.lr=0"
     )
     state, _ = load_state(run_distill(cfg, tmp_path / "b", log=lambda m: None).student_path)
@@ -97,9 +99,11 @@ def test_students_share_an_initialisation(data_root: Path, tmp_path: Path) -> No
         assert torch.equal(state[f"encoder.{key}"], value)
 
 
-def test_resume_continues_exactly(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_continues_exactly(
+    tiny_uda: SimpleNamespace, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     overrides = ("iters=5", "train.ckpt_every=2", "duda.inconsistency.finetune_fraction=0.4")
-    cfg = tiny_config(data_root, *overrides)
+    cfg = tiny_uda.tiny_config(data_root, *overrides)
     full = run_distill(cfg, tmp_path / "full", log=lambda m: None)
 
     real_step = trainer_module.distill_step
@@ -125,23 +129,26 @@ def test_resume_continues_exactly(data_root: Path, tmp_path: Path, monkeypatch: 
     steps = [json.loads(s)["step"] for s in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps)  # the log was trimmed to the checkpoint before continuing
     with pytest.raises(ConfigError, match="differs"):
-        run_distill(tiny_config(data_root, *overrides, "seed=1"), tmp_path / "resumed", resume=True)
+        run_distill(tiny_uda.tiny_config(data_root, *overrides, "seed=1"), tmp_path / "resumed", resume=True)
 
 
 def test_user_errors_come_before_training(
-    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_uda: SimpleNamespace, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(InputPathError, match="data.target_root"):
-        run_distill(tiny_config(data_root, f"data.target_root={tmp_path / 'nowhere'}"), tmp_path / "x")
+        run_distill(
+            tiny_uda.tiny_config(data_root, f"data.target_root={tmp_path / 'nowhere'}"), tmp_path / "x"
+        )
     wrong = tmp_path / "teacher7.safetensors"
     save_model(create_model("segformer_tiny", num_classes=7), wrong)
     with pytest.raises(ModelMismatchError, match="7 classes"):
         run_distill(
-            tiny_config(data_root, "method=fixed_teacher", f'models.teacher_init=["{wrong}"]'), tmp_path / "y"
+            tiny_uda.tiny_config(data_root, "method=fixed_teacher", f'models.teacher_init=["{wrong}"]'),
+            tmp_path / "y",
         )
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="fp16"):
-            run_distill(tiny_config(data_root, "train.amp=fp16"), tmp_path / "z")
+            run_distill(tiny_uda.tiny_config(data_root, "train.amp=fp16"), tmp_path / "z")
     assert not any((tmp_path / d).exists() for d in "xyz")  # nothing was written
     for argv in (
         ["distill", "--set", "duda.nonsense=1"],
@@ -152,13 +159,15 @@ def test_user_errors_come_before_training(
         assert err.startswith("error:") and len(err.splitlines()) == 1
 
 
-def test_pl_precision_is_logged_without_changing_training(data_root: Path, tmp_path: Path) -> None:
+def test_pl_precision_is_logged_without_changing_training(
+    tiny_uda: SimpleNamespace, data_root: Path, tmp_path: Path
+) -> None:
     """train.pl_precision reads target labels for the log only: the trained weights are bit-identical."""
     runs = {}
     for flag in ("false", "true"):
         out = tmp_path / flag
         run_distill(
-            tiny_config(
+            tiny_uda.tiny_config(
                 data_root,
                 "iters=3",
                 "train.log_every=1",

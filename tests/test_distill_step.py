@@ -4,10 +4,10 @@ only through EMA; and the baselines' steps produce exactly their losses."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from uda_tiny import render_tiny, tiny_config
 
 from edgeseg.uda.duda import Batch, StepContext, Trainables, distill_step
 from edgeseg.uda.ema import ema_alpha, ema_update
@@ -18,8 +18,8 @@ MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render_tiny(tmp_path_factory.mktemp("synth"))
+def data_root(tiny_uda: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_uda.render_tiny(tmp_path_factory.mktemp("synth"))
 
 
 def _batch(seed: int = 0) -> Batch:
@@ -39,9 +39,9 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def test_full_duda_step(data_root: Path) -> None:
+def test_full_duda_step(tiny_uda: SimpleNamespace, data_root: Path) -> None:
     torch.set_num_threads(1)
-    cfg = tiny_config(
+    cfg = tiny_uda.tiny_config(
         data_root,
         "uda.mic.enabled=true",
         "uda.mic.block_size=16",
@@ -105,9 +105,11 @@ def test_full_duda_step(data_root: Path) -> None:
     assert moved  # ... and moved only through the EMA update
 
 
-def test_finetune_phase_uses_class_weights_and_freezes_large_pair(data_root: Path) -> None:
+def test_finetune_phase_uses_class_weights_and_freezes_large_pair(
+    tiny_uda: SimpleNamespace, data_root: Path
+) -> None:
     torch.set_num_threads(1)
-    cfg = tiny_config(data_root, "duda.multi_teacher.enabled=false", "duda.inconsistency.beta=3.0")
+    cfg = tiny_uda.tiny_config(data_root, "duda.multi_teacher.enabled=false", "duda.inconsistency.beta=3.0")
     nets = build_networks(cfg)
     trainables = Trainables(WithFeatures(nets.student), [WithFeatures(a) for a in nets.aux])
     batch = _batch(1)
@@ -131,9 +133,9 @@ def test_finetune_phase_uses_class_weights_and_freezes_large_pair(data_root: Pat
     assert weighted["student.kl"] == pytest.approx(2 * plain["student.kl"], rel=1e-4)
 
 
-def test_gradual_distillation_scales_teacher_losses(data_root: Path) -> None:
+def test_gradual_distillation_scales_teacher_losses(tiny_uda: SimpleNamespace, data_root: Path) -> None:
     torch.set_num_threads(1)
-    cfg = tiny_config(
+    cfg = tiny_uda.tiny_config(
         data_root, "iters=100", "duda.inconsistency.enabled=false", "duda.gradual.ramp_fraction=0.5"
     )
     nets = build_networks(cfg)
@@ -157,9 +159,9 @@ def test_gradual_distillation_scales_teacher_losses(data_root: Path) -> None:
         ("self_training", {"student.src", "student.pl"}),
     ],
 )
-def test_baseline_steps(data_root: Path, method: str, losses: set[str]) -> None:
+def test_baseline_steps(tiny_uda: SimpleNamespace, data_root: Path, method: str, losses: set[str]) -> None:
     torch.set_num_threads(1)
-    cfg = tiny_config(data_root, f"method={method}")
+    cfg = tiny_uda.tiny_config(data_root, f"method={method}")
     nets = build_networks(cfg)
     assert not len(nets.aux) and (nets.student_ema is not None) == (method == "self_training")
     trainables = Trainables(WithFeatures(nets.student), [])
@@ -170,9 +172,9 @@ def test_baseline_steps(data_root: Path, method: str, losses: set[str]) -> None:
     assert all(torch.isfinite(v) for v in out.losses.values())
 
 
-def test_bf16_autocast_step_is_finite(data_root: Path) -> None:
+def test_bf16_autocast_step_is_finite(tiny_uda: SimpleNamespace, data_root: Path) -> None:
     torch.set_num_threads(1)
-    cfg = tiny_config(data_root, "train.amp=bf16")
+    cfg = tiny_uda.tiny_config(data_root, "train.amp=bf16")
     nets = build_networks(cfg)
     trainables = Trainables(WithFeatures(nets.student), [WithFeatures(a) for a in nets.aux])
     ctx = StepContext(
@@ -188,12 +190,12 @@ def test_bf16_autocast_step_is_finite(data_root: Path) -> None:
     sum(out.losses.values()).backward()
 
 
-def test_kl_same_input_view_changes_only_the_kl_term(data_root: Path) -> None:
+def test_kl_same_input_view_changes_only_the_kl_term(tiny_uda: SimpleNamespace, data_root: Path) -> None:
     """duda.kl_view = same_input: the teachers see the student's mixed input; CE terms are untouched."""
     torch.set_num_threads(1)
     out = {}
     for view in ("clean_target", "same_input"):
-        cfg = tiny_config(data_root, "uda.pseudo_threshold=0.0", f"duda.kl_view={view}")
+        cfg = tiny_uda.tiny_config(data_root, "uda.pseudo_threshold=0.0", f"duda.kl_view={view}")
         torch.manual_seed(0)
         nets = build_networks(cfg)
         trainables = Trainables(WithFeatures(nets.student), [WithFeatures(a) for a in nets.aux])

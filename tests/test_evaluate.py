@@ -1,10 +1,10 @@
 import json
 import math
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
-from data_helpers import make_cityscapes, write
 
 from edgeseg.cli import main
 from edgeseg.data.datasets import load_dataset
@@ -47,7 +47,7 @@ def test_harmonic_mean():
     assert harmonic_mean([0.6, 0.0]) == 0.0
 
 
-def _write_predictions(root, dataset, rng, nested=False):
+def _write_predictions(data_trees: SimpleNamespace, root, dataset, rng, nested=False):
     """Noisy trainId predictions (with some 255s) named the way users name them."""
     preds = {}
     for i, s in enumerate(dataset.samples):
@@ -55,17 +55,17 @@ def _write_predictions(root, dataset, rng, nested=False):
         pred = np.where(rng.random(gt.shape) < 0.6, gt, rng.integers(0, 19, gt.shape)).astype(np.uint8)
         pred[rng.random(gt.shape) < 0.05] = 255
         sub = root / ("deep" if nested and i % 2 else "") / f"model_{s.frame_id}_pred.png"
-        write(sub, pred)
+        data_trees.write(sub, pred)
         preds[s.frame_id] = pred
     return preds
 
 
-def test_predictions_match_official_cityscapes_evaluation(tmp_path, capsys):
+def test_predictions_match_official_cityscapes_evaluation(data_trees: SimpleNamespace, tmp_path, capsys):
     ev = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
     data, preds_dir, official_dir = tmp_path / "cs", tmp_path / "preds", tmp_path / "official"
-    make_cityscapes(data, cities=("aachen", "bonn", "ulm"), per_city=2, seed=5)
+    data_trees.make_cityscapes(data, cities=("aachen", "bonn", "ulm"), per_city=2, seed=5)
     ds = load_dataset("cityscapes", data, "val")
-    preds = _write_predictions(preds_dir, ds, np.random.default_rng(1), nested=True)
+    preds = _write_predictions(data_trees, preds_dir, ds, np.random.default_rng(1), nested=True)
 
     code = main(
         [
@@ -87,7 +87,11 @@ def test_predictions_match_official_cityscapes_evaluation(tmp_path, capsys):
     pred_files, gt_files = [], []
     for s in ds.samples:
         pred_files.append(
-            str(write(official_dir / f"{s.frame_id}.png", train_ids_to_label_ids(preds[s.frame_id])))
+            str(
+                data_trees.write(
+                    official_dir / f"{s.frame_id}.png", train_ids_to_label_ids(preds[s.frame_id])
+                )
+            )
         )
         gt_files.append(str(s.label))
     args = ev.args
@@ -103,28 +107,28 @@ def test_predictions_match_official_cityscapes_evaluation(tmp_path, capsys):
     assert ours["iou"]["road"] is not None
 
 
-def test_missing_and_duplicate_predictions_name_the_frame(tmp_path, capsys):
+def test_missing_and_duplicate_predictions_name_the_frame(data_trees: SimpleNamespace, tmp_path, capsys):
     data, preds_dir = tmp_path / "cs", tmp_path / "preds"
-    ids = make_cityscapes(data)
+    ids = data_trees.make_cityscapes(data)
     ds = load_dataset("cityscapes", data, "val")
-    _write_predictions(preds_dir, ds, np.random.default_rng(0))
+    _write_predictions(data_trees, preds_dir, ds, np.random.default_rng(0))
     victim = next(preds_dir.glob(f"*{ids[1]}*"))
     victim.rename(preds_dir / "unrelated.png")
     args = ["eval", "--predictions", str(preds_dir), "--data", str(data), "--dataset", "cityscapes"]
     assert main(args) != 0
     err = capsys.readouterr().err
     assert f"no prediction for frame {ids[1]}" in err and err.count("\n") == 1
-    write(preds_dir / f"{ids[1]}_a.png", np.zeros((24, 32), np.uint8))
-    write(preds_dir / "again" / f"{ids[1]}_b.png", np.zeros((24, 32), np.uint8))
+    data_trees.write(preds_dir / f"{ids[1]}_a.png", np.zeros((24, 32), np.uint8))
+    data_trees.write(preds_dir / "again" / f"{ids[1]}_b.png", np.zeros((24, 32), np.uint8))
     assert main(args) != 0
     assert f"several predictions for frame {ids[1]}" in capsys.readouterr().err
 
 
-def test_prediction_with_wrong_size_or_channels_is_an_error(tmp_path, capsys):
+def test_prediction_with_wrong_size_or_channels_is_an_error(data_trees: SimpleNamespace, tmp_path, capsys):
     data, preds_dir = tmp_path / "cs", tmp_path / "preds"
-    ids = make_cityscapes(data, per_city=1)
+    ids = data_trees.make_cityscapes(data, per_city=1)
     for fid in ids:
-        write(preds_dir / f"{fid}.png", np.zeros((24, 32, 3), np.uint8))
+        data_trees.write(preds_dir / f"{fid}.png", np.zeros((24, 32, 3), np.uint8))
     assert (
         main(["eval", "--predictions", str(preds_dir), "--data", str(data), "--dataset", "cityscapes"]) != 0
     )

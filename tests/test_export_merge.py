@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from deploy_helpers import scratch, tiny_checkpoint
 
 from edgeseg.cli import main
 
 pytestmark = pytest.mark.slow
 
 
-@functools.cache
-def _students() -> tuple[Path, Path]:
+@pytest.fixture(scope="module")
+def students(deploy: SimpleNamespace) -> tuple[Path, Path]:
     """Two 'domain students' sharing an init (as DUDA produces them): the tiny model, perturbed twice."""
     from edgeseg.checkpoint import load_model, save_model
 
-    folder = scratch("students")
+    folder = deploy.scratch("students")
     paths = []
     for i, domain in enumerate(("city", "night")):
-        model = load_model(tiny_checkpoint())
+        model = load_model(deploy.tiny_checkpoint())
         torch.manual_seed(100 + i)
         with torch.no_grad():
             for p in model.parameters():
@@ -35,18 +34,20 @@ def _students() -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-@functools.cache
-def _data() -> Path:
+@pytest.fixture(scope="module")
+def merge_data(deploy: SimpleNamespace) -> Path:
     from edgeseg.data.synthetic import render_dataset
 
-    root = scratch("merge-synth")
+    root = deploy.scratch("merge-synth")
     render_dataset(root, ["city", "night"], size=(64, 128), splits={"val": 2}, seed=0)
     return root
 
 
-def test_merge_export_bn_with_evaluation(capsys: pytest.CaptureFixture[str]) -> None:
-    out = scratch("merge-export-bn")
-    a, b = _students()
+def test_merge_export_bn_with_evaluation(
+    merge_data: Path, students: tuple[Path, Path], deploy: SimpleNamespace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = deploy.scratch("merge-export-bn")
+    a, b = students
     code = main(
         [
             "merge-export",
@@ -59,7 +60,7 @@ def test_merge_export_bn_with_evaluation(capsys: pytest.CaptureFixture[str]) -> 
             "--size",
             "64x128",
             "--eval-data",
-            str(_data()),
+            str(merge_data),
             "--domains",
             "city,night",
             "--parity-images",
@@ -91,9 +92,11 @@ def test_merge_export_bn_with_evaluation(capsys: pytest.CaptureFixture[str]) -> 
         assert any("TensorRT is not installed" in n for n in report["notes"])
 
 
-def test_merge_export_backbone_exports_one_graph_per_head() -> None:
-    out = scratch("merge-export-backbone")
-    a, b = _students()
+def test_merge_export_backbone_exports_one_graph_per_head(
+    students: tuple[Path, Path], deploy: SimpleNamespace
+) -> None:
+    out = deploy.scratch("merge-export-backbone")
+    a, b = students
     assert (
         main(
             [
@@ -125,18 +128,20 @@ def test_merge_export_backbone_exports_one_graph_per_head() -> None:
     assert all(e["parity"]["passed"] for e in report["exports"].values())
 
 
-def test_merge_export_option_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    a, b = _students()
-    assert main(["merge-export", str(a), str(b), "--out", str(scratch("x")), "--domains", "city"]) == 2
+def test_merge_export_option_errors(
+    students: tuple[Path, Path], deploy: SimpleNamespace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = students
+    assert main(["merge-export", str(a), str(b), "--out", str(deploy.scratch("x")), "--domains", "city"]) == 2
     assert "--eval-data" in capsys.readouterr().err
-    assert main(["merge-export", str(a), str(b), "--out", str(scratch("x")), "--int8"]) == 2
+    assert main(["merge-export", str(a), str(b), "--out", str(deploy.scratch("x")), "--int8"]) == 2
     assert "--calib" in capsys.readouterr().err
 
 
 def test_merge_export_bad_input_creates_no_output_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    students: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    a, _ = _students()
+    a, _ = students
     out = tmp_path / "deploy"
     assert main(["merge-export", str(a), str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err

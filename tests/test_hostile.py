@@ -19,14 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-import hostile_helpers as H
 import pytest
-from deploy_helpers import tiny_checkpoint
 
 from edgeseg.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one intra-op thread
+Hostile = Any  # the `hostile` fixture (tests/fixtures/hostile.py): the artefacts, each built on first use
 
 
 # -- the contract --------------------------------------------------------------------------------------------
@@ -80,19 +81,20 @@ def assert_refused(
 
 @dataclass
 class Case:
-    """`build(tmp)` -> (argv, outputs to watch); `expect`: a fragment of the error line."""
+    """`build(tmp, hostile)` -> (argv, outputs to watch); `expect`: a fragment of the error line. The tables are
+    built at import, when fixtures do not exist yet, so each build gets the `hostile` fixture when its test runs."""
 
-    build: Callable[[Path], tuple[list[str], list[Path]]]
+    build: Callable[[Path, Hostile], tuple[list[str], list[Path]]]
     expect: str | None = None
     marks: list = field(default_factory=list)
 
 
-def ck() -> str:
-    return str(tiny_checkpoint())
+def ck(h: Hostile) -> str:
+    return str(h.checkpoint())
 
 
-def data_args() -> list[str]:
-    return ["--data", str(H.dataset()), "--dataset", "synthetic", "--domain", "city"]
+def data_args(h: Hostile) -> list[str]:
+    return ["--data", str(h.dataset()), "--dataset", "synthetic", "--domain", "city"]
 
 
 def _file_in_dir_is_file(tmp: Path) -> Path:
@@ -114,23 +116,23 @@ def existing_file(tmp: Path) -> Path:
 
 
 # Output commands: name -> function(out path) -> argv. File outputs and folder outputs.
-FILE_OUTPUTS: dict[str, Callable[[Path], list[str]]] = {
-    "convert": lambda o: ["convert", str(H.foreign_weights()["unknown-keys"]), str(o)],
-    "merge": lambda o: ["merge", ck(), str(H.second_checkpoint()), "--out", str(o), "--no-progress"],
-    "merge--json": lambda o: [
+FILE_OUTPUTS: dict[str, Callable[[Path, Hostile], list[str]]] = {
+    "convert": lambda o, h: ["convert", str(h.foreign_weights()["unknown-keys"]), str(o)],
+    "merge": lambda o, h: ["merge", ck(h), str(h.second_checkpoint()), "--out", str(o), "--no-progress"],
+    "merge--json": lambda o, h: [
         "merge",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(o.parent / "m_ok.st"),
         "--json",
         str(o),
         "--no-progress",
     ],
-    "export": lambda o: ["export", ck(), "--out", str(o), "--size", "64x128", "--no-progress"],
-    "export--json": lambda o: [
+    "export": lambda o, h: ["export", ck(h), "--out", str(o), "--size", "64x128", "--no-progress"],
+    "export--json": lambda o, h: [
         "export",
-        ck(),
+        ck(h),
         "--out",
         str(o.parent / "ok.onnx"),
         "--json",
@@ -139,41 +141,41 @@ FILE_OUTPUTS: dict[str, Callable[[Path], list[str]]] = {
         "64x128",
         "--no-progress",
     ],
-    "eval--json": lambda o: ["eval", ck(), *data_args(), "--json", str(o)],
-    "data-stats--out": lambda o: ["data", "stats", *data_args(), "--out", str(o)],
-    "bench--json": lambda o: [
+    "eval--json": lambda o, h: ["eval", ck(h), *data_args(h), "--json", str(o)],
+    "data-stats--out": lambda o, h: ["data", "stats", *data_args(h), "--out", str(o)],
+    "bench--json": lambda o, h: [
         "bench",
-        str(H.onnx_model()),
+        str(h.onnx_model()),
         "--json",
         str(o),
         "--iters",
         "2",
         "--no-progress",
     ],
-    "demo--record": lambda o: [
+    "demo--record": lambda o, h: [
         "demo",
         "-m",
-        str(H.onnx_model()),
+        str(h.onnx_model()),
         "-s",
-        str(H.image_folder()),
+        str(h.image_folder()),
         "--headless",
         "--record",
         str(o),
     ],
-    "demo--stats": lambda o: [
+    "demo--stats": lambda o, h: [
         "demo",
         "-m",
-        str(H.onnx_model()),
+        str(h.onnx_model()),
         "-s",
-        str(H.image_folder()),
+        str(h.image_folder()),
         "--headless",
         "--stats",
         str(o),
     ],
-    "build-engine": lambda o: ["build-engine", str(H.onnx_model()), "--out", str(o), "--no-progress"],
+    "build-engine": lambda o, h: ["build-engine", str(h.onnx_model()), "--out", str(o), "--no-progress"],
 }
-DIR_OUTPUTS: dict[str, Callable[[Path], list[str]]] = {
-    "data-synth": lambda o: [
+DIR_OUTPUTS: dict[str, Callable[[Path, Hostile], list[str]]] = {
+    "data-synth": lambda o, h: [
         "data",
         "synth",
         "--out",
@@ -185,14 +187,14 @@ DIR_OUTPUTS: dict[str, Callable[[Path], list[str]]] = {
         "--domains",
         "city",
     ],
-    "eval--save-pred": lambda o: ["eval", ck(), *data_args(), "--save-pred", str(o)],
-    "merge-scan": lambda o: [
+    "eval--save-pred": lambda o, h: ["eval", ck(h), *data_args(h), "--save-pred", str(o)],
+    "merge-scan": lambda o, h: [
         "merge",
         "scan",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--data",
-        str(H.dataset()),
+        str(h.dataset()),
         "--domains",
         "city",
         "--out",
@@ -202,64 +204,70 @@ DIR_OUTPUTS: dict[str, Callable[[Path], list[str]]] = {
         "2",
         "--no-progress",
     ],
-    "merge-split": lambda o: ["merge", "split", ck(), "--out", str(o)],
-    "merge-export": lambda o: [
+    "merge-split": lambda o, h: ["merge", "split", ck(h), "--out", str(o)],
+    "merge-export": lambda o, h: [
         "merge-export",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(o),
         "--size",
         "64x128",
         "--no-progress",
     ],
-    "distill": lambda o: ["distill", "--out", str(o), "--set", "iters=1"],
-    "pretrain": lambda o: ["pretrain", "--out", str(o), "--iters", "2", "--arch", "segformer_tiny"],
-    "quickstart": lambda o: ["quickstart", "--out", str(o)],
-    "weights-pack": lambda o: ["weights", "pack", str(o.parent), "--name", "x", "--dest", str(o)],
+    "distill": lambda o, h: ["distill", "--out", str(o), "--set", "iters=1"],
+    "pretrain": lambda o, h: ["pretrain", "--out", str(o), "--iters", "2", "--arch", "segformer_tiny"],
+    "quickstart": lambda o, h: ["quickstart", "--out", str(o)],
+    "weights-pack": lambda o, h: ["weights", "pack", str(o.parent), "--name", "x", "--dest", str(o)],
 }
 
 CASES: dict[str, Case] = {}
 
 
-def case(cid: str, build: Callable[[Path], tuple[list[str], list[Path]]], expect: str | None = None) -> None:
+def case(
+    cid: str, build: Callable[[Path, Hostile], tuple[list[str], list[Path]]], expect: str | None = None
+) -> None:
     assert cid not in CASES, cid
     CASES[cid] = Case(build, expect)
 
 
 # 1. Output paths ---------------------------------------------------------------------------------------------
 for name, argv_of in FILE_OUTPUTS.items():
-    case(f"{name}:out-is-existing-dir", lambda t, a=argv_of: (a(existing_dir(t)), [t / "adir"]), "folder")
+    case(
+        f"{name}:out-is-existing-dir", lambda t, h, a=argv_of: (a(existing_dir(t), h), [t / "adir"]), "folder"
+    )
     case(
         f"{name}:parent-is-a-file",
-        lambda t, a=argv_of: (a(_file_in_dir_is_file(t)), [t / "afile"]),
+        lambda t, h, a=argv_of: (a(_file_in_dir_is_file(t), h), [t / "afile"]),
         "is a file",
     )
     case(
         f"{name}:unwritable-folder",
-        lambda t, a=argv_of: (a(H.unwritable_dir() / "edgeseg_out.x"), [t / "none"]),
+        lambda t, h, a=argv_of: (a(h.unwritable_dir() / "edgeseg_out.x", h), [t / "none"]),
         "permission",
     )
 for name, argv_of in DIR_OUTPUTS.items():
     case(
-        f"{name}:out-is-existing-file", lambda t, a=argv_of: (a(existing_file(t)), [t / "afile.bin"]), "file"
+        f"{name}:out-is-existing-file",
+        lambda t, h, a=argv_of: (a(existing_file(t), h), [t / "afile.bin"]),
+        "file",
     )
     case(
         f"{name}:parent-is-a-file",
-        lambda t, a=argv_of: (a(_file_in_dir_is_file(t)), [t / "afile"]),
+        lambda t, h, a=argv_of: (a(_file_in_dir_is_file(t), h), [t / "afile"]),
         "is a file",
     )
     case(
         f"{name}:unwritable-folder",
-        lambda t, a=argv_of: (a(H.unwritable_dir() / "edgeseg_out"), [t / "none"]),
+        lambda t, h, a=argv_of: (a(h.unwritable_dir() / "edgeseg_out", h), [t / "none"]),
         "permission",
     )
 
 
 # output == input (symlinks resolved) ------------------------------------------------------------------------
-def _copy_ckpt(t: Path) -> Path:
+def _copy_ckpt(t: Path, h: Hostile) -> Path:
     p = t / "m.safetensors"
-    p.write_bytes(tiny_checkpoint().read_bytes())
+    p.write_bytes(h.checkpoint().read_bytes())
     return p
 
 
@@ -271,45 +279,48 @@ def _link(t: Path, target: Path) -> Path:
 
 case(
     "export:out-is-input",
-    lambda t: (["export", str(_copy_ckpt(t)), "--out", str(t / "m.safetensors")], [t / "m.safetensors"]),
+    lambda t, h: (
+        ["export", str(_copy_ckpt(t, h)), "--out", str(t / "m.safetensors")],
+        [t / "m.safetensors"],
+    ),
     "input",
 )
 case(
     "export:out-is-input-via-symlink",
-    lambda t: (
-        ["export", str(_copy_ckpt(t)), "--out", str(_link(t, t / "m.safetensors"))],
+    lambda t, h: (
+        ["export", str(_copy_ckpt(t, h)), "--out", str(_link(t, t / "m.safetensors"))],
         [t / "m.safetensors"],
     ),
     "input",
 )
 case(
     "merge:out-is-input",
-    lambda t: (
-        ["merge", str(_copy_ckpt(t)), str(H.second_checkpoint()), "--out", str(t / "m.safetensors")],
+    lambda t, h: (
+        ["merge", str(_copy_ckpt(t, h)), str(h.second_checkpoint()), "--out", str(t / "m.safetensors")],
         [t / "m.safetensors"],
     ),
     "input",
 )
 case(
     "convert:out-is-input",
-    lambda t: (["convert", str(_pth_copy(t)), str(t / "w.pth")], [t / "w.pth"]),
+    lambda t, h: (["convert", str(_pth_copy(t, h)), str(t / "w.pth")], [t / "w.pth"]),
     "input",
 )
 case(
     "bench:json-is-model",
-    lambda t: (
-        ["bench", str(_onnx_copy(t)), "--json", str(t / "m.onnx"), "--iters", "2", "--no-progress"],
+    lambda t, h: (
+        ["bench", str(_onnx_copy(t, h)), "--json", str(t / "m.onnx"), "--iters", "2", "--no-progress"],
         [t / "m.onnx"],
     ),
     "input",
 )
 case(
     "merge:json-and-out-same",
-    lambda t: (
+    lambda t, h: (
         [
             "merge",
-            ck(),
-            str(H.second_checkpoint()),
+            ck(h),
+            str(h.second_checkpoint()),
             "--out",
             str(t / "x"),
             "--json",
@@ -322,223 +333,276 @@ case(
 )
 
 
-def _pth_copy(t: Path) -> Path:
+def _pth_copy(t: Path, h: Hostile) -> Path:
     p = t / "w.pth"
-    p.write_bytes(H.foreign_weights()["unknown-keys"].read_bytes())
+    p.write_bytes(h.foreign_weights()["unknown-keys"].read_bytes())
     return p
 
 
-def _onnx_copy(t: Path) -> Path:
+def _onnx_copy(t: Path, h: Hostile) -> Path:
     p = t / "m.onnx"
-    p.write_bytes(H.onnx_model().read_bytes())
+    p.write_bytes(h.onnx_model().read_bytes())
     return p
 
 
 # 2. Option values: nan, inf, negative, zero, absurd ---------------------------------------------------------
 def opt(
-    cid: str, argv: Callable[[Path], list[str]], expect: str | None = None, out: str | None = None
+    cid: str, argv: Callable[[Path, Hostile], list[str]], expect: str | None = None, out: str | None = None
 ) -> None:
-    case(cid, lambda t, a=argv: (a(t), [t / out] if out else []), expect)
+    case(cid, lambda t, h, a=argv: (a(t, h), [t / out] if out else []), expect)
 
 
-opt("data-synth:num-zero", lambda t: ["data", "synth", "--out", str(t / "o"), "--num", "0"], out="o")
-opt("data-synth:num-negative", lambda t: ["data", "synth", "--out", str(t / "o"), "--num", "-3"], out="o")
+opt("data-synth:num-zero", lambda t, h: ["data", "synth", "--out", str(t / "o"), "--num", "0"], out="o")
+opt("data-synth:num-negative", lambda t, h: ["data", "synth", "--out", str(t / "o"), "--num", "-3"], out="o")
 opt(
     "data-synth:val-num-negative",
-    lambda t: ["data", "synth", "--out", str(t / "o"), "--val-num", "-1"],
+    lambda t, h: ["data", "synth", "--out", str(t / "o"), "--val-num", "-1"],
     out="o",
 )
 opt(
     "data-synth:size-absurd",
-    lambda t: ["data", "synth", "--out", str(t / "o"), "--size", "100000x100000"],
+    lambda t, h: ["data", "synth", "--out", str(t / "o"), "--size", "100000x100000"],
     "too large",
     out="o",
 )
-opt("data-synth:size-garbage", lambda t: ["data", "synth", "--out", str(t / "o"), "--size", "axb"], out="o")
-opt("data-synth:seed-negative", lambda t: ["data", "synth", "--out", str(t / "o"), "--seed", "-1"], out="o")
-opt("data-synth:domains-empty", lambda t: ["data", "synth", "--out", str(t / "o"), "--domains", ","], out="o")
+opt(
+    "data-synth:size-garbage", lambda t, h: ["data", "synth", "--out", str(t / "o"), "--size", "axb"], out="o"
+)
+opt(
+    "data-synth:seed-negative", lambda t, h: ["data", "synth", "--out", str(t / "o"), "--seed", "-1"], out="o"
+)
+opt(
+    "data-synth:domains-empty",
+    lambda t, h: ["data", "synth", "--out", str(t / "o"), "--domains", ","],
+    out="o",
+)
 opt(
     "data-synth:domain-unknown",
-    lambda t: ["data", "synth", "--out", str(t / "o"), "--domains", "mars", "--num", "1", "--size", "64x64"],
+    lambda t, h: [
+        "data",
+        "synth",
+        "--out",
+        str(t / "o"),
+        "--domains",
+        "mars",
+        "--num",
+        "1",
+        "--size",
+        "64x64",
+    ],
     "unknown",
     out="o",
 )
 opt(
     "data-stats:temperature-zero",
-    lambda t: ["data", "stats", *data_args(), "--temperature", "0", "--out", str(t / "s.json")],
+    lambda t, h: ["data", "stats", *data_args(h), "--temperature", "0", "--out", str(t / "s.json")],
     out="s.json",
 )
 opt(
     "data-stats:temperature-nan",
-    lambda t: ["data", "stats", *data_args(), "--temperature", "nan", "--out", str(t / "s.json")],
+    lambda t, h: ["data", "stats", *data_args(h), "--temperature", "nan", "--out", str(t / "s.json")],
     out="s.json",
 )
 opt(
     "data-stats:temperature-negative",
-    lambda t: ["data", "stats", *data_args(), "--temperature", "-1", "--out", str(t / "s.json")],
+    lambda t, h: ["data", "stats", *data_args(h), "--temperature", "-1", "--out", str(t / "s.json")],
     out="s.json",
 )
-opt("data-list:unknown-option", lambda t: ["data", "list", "--bogus"])
+opt("data-list:unknown-option", lambda t, h: ["data", "list", "--bogus"])
 opt(
-    "info:size-absurd", lambda t: ["info", "--arch", "segformer_tiny", "--size", "100000x100000"], "too large"
+    "info:size-absurd",
+    lambda t, h: ["info", "--arch", "segformer_tiny", "--size", "100000x100000"],
+    "too large",
 )
-opt("info:size-zero", lambda t: ["info", "--arch", "segformer_tiny", "--size", "0x64"])
-opt("info:size-below-stride", lambda t: ["info", "--arch", "segformer_tiny", "--size", "16x16"], "32x32")
+opt("info:size-zero", lambda t, h: ["info", "--arch", "segformer_tiny", "--size", "0x64"])
+opt("info:size-below-stride", lambda t, h: ["info", "--arch", "segformer_tiny", "--size", "16x16"], "32x32")
 opt(
     "convert:num-classes-zero",
-    lambda t: ["convert", str(H.foreign_weights()["unknown-keys"]), str(t / "o.st"), "--num-classes", "0"],
+    lambda t, h: ["convert", str(h.foreign_weights()["unknown-keys"]), str(t / "o.st"), "--num-classes", "0"],
     out="o.st",
 )
 opt(
     "eval:mode-unknown",
-    lambda t: ["eval", ck(), *data_args(), "--mode", "zoom", "--json", str(t / "r.json")],
+    lambda t, h: ["eval", ck(h), *data_args(h), "--mode", "zoom", "--json", str(t / "r.json")],
     out="r.json",
 )
 opt(
     "eval:crop-absurd",
-    lambda t: ["eval", ck(), *data_args(), "--mode", "slide", "--crop", "99999x99999"],
+    lambda t, h: ["eval", ck(h), *data_args(h), "--mode", "slide", "--crop", "99999x99999"],
     "too large",
 )
-opt("eval:stride-negative", lambda t: ["eval", ck(), *data_args(), "--mode", "slide", "--stride", "-1x4"])
-opt("pretrain:lr-nan", lambda t: ["pretrain", "--out", str(t / "p"), "--lr", "nan"], out="p")
-opt("pretrain:lr-zero", lambda t: ["pretrain", "--out", str(t / "p"), "--lr", "0"], out="p")
-opt("pretrain:iters-zero", lambda t: ["pretrain", "--out", str(t / "p"), "--iters", "0"], out="p")
-opt("pretrain:batch-negative", lambda t: ["pretrain", "--out", str(t / "p"), "--batch-size", "-2"], out="p")
-opt("pretrain:seed-negative", lambda t: ["pretrain", "--out", str(t / "p"), "--seed", "-5"], out="p")
+opt(
+    "eval:stride-negative", lambda t, h: ["eval", ck(h), *data_args(h), "--mode", "slide", "--stride", "-1x4"]
+)
+opt("pretrain:lr-nan", lambda t, h: ["pretrain", "--out", str(t / "p"), "--lr", "nan"], out="p")
+opt("pretrain:lr-zero", lambda t, h: ["pretrain", "--out", str(t / "p"), "--lr", "0"], out="p")
+opt("pretrain:iters-zero", lambda t, h: ["pretrain", "--out", str(t / "p"), "--iters", "0"], out="p")
+opt(
+    "pretrain:batch-negative", lambda t, h: ["pretrain", "--out", str(t / "p"), "--batch-size", "-2"], out="p"
+)
+opt("pretrain:seed-negative", lambda t, h: ["pretrain", "--out", str(t / "p"), "--seed", "-5"], out="p")
 opt(
     "pretrain:unknown-arch",
-    lambda t: ["pretrain", "--out", str(t / "p"), "--arch", "nope", "--iters", "1"],
+    lambda t, h: ["pretrain", "--out", str(t / "p"), "--arch", "nope", "--iters", "1"],
     "unknown",
     out="p",
 )
-opt("pretrain:size-absurd", lambda t: ["pretrain", "--out", str(t / "p"), "--size", "100000x100000"], out="p")
 opt(
-    "distill:lr-nan", lambda t: ["distill", "--out", str(t / "d"), "--set", "optim.lr=nan"], "finite", out="d"
+    "pretrain:size-absurd",
+    lambda t, h: ["pretrain", "--out", str(t / "p"), "--size", "100000x100000"],
+    out="p",
 )
 opt(
-    "distill:lr-inf", lambda t: ["distill", "--out", str(t / "d"), "--set", "optim.lr=inf"], "finite", out="d"
+    "distill:lr-nan",
+    lambda t, h: ["distill", "--out", str(t / "d"), "--set", "optim.lr=nan"],
+    "finite",
+    out="d",
+)
+opt(
+    "distill:lr-inf",
+    lambda t, h: ["distill", "--out", str(t / "d"), "--set", "optim.lr=inf"],
+    "finite",
+    out="d",
 )
 opt(
     "distill:temperature-zero",
-    lambda t: ["distill", "--out", str(t / "d"), "--set", "duda.temperature=0"],
+    lambda t, h: ["distill", "--out", str(t / "d"), "--set", "duda.temperature=0"],
     out="d",
 )
-opt("distill:seed-negative", lambda t: ["distill", "--out", str(t / "d"), "--set", "seed=-1"], out="d")
-opt("distill:iters-zero", lambda t: ["distill", "--out", str(t / "d"), "--set", "iters=0"], out="d")
-opt("distill:unknown-key", lambda t: ["distill", "--out", str(t / "d"), "--set", "nope.key=1"], out="d")
-opt("export:opset-old", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--opset", "9"], out="o.onnx")
-opt("export:batch-zero", lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--batch", "0"], out="o.onnx")
+opt("distill:seed-negative", lambda t, h: ["distill", "--out", str(t / "d"), "--set", "seed=-1"], out="d")
+opt("distill:iters-zero", lambda t, h: ["distill", "--out", str(t / "d"), "--set", "iters=0"], out="d")
+opt("distill:unknown-key", lambda t, h: ["distill", "--out", str(t / "d"), "--set", "nope.key=1"], out="d")
+opt(
+    "export:opset-old",
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--opset", "9"],
+    out="o.onnx",
+)
+opt(
+    "export:batch-zero",
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--batch", "0"],
+    out="o.onnx",
+)
 opt(
     "export:min-agreement-nan",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--min-agreement", "nan"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--min-agreement", "nan"],
     out="o.onnx",
 )
 opt(
     "export:min-agreement-above-one",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--min-agreement", "1.5"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--min-agreement", "1.5"],
     out="o.onnx",
 )
 opt(
     "export:size-absurd",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--size", "100000x100000"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--size", "100000x100000"],
     "too large",
     out="o.onnx",
 )
 opt(
     "export:size-below-stride",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--size", "16x16", "--no-progress"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--size", "16x16", "--no-progress"],
     "32x32",
     out="o.onnx",
 )
 opt(
     "export:parity-negative",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--parity-images", "-1"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--parity-images", "-1"],
     out="o.onnx",
 )
 opt(
     "export:fp16-and-int8",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--fp16", "--int8"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--fp16", "--int8"],
     out="o.onnx",
 )
 opt(
     "export:bf16-and-int8",
-    lambda t: ["export", ck(), "--out", str(t / "o.xml"), "--for", "openvino", "--bf16", "--int8"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.xml"), "--for", "openvino", "--bf16", "--int8"],
     "one of",
     out="o.xml",
 )
 opt(
     "export:for-unknown",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "tflite"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--for", "tflite"],
     "onnxruntime, openvino",
     out="o.onnx",
 )
 opt(
     "export:bf16-without-openvino",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--bf16"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--bf16"],
     "--for openvino",
     out="o.onnx",
 )
 opt(
     "export:fp16-for-openvino",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "openvino", "--fp16"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.onnx"), "--for", "openvino", "--fp16"],
     "--bf16",
     out="o.onnx",
 )
 opt(
     "export:xml-without-openvino",
-    lambda t: ["export", ck(), "--out", str(t / "o.xml")],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.xml")],
     "--for openvino",
     out="o.xml",
 )
 opt(
     "export:openvino-int8-to-onnx",
-    lambda t: ["export", ck(), "--out", str(t / "o.onnx"), "--for", "openvino", "--int8", "--calib", str(t)],
+    lambda t, h: [
+        "export",
+        ck(h),
+        "--out",
+        str(t / "o.onnx"),
+        "--for",
+        "openvino",
+        "--int8",
+        "--calib",
+        str(t),
+    ],
     "model.xml",
     out="o.onnx",
 )
 opt(
     "export:openvino-wrong-suffix",
-    lambda t: ["export", ck(), "--out", str(t / "o.engine"), "--for", "openvino"],
+    lambda t, h: ["export", ck(h), "--out", str(t / "o.engine"), "--for", "openvino"],
     "writes .onnx",
     out="o.engine",
 )
 opt(
     "build-engine:workspace-zero",
-    lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"), "--workspace", "0"],
+    lambda t, h: ["build-engine", str(h.onnx_model()), "--out", str(t / "e"), "--workspace", "0"],
     out="e",
 )
 opt(
     "build-engine:dla-negative",
-    lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"), "--dla", "-1"],
+    lambda t, h: ["build-engine", str(h.onnx_model()), "--out", str(t / "e"), "--dla", "-1"],
     out="e",
 )
 opt(
     "build-engine:batch-zero",
-    lambda t: ["build-engine", str(H.onnx_model()), "--out", str(t / "e"), "--batch", "0"],
+    lambda t, h: ["build-engine", str(h.onnx_model()), "--out", str(t / "e"), "--batch", "0"],
     out="e",
 )
 opt(
     "merge:weights-nan",
-    lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"), "--weights", "1,nan"],
+    lambda t, h: ["merge", ck(h), str(h.second_checkpoint()), "--out", str(t / "m"), "--weights", "1,nan"],
     out="m",
 )
 opt(
     "merge:weights-negative",
-    lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"), "--weights", "1,-1"],
+    lambda t, h: ["merge", ck(h), str(h.second_checkpoint()), "--out", str(t / "m"), "--weights", "1,-1"],
     out="m",
 )
 opt(
     "merge:density-zero",
-    lambda t: [
+    lambda t, h: [
         "merge",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(t / "m"),
         "--method",
         "ties",
         "--base",
-        ck(),
+        ck(h),
         "-p",
         "density=0",
     ],
@@ -547,10 +611,10 @@ opt(
 )
 opt(
     "merge:ramp-start-inf",
-    lambda t: [
+    lambda t, h: [
         "merge",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(t / "m"),
         "--method",
@@ -563,16 +627,16 @@ opt(
 )
 opt(
     "merge:scale-nan",
-    lambda t: [
+    lambda t, h: [
         "merge",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(t / "m"),
         "--method",
         "task-arithmetic",
         "--base",
-        ck(),
+        ck(h),
         "-p",
         "scale=nan",
     ],
@@ -581,22 +645,22 @@ opt(
 )
 opt(
     "merge:param-unknown",
-    lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"), "-p", "density=0.5"],
+    lambda t, h: ["merge", ck(h), str(h.second_checkpoint()), "--out", str(t / "m"), "-p", "density=0.5"],
     "unknown parameter 'density'",
     out="m",
 )
 opt(
     "merge-export:param-unknown",
-    lambda t: [
+    lambda t, h: [
         "merge-export",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(t / "d"),
         "--method",
         "ties",
         "--base",
-        ck(),
+        ck(h),
         "-p",
         "drop=0.5",
     ],
@@ -605,15 +669,15 @@ opt(
 )
 opt(
     "merge:limit-zero",
-    lambda t: ["merge", ck(), str(H.second_checkpoint()), "--out", str(t / "m"), "--limit", "0"],
+    lambda t, h: ["merge", ck(h), str(h.second_checkpoint()), "--out", str(t / "m"), "--limit", "0"],
     out="m",
 )
 opt(
     "merge:method-unknown",
-    lambda t: [
+    lambda t, h: [
         "merge",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(t / "m"),
         "--method",
@@ -625,11 +689,11 @@ opt(
 )
 opt(
     "merge-scan:steps-one",
-    lambda t: [
+    lambda t, h: [
         "merge",
         "scan",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--data",
         "x",
         "--domains",
@@ -643,11 +707,11 @@ opt(
 )
 opt(
     "merge-scan:steps-absurd",
-    lambda t: [
+    lambda t, h: [
         "merge",
         "scan",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--data",
         "x",
         "--domains",
@@ -661,15 +725,23 @@ opt(
 )
 opt(
     "merge-export:weights-inf",
-    lambda t: ["merge-export", ck(), str(H.second_checkpoint()), "--out", str(t / "d"), "--weights", "inf,1"],
+    lambda t, h: [
+        "merge-export",
+        ck(h),
+        str(h.second_checkpoint()),
+        "--out",
+        str(t / "d"),
+        "--weights",
+        "inf,1",
+    ],
     out="d",
 )
 opt(
     "merge-export:size-absurd",
-    lambda t: [
+    lambda t, h: [
         "merge-export",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(t / "d"),
         "--size",
@@ -680,10 +752,10 @@ opt(
 )
 opt(
     "merge-export:parity-negative",
-    lambda t: [
+    lambda t, h: [
         "merge-export",
-        ck(),
-        str(H.second_checkpoint()),
+        ck(h),
+        str(h.second_checkpoint()),
         "--out",
         str(t / "d"),
         "--parity-images",
@@ -693,27 +765,27 @@ opt(
 )
 opt(
     "bench:duration-inf",
-    lambda t: ["bench", str(H.onnx_model()), "--duration-s", "inf", "--json", str(t / "b.json")],
+    lambda t, h: ["bench", str(h.onnx_model()), "--duration-s", "inf", "--json", str(t / "b.json")],
     out="b.json",
 )
 opt(
     "bench:duration-nan",
-    lambda t: ["bench", str(H.onnx_model()), "--duration-s", "nan", "--json", str(t / "b.json")],
+    lambda t, h: ["bench", str(h.onnx_model()), "--duration-s", "nan", "--json", str(t / "b.json")],
     out="b.json",
 )
-opt("bench:warmup-s-negative", lambda t: ["bench", str(H.onnx_model()), "--warmup-s", "-1"])
-opt("bench:batch-zero", lambda t: ["bench", str(H.onnx_model()), "--batch", "0"])
-opt("bench:iters-zero", lambda t: ["bench", str(H.onnx_model()), "--iters", "0"])
-opt("bench:power-s-inf", lambda t: ["bench", str(H.onnx_model()), "--power-s", "inf"])
-opt("bench:size-absurd", lambda t: ["bench", str(H.onnx_model()), "--size", "100000x100000"], "too large")
+opt("bench:warmup-s-negative", lambda t, h: ["bench", str(h.onnx_model()), "--warmup-s", "-1"])
+opt("bench:batch-zero", lambda t, h: ["bench", str(h.onnx_model()), "--batch", "0"])
+opt("bench:iters-zero", lambda t, h: ["bench", str(h.onnx_model()), "--iters", "0"])
+opt("bench:power-s-inf", lambda t, h: ["bench", str(h.onnx_model()), "--power-s", "inf"])
+opt("bench:size-absurd", lambda t, h: ["bench", str(h.onnx_model()), "--size", "100000x100000"], "too large")
 opt(
     "demo:alpha-nan",
-    lambda t: [
+    lambda t, h: [
         "demo",
         "-m",
-        str(H.onnx_model()),
+        str(h.onnx_model()),
         "-s",
-        str(H.image_folder()),
+        str(h.image_folder()),
         "--headless",
         "--alpha",
         "nan",
@@ -721,10 +793,10 @@ opt(
 )
 opt(
     "demo:retry-delay-inf",
-    lambda t: [
+    lambda t, h: [
         "demo",
         "-m",
-        str(H.onnx_model()),
+        str(h.onnx_model()),
         "-s",
         "rtsp://127.0.0.1:9/x",
         "--headless",
@@ -734,12 +806,12 @@ opt(
 )
 opt(
     "demo:retries-negative",
-    lambda t: [
+    lambda t, h: [
         "demo",
         "-m",
-        str(H.onnx_model()),
+        str(h.onnx_model()),
         "-s",
-        str(H.image_folder()),
+        str(h.image_folder()),
         "--headless",
         "--retries",
         "-1",
@@ -747,12 +819,12 @@ opt(
 )
 opt(
     "demo:max-frames-zero",
-    lambda t: [
+    lambda t, h: [
         "demo",
         "-m",
-        str(H.onnx_model()),
+        str(h.onnx_model()),
         "-s",
-        str(H.image_folder()),
+        str(h.image_folder()),
         "--headless",
         "--max-frames",
         "0",
@@ -760,42 +832,44 @@ opt(
 )
 opt(
     "demo:size-absurd",
-    lambda t: [
+    lambda t, h: [
         "demo",
         "-m",
-        str(H.onnx_model()),
+        str(h.onnx_model()),
         "-s",
-        str(H.image_folder()),
+        str(h.image_folder()),
         "--headless",
         "--size",
         "100000x100000",
     ],
     "too large",
 )
-opt("quickstart:iters-zero", lambda t: ["quickstart", "--out", str(t / "q"), "--iters", "0"], out="q")
-opt("quickstart:jobs-zero", lambda t: ["quickstart", "--out", str(t / "q"), "--jobs", "0"], out="q")
-opt("quickstart:seed-negative", lambda t: ["quickstart", "--out", str(t / "q"), "--seed", "-1"], out="q")
-opt("quickstart:one-domain", lambda t: ["quickstart", "--out", str(t / "q"), "--domains", "city"], out="q")
+opt("quickstart:iters-zero", lambda t, h: ["quickstart", "--out", str(t / "q"), "--iters", "0"], out="q")
+opt("quickstart:jobs-zero", lambda t, h: ["quickstart", "--out", str(t / "q"), "--jobs", "0"], out="q")
+opt("quickstart:seed-negative", lambda t, h: ["quickstart", "--out", str(t / "q"), "--seed", "-1"], out="q")
+opt("quickstart:one-domain", lambda t, h: ["quickstart", "--out", str(t / "q"), "--domains", "city"], out="q")
 opt(
     "quickstart:unknown-domain",
-    lambda t: ["quickstart", "--out", str(t / "q"), "--domains", "city,mars"],
+    lambda t, h: ["quickstart", "--out", str(t / "q"), "--domains", "city,mars"],
     "unknown",
     out="q",
 )
 opt(
-    "quickstart:unknown-method", lambda t: ["quickstart", "--out", str(t / "q"), "--method", "magic"], out="q"
+    "quickstart:unknown-method",
+    lambda t, h: ["quickstart", "--out", str(t / "q"), "--method", "magic"],
+    out="q",
 )
 opt(
     "quickstart:bad-set-late-key",
-    lambda t: ["quickstart", "--out", str(t / "q"), "--set", "optim.lr=nan"],
+    lambda t, h: ["quickstart", "--out", str(t / "q"), "--set", "optim.lr=nan"],
     "finite",
     out="q",
 )
-opt("weights-list:unknown-option", lambda t: ["weights", "list", "--bogus"])
-opt("weights-verify:extra-argument", lambda t: ["weights", "verify", "extra"])
+opt("weights-list:unknown-option", lambda t, h: ["weights", "list", "--bogus"])
+opt("weights-verify:extra-argument", lambda t, h: ["weights", "verify", "extra"])
 opt(
     "weights-pack:no-run",
-    lambda t: ["weights", "pack", str(t / "missing"), "--name", "x", "--dest", str(t / "dest")],
+    lambda t, h: ["weights", "pack", str(t / "missing"), "--name", "x", "--dest", str(t / "dest")],
     out="dest",
 )
 
@@ -817,17 +891,17 @@ for bad in (
 ):
     case(
         f"eval:{bad}",
-        lambda t, b=bad: (
-            ["eval", str(H.broken_checkpoints()[b]), *data_args(), "--json", str(t / "r.json")],
+        lambda t, h, b=bad: (
+            ["eval", str(h.broken_checkpoints()[b]), *data_args(h), "--json", str(t / "r.json")],
             [t / "r.json"],
         ),
     )
     case(
         f"export:{bad}",
-        lambda t, b=bad: (
+        lambda t, h, b=bad: (
             [
                 "export",
-                str(H.broken_checkpoints()[b]),
+                str(h.broken_checkpoints()[b]),
                 "--out",
                 str(t / "o.onnx"),
                 "--size",
@@ -845,21 +919,23 @@ for bad in (
     "version-is-number",
     "truncated",
 ):
-    case(f"info:{bad}", lambda t, b=bad: (["info", str(H.broken_checkpoints()[b]), "--size", "64x128"], []))
+    case(
+        f"info:{bad}", lambda t, h, b=bad: (["info", str(h.broken_checkpoints()[b]), "--size", "64x128"], [])
+    )
     case(
         f"merge:{bad}",
-        lambda t, b=bad: (
-            ["merge", ck(), str(H.broken_checkpoints()[b]), "--out", str(t / "m.st"), "--no-progress"],
+        lambda t, h, b=bad: (
+            ["merge", ck(h), str(h.broken_checkpoints()[b]), "--out", str(t / "m.st"), "--no-progress"],
             [t / "m.st"],
         ),
     )
     case(
         f"merge-export:{bad}",
-        lambda t, b=bad: (
+        lambda t, h, b=bad: (
             [
                 "merge-export",
-                ck(),
-                str(H.broken_checkpoints()[b]),
+                ck(h),
+                str(h.broken_checkpoints()[b]),
                 "--out",
                 str(t / "d"),
                 "--size",
@@ -872,14 +948,14 @@ for bad in (
     if bad not in ("nan-weights", "int-weights"):  # a segmentor file is refused by split before its weights
         case(
             f"merge-split:{bad}",
-            lambda t, b=bad: (
-                ["merge", "split", str(H.broken_checkpoints()[b]), "--out", str(t / "d")],
+            lambda t, h, b=bad: (
+                ["merge", "split", str(h.broken_checkpoints()[b]), "--out", str(t / "d")],
                 [t / "d"],
             ),
         )
     case(
         f"distill:init-{bad}",
-        lambda t, b=bad: (
+        lambda t, h, b=bad: (
             [
                 "distill",
                 "--out",
@@ -887,7 +963,7 @@ for bad in (
                 "--set",
                 "models.small=segformer_tiny",
                 "--set",
-                f"models.small_init={H.broken_checkpoints()[b]}",
+                f"models.small_init={h.broken_checkpoints()[b]}",
             ],
             [t / "d"],
         ),
@@ -902,20 +978,20 @@ for bad in (
 ):
     case(
         f"eval:onnx-{bad}",
-        lambda t, b=bad: (
-            ["eval", str(H.broken_onnx()[b]), *data_args(), "--json", str(t / "r.json")],
+        lambda t, h, b=bad: (
+            ["eval", str(h.broken_onnx()[b]), *data_args(h), "--json", str(t / "r.json")],
             [t / "r.json"],
         ),
     )
     case(
         f"demo:onnx-{bad}",
-        lambda t, b=bad: (
+        lambda t, h, b=bad: (
             [
                 "demo",
                 "-m",
-                str(H.broken_onnx()[b]),
+                str(h.broken_onnx()[b]),
                 "-s",
-                str(H.image_folder()),
+                str(h.image_folder()),
                 "--headless",
                 "--stats",
                 str(t / "s.json"),
@@ -925,30 +1001,30 @@ for bad in (
     )
     case(
         f"bench:onnx-{bad}",
-        lambda t, b=bad: (
-            ["bench", str(H.broken_onnx()[b]), "--iters", "2", "--json", str(t / "b.json"), "--no-progress"],
+        lambda t, h, b=bad: (
+            ["bench", str(h.broken_onnx()[b]), "--iters", "2", "--json", str(t / "b.json"), "--no-progress"],
             [t / "b.json"],
         ),
     )
     case(
         f"build-engine:onnx-{bad}",
-        lambda t, b=bad: (
-            ["build-engine", str(H.broken_onnx()[b]), "--out", str(t / "e.engine"), "--no-progress"],
+        lambda t, h, b=bad: (
+            ["build-engine", str(h.broken_onnx()[b]), "--out", str(t / "e.engine"), "--no-progress"],
             [t / "e.engine"],
         ),
     )
 case(
     "eval:class-count-mismatch",
-    lambda t: (
-        ["eval", str(H.five_class_checkpoint()), *data_args(), "--json", str(t / "r.json")],
+    lambda t, h: (
+        ["eval", str(h.five_class_checkpoint()), *data_args(h), "--json", str(t / "r.json")],
         [t / "r.json"],
     ),
     "classes",
 )
 case(
     "merge:class-count-mismatch",
-    lambda t: (
-        ["merge", ck(), str(H.five_class_checkpoint()), "--out", str(t / "m.st"), "--no-progress"],
+    lambda t, h: (
+        ["merge", ck(h), str(h.five_class_checkpoint()), "--out", str(t / "m.st"), "--no-progress"],
         [t / "m.st"],
     ),
 )
@@ -956,12 +1032,12 @@ case(
 # 5. Inputs smaller than the stride ---------------------------------------------------------------------------
 case(
     "eval:images-below-stride",
-    lambda t: (
+    lambda t, h: (
         [
             "eval",
-            ck(),
+            ck(h),
             "--data",
-            str(H.small_image_dataset()),
+            str(h.small_image_dataset()),
             "--dataset",
             "cityscapes",
             "--json",
@@ -973,12 +1049,12 @@ case(
 )
 case(
     "eval:onnx-dynamic-images-below-stride",
-    lambda t: (
+    lambda t, h: (
         [
             "eval",
-            str(__import__("deploy_helpers").exported("dynamic")[0]),
+            str(h.exported("dynamic")[0]),
             "--data",
-            str(H.small_image_dataset()),
+            str(h.small_image_dataset()),
             "--dataset",
             "cityscapes",
             "--json",
@@ -992,41 +1068,46 @@ case(
 # 6. Devices --------------------------------------------------------------------------------------------------
 case(
     "eval:device-cuda-on-cpu-torch",
-    lambda t: (["eval", ck(), *data_args(), "--device", "cuda", "--json", str(t / "r.json")], [t / "r.json"]),
+    lambda t, h: (
+        ["eval", ck(h), *data_args(h), "--device", "cuda", "--json", str(t / "r.json")],
+        [t / "r.json"],
+    ),
     "cuda",
 )
 case(
     "eval:device-unknown",
-    lambda t: (
-        ["eval", ck(), *data_args(), "--device", "toaster", "--json", str(t / "r.json")],
+    lambda t, h: (
+        ["eval", ck(h), *data_args(h), "--device", "toaster", "--json", str(t / "r.json")],
         [t / "r.json"],
     ),
     "device",
 )
 case(
     "distill:device-unknown",
-    lambda t: (["distill", "--out", str(t / "d"), "--set", "train.device=toaster"], [t / "d"]),
+    lambda t, h: (["distill", "--out", str(t / "d"), "--set", "train.device=toaster"], [t / "d"]),
     "device",
 )
 case(
     "distill:device-cuda-on-cpu-torch",
-    lambda t: (["distill", "--out", str(t / "d"), "--set", "train.device=cuda"], [t / "d"]),
+    lambda t, h: (["distill", "--out", str(t / "d"), "--set", "train.device=cuda"], [t / "d"]),
     "cuda",
 )
 
 # 8. Late checks and silent endings ----------------------------------------------------------------------------
 case(
-    "distill:resume-nothing", lambda t: (["distill", "--out", str(t / "d"), "--resume"], [t / "d"]), "resume"
+    "distill:resume-nothing",
+    lambda t, h: (["distill", "--out", str(t / "d"), "--resume"], [t / "d"]),
+    "resume",
 )
 case(
     "demo:video-without-frames",
-    lambda t: (
+    lambda t, h: (
         [
             "demo",
             "-m",
-            str(H.onnx_model()),
+            str(h.onnx_model()),
             "-s",
-            str(H.empty_video()),
+            str(h.empty_video()),
             "--headless",
             "--record",
             str(t / "r.mp4"),
@@ -1048,26 +1129,25 @@ for bad in (
 ):
     case(
         f"convert:{bad}",
-        lambda t, b=bad: (
-            ["convert", str(H.foreign_weights()[b]), str(t / "o.safetensors")],
+        lambda t, h, b=bad: (
+            ["convert", str(h.foreign_weights()[b]), str(t / "o.safetensors")],
             [t / "o.safetensors"],
         ),
     )
 case(
     "convert:nan-in-foreign",
-    lambda t: (["convert", str(_nan_foreign(t)), str(t / "o.st")], [t / "o.st"]),
+    lambda t, h: (["convert", str(_nan_foreign(t, h)), str(t / "o.st")], [t / "o.st"]),
     "nan",
 )
 
 
-def _nan_foreign(t: Path) -> Path:
+def _nan_foreign(t: Path, h: Hostile) -> Path:
     """A real MiT-tiny encoder in NVlabs key layout (as test_convert builds it), with one NaN."""
     import torch
-    from test_convert import _to_nvlabs
 
     from edgeseg.models.registry import create_model
 
-    state = _to_nvlabs(create_model("segformer_tiny", num_classes=19).state_dict())
+    state = h.to_nvlabs(create_model("segformer_tiny", num_classes=19).state_dict())
     state["patch_embed1.proj.weight"].view(-1)[0] = float("nan")
     path = t / "nan_mit.pth"
     torch.save(state, path)
@@ -1076,12 +1156,12 @@ def _nan_foreign(t: Path) -> Path:
 
 # 7. Missing inputs for every command (a path that does not exist) ------------------------------------------------
 MISSING = {
-    "convert": lambda t: ["convert", str(t / "nope.pth"), str(t / "o.st")],
-    "info": lambda t: ["info", str(t / "nope.safetensors")],
-    "eval": lambda t: ["eval", str(t / "nope.safetensors"), *data_args()],
-    "eval-data": lambda t: [
+    "convert": lambda t, h: ["convert", str(t / "nope.pth"), str(t / "o.st")],
+    "info": lambda t, h: ["info", str(t / "nope.safetensors")],
+    "eval": lambda t, h: ["eval", str(t / "nope.safetensors"), *data_args(h)],
+    "eval-data": lambda t, h: [
         "eval",
-        ck(),
+        ck(h),
         "--data",
         str(t / "nodata"),
         "--dataset",
@@ -1089,38 +1169,40 @@ MISSING = {
         "--domain",
         "city",
     ],
-    "export": lambda t: ["export", str(t / "nope.safetensors"), "--out", str(t / "o.onnx")],
-    "build-engine": lambda t: ["build-engine", str(t / "nope.onnx"), "--out", str(t / "o.engine")],
-    "merge": lambda t: ["merge", ck(), str(t / "nope.safetensors"), "--out", str(t / "o.st")],
-    "merge-scan": lambda t: [
+    "export": lambda t, h: ["export", str(t / "nope.safetensors"), "--out", str(t / "o.onnx")],
+    "build-engine": lambda t, h: ["build-engine", str(t / "nope.onnx"), "--out", str(t / "o.engine")],
+    "merge": lambda t, h: ["merge", ck(h), str(t / "nope.safetensors"), "--out", str(t / "o.st")],
+    "merge-scan": lambda t, h: [
         "merge",
         "scan",
-        ck(),
+        ck(h),
         str(t / "nope.st"),
         "--data",
-        str(H.dataset()),
+        str(h.dataset()),
         "--domains",
         "city",
         "--out",
         str(t / "o"),
     ],
-    "merge-split": lambda t: ["merge", "split", str(t / "nope.st"), "--out", str(t / "o")],
-    "merge-export": lambda t: ["merge-export", ck(), str(t / "nope.st"), "--out", str(t / "o")],
-    "bench": lambda t: ["bench", str(t / "nope.onnx")],
-    "demo": lambda t: ["demo", "-m", str(t / "nope.onnx"), "-s", str(H.image_folder()), "--headless"],
-    "demo-source": lambda t: ["demo", "-m", str(H.onnx_model()), "-s", str(t / "nope.mp4"), "--headless"],
-    "data-stats": lambda t: ["data", "stats", "--data", str(t / "nodata"), "--dataset", "synthetic"],
-    "distill-config": lambda t: ["distill", "--config", str(t / "nope.toml"), "--out", str(t / "o")],
-    "weights-pack": lambda t: ["weights", "pack", str(t / "nope"), "--name", "x", "--dest", str(t / "o")],
+    "merge-split": lambda t, h: ["merge", "split", str(t / "nope.st"), "--out", str(t / "o")],
+    "merge-export": lambda t, h: ["merge-export", ck(h), str(t / "nope.st"), "--out", str(t / "o")],
+    "bench": lambda t, h: ["bench", str(t / "nope.onnx")],
+    "demo": lambda t, h: ["demo", "-m", str(t / "nope.onnx"), "-s", str(h.image_folder()), "--headless"],
+    "demo-source": lambda t, h: ["demo", "-m", str(h.onnx_model()), "-s", str(t / "nope.mp4"), "--headless"],
+    "data-stats": lambda t, h: ["data", "stats", "--data", str(t / "nodata"), "--dataset", "synthetic"],
+    "distill-config": lambda t, h: ["distill", "--config", str(t / "nope.toml"), "--out", str(t / "o")],
+    "weights-pack": lambda t, h: ["weights", "pack", str(t / "nope"), "--name", "x", "--dest", str(t / "o")],
 }
 for name, argv_of in MISSING.items():
-    case(f"{name}:missing-input", lambda t, a=argv_of: (a(t), [t / "o.st", t / "o.onnx", t / "o"]))
+    case(f"{name}:missing-input", lambda t, h, a=argv_of: (a(t, h), [t / "o.st", t / "o.onnx", t / "o"]))
 
 
 @pytest.mark.parametrize("cid", sorted(CASES))
-def test_hostile_input_is_one_line(cid: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hostile_input_is_one_line(
+    hostile: Hostile, cid: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     c = CASES[cid]
-    argv, outputs = c.build(tmp_path)
+    argv, outputs = c.build(tmp_path, hostile)
     assert_refused(argv, capsys, outputs, c.expect)
 
 
@@ -1158,7 +1240,11 @@ def _old_deploy(folder: Path) -> dict[str, str] | None:
 
 @pytest.mark.parametrize("pre_existing", [False, True], ids=["fresh", "rerun"])
 def test_merge_export_failing_late_leaves_nothing_or_the_old_run(
-    pre_existing: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    hostile: Hostile,
+    pre_existing: bool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The merge and the ONNX export succeed, then the evaluation fails: no new folder, or the earlier run's
     files untouched - never a new checkpoint beside the old run's ONNX files and report."""
@@ -1181,14 +1267,14 @@ def test_merge_export_failing_late_leaves_nothing_or_the_old_run(
     assert_refused(
         [
             "merge-export",
-            ck(),
-            str(H.second_checkpoint()),
+            ck(hostile),
+            str(hostile.second_checkpoint()),
             "--out",
             str(out),
             "--size",
             "64x128",
             "--eval-data",
-            str(H.dataset()),
+            str(hostile.dataset()),
             "--domains",
             "city",
             "--parity-images",
@@ -1204,16 +1290,18 @@ def test_merge_export_failing_late_leaves_nothing_or_the_old_run(
     assert not debris(tmp_path)
 
 
-def test_merge_scan_failing_late_leaves_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_merge_scan_failing_late_leaves_no_folder(
+    hostile: Hostile, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "scan"
     assert_refused(
         [
             "merge",
             "scan",
-            ck(),
-            str(H.five_class_checkpoint()),
+            ck(hostile),
+            str(hostile.five_class_checkpoint()),
             "--data",
-            str(H.dataset()),
+            str(hostile.dataset()),
             "--domains",
             "city",
             "--out",
@@ -1229,7 +1317,7 @@ def test_merge_scan_failing_late_leaves_no_folder(tmp_path: Path, capsys: pytest
 
 
 def test_eval_save_pred_failing_leaves_no_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    hostile: Hostile, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Predictions are staged: the second domain fails after the first domain's PNGs were written, and no
     half-filled prediction folder remains."""
@@ -1250,9 +1338,9 @@ def test_eval_save_pred_failing_leaves_no_folder(
     assert_refused(
         [
             "eval",
-            ck(),
+            ck(hostile),
             "--data",
-            str(H.dataset()),
+            str(hostile.dataset()),
             "--dataset",
             "synthetic",
             "--domain",
@@ -1314,12 +1402,12 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
 
 
-def test_write_os_error_is_one_line(tmp_path: Path) -> None:
+def test_write_os_error_is_one_line(hostile: Hostile, tmp_path: Path) -> None:
     from edgeseg.errors import OutputPathError
     from edgeseg.io_utils import write_text_atomic
 
     with pytest.raises(OutputPathError, match="permission denied|Permission denied"):
-        write_text_atomic(H.unwritable_dir() / "x.json", "{}")
+        write_text_atomic(hostile.unwritable_dir() / "x.json", "{}")
 
 
 def test_stale_temps_of_dead_processes_are_removed_live_ones_kept(tmp_path: Path) -> None:
@@ -1381,15 +1469,15 @@ def test_torn_metrics_line_does_not_break_resume(tmp_path: Path) -> None:
 
 
 def test_debug_env_shows_the_traceback_with_its_cause(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    hostile: Hostile, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EDGESEG_DEBUG", "1")
-    assert main(["convert", str(H.foreign_weights()["missing-head-keys"]), str(tmp_path / "o.st")]) != 0
+    assert main(["convert", str(hostile.foreign_weights()["missing-head-keys"]), str(tmp_path / "o.st")]) != 0
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError" in err  # the cause support needs
     assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1
     monkeypatch.delenv("EDGESEG_DEBUG")
-    assert main(["convert", str(H.foreign_weights()["missing-head-keys"]), str(tmp_path / "o.st")]) != 0
+    assert main(["convert", str(hostile.foreign_weights()["missing-head-keys"]), str(tmp_path / "o.st")]) != 0
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -1525,27 +1613,32 @@ def test_signal_during_data_synth(sig: int, tmp_path: Path) -> None:
         assert (out / "synthetic.json").is_file()
 
 
-def test_file_source_that_yields_no_frames_is_an_error(tmp_path: Path) -> None:
+def test_file_source_that_yields_no_frames_is_an_error(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
     """A video that opens but gives no frames (empty container, unreadable codec) ends non-zero, not exit 0."""
-    from demo_fakes import ColourSegmenter, ScriptedCapture, write_clip
-
     from edgeseg.demo.app import DemoConfig, run_demo
     from edgeseg.errors import SourceError
 
-    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+    clip = demo_fakes.write_clip(tmp_path / "clip.mp4", frames=2)
     config = DemoConfig(model="m.onnx", source=str(clip), headless=True)
     with pytest.raises(SourceError, match="no frames"):
-        run_demo(config, segmenter=ColourSegmenter(), opener=lambda spec: ScriptedCapture(0))
+        run_demo(
+            config, segmenter=demo_fakes.ColourSegmenter(), opener=lambda spec: demo_fakes.ScriptedCapture(0)
+        )
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a 0555 folder; the /sys cases cover root")
-def test_read_only_folder_is_refused_before_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_read_only_folder_is_refused_before_work(
+    hostile: Hostile, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o555)
     try:
         assert_refused(
-            ["export", ck(), "--out", str(folder / "m.onnx")], capsys, [folder / "m.onnx"], "permission"
+            ["export", ck(hostile), "--out", str(folder / "m.onnx")],
+            capsys,
+            [folder / "m.onnx"],
+            "permission",
         )
     finally:
         folder.chmod(0o755)

@@ -4,12 +4,12 @@ OpenVINO) and the `openvino` runtime backend (bench / eval / demo run it through
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from deploy_helpers import SIZE, calib_dir, scratch, tiny_checkpoint
 
 from edgeseg.checkpoint import load_model
 from edgeseg.cli import main
@@ -25,36 +25,36 @@ from edgeseg.errors import ConfigError, RuntimeBackendError
 pytestmark = pytest.mark.slow
 
 
-def _export(name: str, **cfg: object) -> tuple[Path, object]:
-    out = scratch("openvino") / name
+def _export(deploy: SimpleNamespace, name: str, **cfg: object) -> tuple[Path, object]:
+    out = deploy.scratch("openvino") / name
     report = export_onnx(
-        tiny_checkpoint(),
+        deploy.tiny_checkpoint(),
         out,
-        ExportConfig(size=SIZE, parity_images=2, shaped_for="openvino", slim=False, **cfg),
+        ExportConfig(size=deploy.SIZE, parity_images=2, shaped_for="openvino", slim=False, **cfg),
     )  # type: ignore[arg-type]
     return out, report
 
 
-def _torch_labels(frames: list[np.ndarray]) -> np.ndarray:
-    model = load_model(tiny_checkpoint())
-    x = torch.from_numpy(normalize_batch(frames, SIZE, model.meta["mean"], model.meta["std"]))
+def _torch_labels(deploy: SimpleNamespace, frames: list[np.ndarray]) -> np.ndarray:
+    model = load_model(deploy.tiny_checkpoint())
+    x = torch.from_numpy(normalize_batch(frames, deploy.SIZE, model.meta["mean"], model.meta["std"]))
     return reference_output(model, x, "labels").numpy()
 
 
-def test_openvino_twin_is_the_model_itself() -> None:
-    model = load_model(tiny_checkpoint())
-    frames = synthetic_frames(2, SIZE, seed=3)
-    x = torch.from_numpy(normalize_batch(frames, SIZE, model.meta["mean"], model.meta["std"]))
+def test_openvino_twin_is_the_model_itself(deploy: SimpleNamespace) -> None:
+    model = load_model(deploy.tiny_checkpoint())
+    frames = synthetic_frames(2, deploy.SIZE, seed=3)
+    x = torch.from_numpy(normalize_batch(frames, deploy.SIZE, model.meta["mean"], model.meta["std"]))
     with torch.inference_mode():
         ref = model(x)
         assert torch.equal(OpenVINOSegmentor(model)(x), ref)
-        pre = OpenVINOSegmentor(model, preprocess=True)(torch.from_numpy(uint8_batch(frames, SIZE)))
+        pre = OpenVINOSegmentor(model, preprocess=True)(torch.from_numpy(uint8_batch(frames, deploy.SIZE)))
     assert torch.allclose(pre, ref, atol=1e-4)
 
 
 @pytest.mark.parametrize("suffix", [".xml", ".onnx"])
-def test_fp32_export_runs_in_openvino_and_agrees_with_pytorch(suffix: str) -> None:
-    path, report = _export(f"fp32{suffix}")
+def test_fp32_export_runs_in_openvino_and_agrees_with_pytorch(deploy: SimpleNamespace, suffix: str) -> None:
+    path, report = _export(deploy, f"fp32{suffix}")
     assert report.parity["passed"] and report.parity["agreement"] >= 0.999  # type: ignore[attr-defined]
     assert report.parity["max_abs_diff"] < 1e-4  # type: ignore[attr-defined]
     if suffix == ".xml":
@@ -64,17 +64,17 @@ def test_fp32_export_runs_in_openvino_and_agrees_with_pytorch(suffix: str) -> No
         # the model's own order: no channels-last Sum node of the ONNX Runtime twin
         assert not any(n.op_type == "Sum" for n in onnx.load(str(path)).graph.node)
     assert backend_for(path, "openvino") == "openvino"
-    frames = synthetic_frames(3, SIZE, seed=21)
+    frames = synthetic_frames(3, deploy.SIZE, seed=21)
     with open_segmenter(path, backend="openvino", threads=1) as seg:
         assert seg.meta["shaped_for"] == "openvino" and seg.meta["inference_precision"] == "f32"
-        assert seg.input_size == SIZE and seg.output_kind == "labels"
+        assert seg.input_size == deploy.SIZE and seg.output_kind == "labels"
         labels = np.stack(seg.predict(frames))
-    assert labels.dtype == np.uint8 and (labels == _torch_labels(frames)).mean() >= 0.999
+    assert labels.dtype == np.uint8 and (labels == _torch_labels(deploy, frames)).mean() >= 0.999
 
 
-def test_labels_head_is_channels_first_and_dynamic_sizes_work() -> None:
+def test_labels_head_is_channels_first_and_dynamic_sizes_work(deploy: SimpleNamespace) -> None:
     """OpenVINO's Interpolate is slow on NHWC: its graphs resize and argmax the NCHW scores."""
-    path, report = _export("dynamic.onnx", dynamic=True)
+    path, report = _export(deploy, "dynamic.onnx", dynamic=True)
     assert report.parity["passed"] and len(report.parity["sizes"]) == 2  # type: ignore[attr-defined]
     nodes = {n.output[0]: n for n in onnx.load(str(path)).graph.node}
     assert "labels_head/nhwc" not in nodes
@@ -84,23 +84,23 @@ def test_labels_head_is_channels_first_and_dynamic_sizes_work() -> None:
         assert seg.input_size is None and seg.predict(frames)[0].shape == (64, 96)
 
 
-def test_xml_files_open_with_auto_and_onnxruntime_graphs_run_in_openvino() -> None:
-    from deploy_helpers import exported
-
-    path, _ = _export("auto.xml")
+def test_xml_files_open_with_auto_and_onnxruntime_graphs_run_in_openvino(deploy: SimpleNamespace) -> None:
+    path, _ = _export(deploy, "auto.xml")
     assert backend_for(path) == "openvino"
-    ort_graph, _ = exported("labels")  # an ONNX Runtime-shaped file runs too (slower, same labels)
-    frames = synthetic_frames(2, SIZE, seed=5)
+    ort_graph, _ = deploy.exported("labels")  # an ONNX Runtime-shaped file runs too (slower, same labels)
+    frames = synthetic_frames(2, deploy.SIZE, seed=5)
     with open_segmenter(ort_graph, backend="openvino") as seg:
-        assert (np.stack(seg.predict(frames)) == _torch_labels(frames)).mean() >= 0.999
+        assert (np.stack(seg.predict(frames)) == _torch_labels(deploy, frames)).mean() >= 0.999
 
 
-def test_bf16_export_records_and_runs_its_precision() -> None:
+def test_bf16_export_records_and_runs_its_precision(deploy: SimpleNamespace) -> None:
     import openvino as ov
 
     if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU has no bf16: --bf16 exports are refused here (checked below)")
-    path, report = _export("bf16.xml", precision="bf16", min_agreement=0.9)  # random weights: near-tie labels
+    path, report = _export(
+        deploy, "bf16.xml", precision="bf16", min_agreement=0.9
+    )  # random weights: near-tie labels
     assert report.precision == "bf16" and report.parity["passed"]  # type: ignore[attr-defined]
     with open_segmenter(path) as seg:
         assert seg.meta["precision"] == "bf16" and seg.meta["inference_precision"] == "bf16"
@@ -118,8 +118,8 @@ def test_precision_hint_follows_the_file_never_openvinos_default() -> None:
     assert compile_config("bf16", None, False)["INFERENCE_PRECISION_HINT"] == "f32"
 
 
-def test_int8_ir_is_quantised_checked_and_compared() -> None:
-    path, report = _export("int8.xml", precision="int8", calib_dir=calib_dir(), calib_images=4)
+def test_int8_ir_is_quantised_checked_and_compared(deploy: SimpleNamespace) -> None:
+    path, report = _export(deploy, "int8.xml", precision="int8", calib_dir=deploy.calib_dir(), calib_images=4)
     assert "FakeQuantize" in path.read_text()  # NNCF's quantisation nodes in the IR
     info = report.int8  # type: ignore[attr-defined]
     assert info is not None and info["runtime"] == "openvino" and info["fp32_ms"] > 0 and info["int8_ms"] > 0
@@ -131,7 +131,7 @@ def test_int8_ir_is_quantised_checked_and_compared() -> None:
         assert seg.meta["precision"] == "int8" and seg.meta["inference_precision"] == (
             "bf16" if bf16 else "f32"
         )
-        assert seg.predict(synthetic_frames(1, SIZE))[0].shape == SIZE
+        assert seg.predict(synthetic_frames(1, deploy.SIZE))[0].shape == deploy.SIZE
 
 
 def test_option_combinations_are_refused_in_one_line() -> None:
@@ -149,8 +149,8 @@ def test_option_combinations_are_refused_in_one_line() -> None:
         ExportConfig(shaped_for="openvino").check_out(Path("m.engine"))
 
 
-def test_truncated_ir_is_one_line_error(tmp_path: Path) -> None:
-    path, _ = _export("whole.xml")
+def test_truncated_ir_is_one_line_error(deploy: SimpleNamespace, tmp_path: Path) -> None:
+    path, _ = _export(deploy, "whole.xml")
     broken = tmp_path / "m.xml"
     broken.write_text(path.read_text()[:1000])
     with pytest.raises(RuntimeBackendError, match="cannot load"):
@@ -161,12 +161,14 @@ def test_truncated_ir_is_one_line_error(tmp_path: Path) -> None:
         open_segmenter(lone)
 
 
-def test_cli_exports_ir_and_bench_runs_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exports_ir_and_bench_runs_it(
+    deploy: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli.xml"
     code = main(
         [
             "export",
-            str(tiny_checkpoint()),
+            str(deploy.tiny_checkpoint()),
             "--out",
             str(out),
             "--size",

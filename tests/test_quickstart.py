@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -65,11 +66,9 @@ def test_markdown_report_has_scores_latency_demo_and_pictures() -> None:
     assert "frames_processed=48" in md and "- CV high" in md
 
 
-def test_drive_video_has_the_requested_frames(tmp_path: Path) -> None:
-    from demo_fakes import read_video
-
+def test_drive_video_has_the_requested_frames(demo_fakes: SimpleNamespace, tmp_path: Path) -> None:
     path = render_drive_video(tmp_path / "drive.mp4", ("city", "night"), frames=6, size=(64, 128), seed=0)
-    frames = read_video(path)
+    frames = demo_fakes.read_video(path)
     assert len(frames) == 6 and frames[0].shape == (64, 128, 3)
     # the first half is 'city', the second 'night': night frames are much darker
     assert np.mean(frames[-1]) < np.mean(frames[0])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import onnx
 import pytest
-from deploy_helpers import SIZE, exported, scratch, tiny_checkpoint
 
 from edgeseg.deploy.runtime.backends import (
     available_backends,
@@ -59,62 +59,65 @@ def test_resize_labels_nearest_keeps_ids() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["labels", "logits", "probs", "preprocess", "dynamic"])
-def test_onnx_segmenter_predicts_labels_at_frame_size(name: str) -> None:
-    path, _ = exported(name)
+def test_onnx_segmenter_predicts_labels_at_frame_size(deploy: SimpleNamespace, name: str) -> None:
+    path, _ = deploy.exported(name)
     seg = open_segmenter(path)
     assert seg.backend == "onnxruntime-cpu"
     assert seg.output_kind == ("labels" if name in ("preprocess", "dynamic") else name)
-    assert seg.input_size == (None if name == "dynamic" else SIZE)
+    assert seg.input_size == (None if name == "dynamic" else deploy.SIZE)
     assert len(seg.classes) == 19 and len(seg.palette) == 19
-    frames = synthetic_frames(2, (90, 150), seed=1) + synthetic_frames(1, SIZE, seed=2)
+    frames = synthetic_frames(2, (90, 150), seed=1) + synthetic_frames(1, deploy.SIZE, seed=2)
     labels = seg.predict(frames)
-    assert [lab.shape for lab in labels] == [(90, 150), (90, 150), SIZE]
+    assert [lab.shape for lab in labels] == [(90, 150), (90, 150), deploy.SIZE]
     assert all(lab.dtype == np.uint8 and lab.max() < 19 for lab in labels)
 
 
 @pytest.mark.slow
-def test_output_kinds_agree_with_each_other_and_with_torch() -> None:
+def test_output_kinds_agree_with_each_other_and_with_torch(deploy: SimpleNamespace) -> None:
     """labels/logits/preprocess graphs and the torch backend give the same labels (frame = input size)."""
-    frames = synthetic_frames(2, SIZE, seed=9)
-    ref = open_segmenter(tiny_checkpoint()).predict(frames)
+    frames = synthetic_frames(2, deploy.SIZE, seed=9)
+    ref = open_segmenter(deploy.tiny_checkpoint()).predict(frames)
     for name in ("labels", "logits", "preprocess"):
-        out = open_segmenter(exported(name)[0]).predict(frames)
+        out = open_segmenter(deploy.exported(name)[0]).predict(frames)
         for a, b in zip(out, ref, strict=True):
             assert (a == b).mean() >= 0.999, name
 
 
 @pytest.mark.slow
-def test_segmenter_pipeline_pieces_compose() -> None:
-    seg = open_segmenter(exported("labels")[0])
+def test_segmenter_pipeline_pieces_compose(deploy: SimpleNamespace) -> None:
+    seg = open_segmenter(deploy.exported("labels")[0])
     frames = synthetic_frames(3, (70, 100), seed=4)
     batch = seg.preprocess(frames[:1])
-    assert batch.shape == (1, 3, *SIZE) and batch.dtype == np.float32
+    assert batch.shape == (1, 3, *deploy.SIZE) and batch.dtype == np.float32
     raw = seg.infer(batch)
-    assert raw.shape == (1, *SIZE) and raw.dtype == np.uint8
+    assert raw.shape == (1, *deploy.SIZE) and raw.dtype == np.uint8
     (lab,) = seg.postprocess(raw, [(70, 100)])
     assert lab.shape == (70, 100)
     seg.synchronize()
     # batch-1 model, 3 frames: predict runs them in chunks
     assert [x.shape for x in seg.predict(frames)] == [(70, 100)] * 3
-    with segmenter_predictor(exported("labels")[0]) as (predictor, meta):  # what evaluation code plugs in
+    with segmenter_predictor(deploy.exported("labels")[0]) as (
+        predictor,
+        meta,
+    ):  # what evaluation code plugs in
         assert (predictor(frames[0]) == lab).all() and meta["output"] == "labels"
 
 
 @pytest.mark.slow
-def test_wrong_input_size_is_one_clear_line() -> None:
-    seg = open_segmenter(exported("labels")[0])
+def test_wrong_input_size_is_one_clear_line(deploy: SimpleNamespace) -> None:
+    seg = open_segmenter(deploy.exported("labels")[0])
     with pytest.raises(RuntimeBackendError, match=r"expects input 1x3x64x128 float32, got 1x3x32x32"):
         seg.infer(np.zeros((1, 3, 32, 32), np.float32))
     with pytest.raises(RuntimeBackendError, match="exported for 64x128"):
-        open_segmenter(exported("labels")[0], size=(128, 256))
+        open_segmenter(deploy.exported("labels")[0], size=(128, 256))
     with pytest.raises(RuntimeBackendError, match="BGR uint8 HxWx3"):
         seg.predict([np.zeros((10, 10), np.float32)])
 
 
 @pytest.mark.slow
-def test_truncated_and_foreign_onnx_files() -> None:
-    path, _ = exported("labels")
-    folder = scratch("broken-files")
+def test_truncated_and_foreign_onnx_files(deploy: SimpleNamespace) -> None:
+    path, _ = deploy.exported("labels")
+    folder = deploy.scratch("broken-files")
     truncated = folder / "truncated.onnx"
     truncated.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(RuntimeBackendError, match="truncated") as info:
@@ -147,12 +150,12 @@ def test_backend_choice_from_file_type(tmp_path: Path) -> None:
     assert "onnxruntime-cpu" in available_backends()
 
 
-def test_missing_provider_is_refused_not_silently_replaced() -> None:
+def test_missing_provider_is_refused_not_silently_replaced(deploy: SimpleNamespace) -> None:
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA provider present")
-    path, _ = exported("labels")
+    path, _ = deploy.exported("labels")
     with pytest.raises(RuntimeBackendError, match="CUDAExecutionProvider"):
         open_segmenter(path, backend="onnxruntime-cuda")
 
@@ -171,10 +174,10 @@ def test_engine_without_sidecar_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_runtimes_import_and_run_without_torch(run_without_torch) -> None:
+def test_runtimes_import_and_run_without_torch(deploy: SimpleNamespace, run_without_torch) -> None:
     """ONNX Runtime and TensorRT backends (and engine-build logic) import and run with torch hidden."""
-    path, _ = exported("preprocess")
-    dyn, _ = exported("dynamic")
+    path, _ = deploy.exported("preprocess")
+    dyn, _ = deploy.exported("dynamic")
     script = f"""
 import json, numpy as np
 import edgeseg.cli, edgeseg.deploy.runtime.backends as rt, edgeseg.deploy.runtime.tensorrt_backend
@@ -199,14 +202,14 @@ print(json.dumps(out))
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["torch"] == "hidden" and out["loaded"] == []
-    assert out[f"labels{SIZE}"] == [[50, 90], [50, 90]] and out["labelsNone"] == [[50, 90], [50, 90]]
+    assert out[f"labels{deploy.SIZE}"] == [[50, 90], [50, 90]] and out["labelsNone"] == [[50, 90], [50, 90]]
 
 
 @pytest.mark.slow
-def test_torch_backend_reads_checkpoint_meta() -> None:
-    seg = open_segmenter(tiny_checkpoint(), size=(64, 96))
+def test_torch_backend_reads_checkpoint_meta(deploy: SimpleNamespace) -> None:
+    seg = open_segmenter(deploy.tiny_checkpoint(), size=(64, 96))
     assert seg.backend == "torch" and seg.output_kind == "logits" and seg.input_size is None
-    frame = cv2.resize(synthetic_frames(1, SIZE)[0], (120, 80))
+    frame = cv2.resize(synthetic_frames(1, deploy.SIZE)[0], (120, 80))
     raw = seg.infer(seg.preprocess([frame]))
     assert raw.shape == (1, 19, 16, 24)
     assert seg.predict([frame])[0].shape == (80, 120)

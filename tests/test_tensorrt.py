@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -82,8 +84,7 @@ TRT10 = TensorRTFeatures("10.3.0.26", fp16_flag=True, calibrator=True, explicit_
 TRT11 = TensorRTFeatures("11.4.0.106", fp16_flag=False, calibrator=False, explicit_batch_flag=False)
 
 
-def test_features_read_from_the_module() -> None:
-    from fake_tensorrt import make_tensorrt
+def test_features_read_from_the_module(make_tensorrt: Callable[..., ModuleType]) -> None:
 
     assert TensorRTFeatures.of(make_tensorrt("8.6.1")) == TensorRTFeatures("8.6.1", True, True, True)
     assert TensorRTFeatures.of(make_tensorrt("11.4.0")) == TensorRTFeatures("11.4.0", False, False, False)
@@ -238,7 +239,7 @@ def test_target_profile_validation(tmp_path: Path) -> None:
 
 
 def test_build_engine_cli_without_tensorrt_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    deploy: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from edgeseg.cli import main
 
@@ -248,9 +249,8 @@ def test_build_engine_cli_without_tensorrt_is_one_line(
         pytest.skip("TensorRT installed")
     except ImportError:
         pass
-    from deploy_helpers import exported
 
-    onnx_path, _ = exported("labels")
+    onnx_path, _ = deploy.exported("labels")
     code = main(
         ["build-engine", str(onnx_path), "--out", str(tmp_path / "m.engine"), "--fp16", "--no-progress"]
     )
@@ -262,23 +262,24 @@ def test_build_engine_cli_without_tensorrt_is_one_line(
 
 
 @pytest.mark.gpu
-def test_build_and_run_engine_on_gpu(tmp_path: Path) -> None:  # pragma: no cover - needs an NVIDIA GPU
+def test_build_and_run_engine_on_gpu(
+    deploy: SimpleNamespace, tmp_path: Path
+) -> None:  # pragma: no cover - needs an NVIDIA GPU
     """On a machine with TensorRT (8.6 / 10.x / 11.x): build FP32 / FP16 / INT8 engines from tiny exports and
     compare their labels with ONNX Runtime on the same graph."""
     trt = pytest.importorskip("tensorrt")
-    from deploy_helpers import calib_dir, exported, exported_int8
 
     from edgeseg.deploy.runtime.backends import open_segmenter
     from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
     frames = synthetic_frames(2, (64, 128), seed=3)
     cases = [
-        ("labels", exported("labels")[0], "fp32", 0.999),
-        ("fp16", exported("fp16")[0], "fp16", 0.99),
-        ("int8_trt", exported_int8("tensorrt")[0], "int8", 0.9),
+        ("labels", deploy.exported("labels")[0], "fp32", 0.999),
+        ("fp16", deploy.exported("fp16")[0], "fp16", 0.99),
+        ("int8_trt", deploy.exported_int8("tensorrt")[0], "int8", 0.9),
     ]
     if TensorRTFeatures.of(trt).calibrator:
-        cases.append(("labels_calibrated", exported("labels")[0], "int8", 0.9))
+        cases.append(("labels_calibrated", deploy.exported("labels")[0], "int8", 0.9))
     for name, onnx_path, precision, bar in cases:
         ref = open_segmenter(onnx_path, backend="onnxruntime-cpu").predict(frames)
         engine = tmp_path / f"{name}.engine"
@@ -286,7 +287,10 @@ def test_build_and_run_engine_on_gpu(tmp_path: Path) -> None:  # pragma: no cove
             onnx_path,
             engine,
             EngineConfig(
-                precision=precision, timing_cache=tmp_path / "t.cache", calib_dir=calib_dir(), calib_images=4
+                precision=precision,
+                timing_cache=tmp_path / "t.cache",
+                calib_dir=deploy.calib_dir(),
+                calib_images=4,
             ),
         )
         assert sidecar_path(engine).exists() and report.engine_bytes > 0
@@ -328,16 +332,17 @@ def _build_cli(onnx_path: Path, out: Path, *flags: str) -> list[str]:
     ],
 )
 def test_fake_build_uses_flags_before_11_and_pins_no_layer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, flags: list[str], network_flags: int
+    fake_tensorrt: Callable[..., ModuleType],
+    deploy: SimpleNamespace,
+    tmp_path: Path,
+    version: str,
+    flags: list[str],
+    network_flags: int,
 ) -> None:
-    from deploy_helpers import exported
-    from fake_tensorrt import install, make_tensorrt
-
     from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
-    trt = make_tensorrt(version)
-    install(monkeypatch, trt)
-    onnx_path, _ = exported("labels")
+    trt = fake_tensorrt(version)
+    onnx_path, _ = deploy.exported("labels")
     cache = tmp_path / "timing.cache"
     report = build_engine(
         onnx_path, tmp_path / "m.engine", EngineConfig(precision="fp16", timing_cache=cache)
@@ -350,18 +355,16 @@ def test_fake_build_uses_flags_before_11_and_pins_no_layer(
 
 
 def test_fake_tensorrt_11_builds_an_fp16_onnx_strongly_typed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_tensorrt: Callable[..., ModuleType],
+    deploy: SimpleNamespace,
+    tmp_path: Path,
 ) -> None:
-    from deploy_helpers import exported
-    from fake_tensorrt import install, make_tensorrt
-
     from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
-    trt = make_tensorrt("11.4.0.106")
-    install(monkeypatch, trt)
-    report = build_engine(exported("fp16")[0], tmp_path / "m.engine", EngineConfig(precision="fp16"))
+    trt = fake_tensorrt("11.4.0.106")
+    report = build_engine(deploy.exported("fp16")[0], tmp_path / "m.engine", EngineConfig(precision="fp16"))
     assert report.plan["strongly_typed"] and trt.calls["flags"] == [] and trt.calls["network_flags"] == 0
-    int8_path, _ = exported_int8_tensorrt()
+    int8_path, _ = exported_int8_tensorrt(deploy)
     report = build_engine(int8_path, tmp_path / "q.engine", EngineConfig(precision="int8"))
     assert report.plan == {
         "builder_flags": [],
@@ -371,10 +374,9 @@ def test_fake_tensorrt_11_builds_an_fp16_onnx_strongly_typed(
     }
 
 
-def exported_int8_tensorrt():  # noqa: ANN201 - (Path, ExportReport)
-    from deploy_helpers import exported_int8
+def exported_int8_tensorrt(deploy: SimpleNamespace):  # noqa: ANN201 - (Path, ExportReport)
 
-    return exported_int8("tensorrt")
+    return deploy.exported_int8("tensorrt")
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -386,13 +388,14 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_build_engine_cli_refuses_onnxruntime_int8_graph(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_tensorrt: Callable[..., ModuleType],
+    deploy: SimpleNamespace,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from deploy_helpers import exported_int8
-    from fake_tensorrt import install, make_tensorrt
 
-    install(monkeypatch, make_tensorrt("10.3.0"))
-    onnx_path, _ = exported_int8("onnxruntime")
+    fake_tensorrt("10.3.0")
+    onnx_path, _ = deploy.exported_int8("onnxruntime")
     assert _build_cli(onnx_path, tmp_path / "q.engine", "--int8") == ["2"]
     line = _one_error_line(capsys)
     assert "quantised for ONNX Runtime" in line and "edgeseg export" in line and "--int8-for tensorrt" in line
@@ -400,47 +403,50 @@ def test_build_engine_cli_refuses_onnxruntime_int8_graph(
 
 
 def test_build_engine_cli_on_tensorrt_without_fp16_flag(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_tensorrt: Callable[..., ModuleType],
+    deploy: SimpleNamespace,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from deploy_helpers import exported
-    from fake_tensorrt import install, make_tensorrt
 
-    install(monkeypatch, make_tensorrt("11.4.0"))
-    assert _build_cli(exported("labels")[0], tmp_path / "m.engine", "--fp16") == ["2"]
+    fake_tensorrt("11.4.0")
+    assert _build_cli(deploy.exported("labels")[0], tmp_path / "m.engine", "--fp16") == ["2"]
     line = _one_error_line(capsys)
     assert "no FP16 builder flag" in line and "--fp16" in line and "edgeseg export" in line
 
 
 def test_build_engine_cli_dla_on_a_device_without_dla(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fake_tensorrt: Callable[..., ModuleType],
+    deploy: SimpleNamespace,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from deploy_helpers import exported
-    from fake_tensorrt import install, make_tensorrt
 
-    install(monkeypatch, make_tensorrt("10.3.0", num_dla_cores=0))
-    assert _build_cli(exported("labels")[0], tmp_path / "m.engine", "--fp16", "--dla", "0") == ["2"]
+    fake_tensorrt("10.3.0", num_dla_cores=0)
+    assert _build_cli(deploy.exported("labels")[0], tmp_path / "m.engine", "--fp16", "--dla", "0") == ["2"]
     assert "this device has no DLA cores" in _one_error_line(capsys)
 
 
-def test_build_engine_refuses_a_foreign_timing_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deploy_helpers import exported
-    from fake_tensorrt import install, make_tensorrt
-
+def test_build_engine_refuses_a_foreign_timing_cache(
+    fake_tensorrt: Callable[..., ModuleType],
+    deploy: SimpleNamespace,
+    tmp_path: Path,
+) -> None:
     from edgeseg.deploy.trt.build import EngineConfig, build_engine
 
-    install(monkeypatch, make_tensorrt("10.3.0", timing_cache_fits=False))
+    fake_tensorrt("10.3.0", timing_cache_fits=False)
     cache = tmp_path / "other_gpu.cache"
     cache.write_bytes(b"from another GPU")
     with pytest.raises(ExportError, match="does not fit this GPU.*delete it"):
         build_engine(
-            exported("labels")[0], tmp_path / "m.engine", EngineConfig(precision="fp16", timing_cache=cache)
+            deploy.exported("labels")[0],
+            tmp_path / "m.engine",
+            EngineConfig(precision="fp16", timing_cache=cache),
         )
     assert not (tmp_path / "m.engine").exists()
 
 
-def test_runtime_sets_the_dla_core_from_the_sidecar() -> None:
-    from fake_tensorrt import make_tensorrt
-
+def test_runtime_sets_the_dla_core_from_the_sidecar(make_tensorrt: Callable[..., ModuleType]) -> None:
     from edgeseg.deploy.runtime.tensorrt_backend import set_dla_core
 
     runtime = make_tensorrt("10.3.0", num_dla_cores=2).Runtime(None)
@@ -452,15 +458,15 @@ def test_runtime_sets_the_dla_core_from_the_sidecar() -> None:
         set_dla_core(make_tensorrt("10.3.0", num_dla_cores=0).Runtime(None), 1, Path("m.engine"))
 
 
-def test_export_cli_int8_flavour_is_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from deploy_helpers import tiny_checkpoint
-
+def test_export_cli_int8_flavour_is_validated(
+    deploy: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from edgeseg.cli import main
 
     code = main(
         [
             "export",
-            str(tiny_checkpoint()),
+            str(deploy.tiny_checkpoint()),
             "--out",
             str(tmp_path / "q.onnx"),
             "--int8",
@@ -479,7 +485,11 @@ def test_gpu_detection_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys; sys.path.insert(0, 'tests'); import conftest; conftest._has_gpu(); assert 'torch' not in sys.modules"  # noqa: E501
+    code = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('conftest', 'tests/conftest.py'); "
+        "conftest = importlib.util.module_from_spec(spec); spec.loader.exec_module(conftest); "
+        "conftest._has_gpu(); assert 'torch' not in sys.modules"
+    )
     root = Path(__file__).resolve().parents[1]
     assert (
         subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, timeout=120).returncode

@@ -3,6 +3,8 @@ labels head (float hop before UINT8, Shape + Slice) giving the same labels as be
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import onnx
 import pytest
@@ -13,26 +15,26 @@ from edgeseg.deploy.trt.support import RELEASES, SUPPORTED_OPS, graph_problems, 
 VARIANTS = ("labels", "logits", "probs", "preprocess", "dynamic", "fp16")
 
 
-def _load(name: str) -> onnx.ModelProto:
-    from deploy_helpers import exported, exported_int8
-
+def _load(deploy: SimpleNamespace, name: str) -> onnx.ModelProto:
     if name.startswith("int8_"):
-        return onnx.load(str(exported_int8(name[len("int8_") :])[0]))
-    return onnx.load(str(exported(name)[0]))
+        return onnx.load(str(deploy.exported_int8(name[len("int8_") :])[0]))
+    return onnx.load(str(deploy.exported(name)[0]))
 
 
 @pytest.mark.parametrize("release", RELEASES)
 @pytest.mark.parametrize("variant", [*VARIANTS, "int8_tensorrt"])
-def test_every_exported_variant_parses_on_tensorrt(variant: str, release: str) -> None:
-    assert graph_problems(_load(variant), release) == []
+def test_every_exported_variant_parses_on_tensorrt(
+    deploy: SimpleNamespace, variant: str, release: str
+) -> None:
+    assert graph_problems(_load(deploy, variant), release) == []
 
 
-def test_onnxruntime_int8_graph_is_not_for_tensorrt() -> None:
-    model = _load("int8_onnxruntime")
+def test_onnxruntime_int8_graph_is_not_for_tensorrt(deploy: SimpleNamespace) -> None:
+    model = _load(deploy, "int8_onnxruntime")
     problems = qdq_problems(model)
     assert any("INT32 (quantised bias)" in p for p in problems)
     assert any("UINT8 zero point" in p for p in problems)
-    assert qdq_problems(_load("int8_tensorrt")) == []
+    assert qdq_problems(_load(deploy, "int8_tensorrt")) == []
     for release in RELEASES:
         assert graph_problems(model, release)
 
@@ -104,16 +106,14 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("variant", ["labels", "dynamic"])
-def test_changed_labels_head_gives_the_previous_labels(variant: str) -> None:
-    from deploy_helpers import SIZE
-
-    new = _load(variant)
-    old = _legacy_head(_scores_only(new), None if variant == "dynamic" else SIZE)
+def test_changed_labels_head_gives_the_previous_labels(deploy: SimpleNamespace, variant: str) -> None:
+    new = _load(deploy, variant)
+    old = _legacy_head(_scores_only(new), None if variant == "dynamic" else deploy.SIZE)
     if variant == "dynamic":
         assert any("Shape start/end" in p for p in graph_problems(old, "8.6"))
     assert any("Cast INT64 -> UINT8" in p for p in graph_problems(old, "8.6"))
     rng = np.random.default_rng(0)
-    sizes = [SIZE, (48, 96)] if variant == "dynamic" else [SIZE]
+    sizes = [deploy.SIZE, (48, 96)] if variant == "dynamic" else [deploy.SIZE]
     for h, w in sizes:
         x = rng.normal(size=(1, 3, h, w)).astype(np.float32)
         got, want = _run(new, x), _run(old, x)
