@@ -446,3 +446,26 @@ def test_dare_keeps_the_task_vector_in_expectation():
     assert not torch.equal(out != 0, other != 0)
     again = dare_merge(base, [model], [1.0], drop=drop, scale=1.0, seeds=[mask_seed(0, 0, "w")])
     assert torch.equal(out, again)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_scan_accepts_exactly_the_methods_that_interpolate(name, students, tmp_path):
+    """`interpolates` is a promise: weights (lam, 1 - lam) give lam * A + (1 - lam) * B on the parameters
+    (BatchNorm running statistics may be pooled); `merge scan` refuses every method that does not make it."""
+    from edgeseg.merge.scan import scan_pair
+
+    paths, base = students
+    if not REGISTRY[name].interpolates:
+        with pytest.raises(ConfigError, match="straight line"):
+            scan_pair(paths[0], paths[1], {}, tmp_path / "scan", method=name, plot=False)
+        assert not (tmp_path / "scan").exists()
+        return
+    out = merge_checkpoints(paths, tmp_path / "m.safetensors", _options(name, base, weights=[0.3, 0.7])).out
+    merged, a, b = _state(out), _state(paths[0]), _state(paths[1])
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    checked = 0
+    for key, value in merged.items():
+        if value.dtype.is_floating_point and not key.endswith(stats):
+            torch.testing.assert_close(value, 0.3 * a[key] + 0.7 * b[key], rtol=1e-5, atol=1e-6)
+            checked += 1
+    assert checked > 10

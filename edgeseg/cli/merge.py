@@ -171,7 +171,9 @@ def scan(
     dataset: Annotated[str, typer.Option(help="dataset under --data")] = "synthetic",
     split: Annotated[str, typer.Option(help="labelled split to evaluate")] = "val",
     limit: Annotated[int | None, ranged(help="evaluate only the first N images per domain", lo=1)] = None,
-    method: Annotated[str, typer.Option(help="bn (pool BatchNorm statistics) | linear")] = "bn",
+    method: Annotated[
+        str, typer.Option(help="a merge method that interpolates: bn (pool BatchNorm statistics) | linear")
+    ] = "bn",
     steps: Annotated[int, ranged(help="points on the path, lambda = 0 .. 1", lo=2, hi=101)] = 11,
     plot: Annotated[bool, typer.Option(help="write scan.png (needs the `plot` extra: matplotlib)")] = True,
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,

@@ -67,9 +67,13 @@ def scan_pair(
     progress: Callable[[int, int], None] | None = None,
 ) -> ScanResult:
     from edgeseg.io_utils import staged_dir
+    from edgeseg.merge.methods import REGISTRY, get_method
 
-    if method not in ("linear", "bn"):
-        raise ConfigError(f"the scan interpolates with 'linear' or 'bn', not '{method}'")
+    if not get_method(method).interpolates:
+        paths = ", ".join(name for name, m in REGISTRY.items() if m.interpolates)
+        raise ConfigError(
+            f"the scan walks a straight line, which '{method}' does not merge along; use one of: {paths}"
+        )
     if any(not (0.0 <= lam <= 1.0) for lam in lambdas):
         raise ConfigError(f"lambdas must lie in [0, 1], got {list(lambdas)}")
     if plot:

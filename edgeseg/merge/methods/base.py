@@ -5,6 +5,8 @@ A method is an object with
     Params                a frozen `MergeParams` dataclass: typed fields with defaults, help text and ranges
     needs_base            True if it works on task vectors relative to `--base` (the shared initial model)
     pools_bn              True if BatchNorm running statistics are pooled (Li et al. Eq. 5), else averaged
+    interpolates          True if two inputs with weights (lambda, 1 - lambda) give the point lambda on the
+                          straight line between them (what `edgeseg merge scan` walks)
     validate(inputs, p)   the checks that need the inputs' headers -> a `Layout` (nothing is read or written)
     plan(job)             -> a `Plan`: one lazy `Step` per output tensor, plus what to record
 
@@ -71,6 +73,7 @@ class MergeMethod(ABC):
     Params: ClassVar[type[MergeParams]] = NoParams
     needs_base: ClassVar[bool] = False
     pools_bn: ClassVar[bool] = True
+    interpolates: ClassVar[bool] = False
 
     def parse(self, given: Any) -> MergeParams:
         """Names -> text/values (or a Params instance) -> this method's checked Params."""

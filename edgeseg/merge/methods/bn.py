@@ -12,6 +12,8 @@ class BNMethod(MergeMethod):
     name = "bn"
     summary = "weighted mean of the parameters + BatchNorm statistics pooled across domains (default)"
 
+    interpolates = True
+
     def plan(self, job: MergeJob) -> Plan:
         ref = job.ref.tensors
         return Plan(plan_uniform(ref, job.merger, list(ref), job.weights, len(job.inputs)))

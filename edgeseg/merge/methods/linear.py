@@ -14,6 +14,8 @@ class LinearMethod(MergeMethod):
     summary = "weighted mean of every float tensor, BatchNorm statistics averaged too"
     pools_bn = False
 
+    interpolates = True
+
     def plan(self, job: MergeJob) -> Plan:
         ref = job.ref.tensors
         return Plan(plan_uniform(ref, job.merger, list(ref), job.weights, len(job.inputs)))
