@@ -4,6 +4,7 @@ inconsistency weights, schedules, rare-class sampling."""
 from __future__ import annotations
 
 import math
+import typing
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from torch import nn
 
 from edgeseg.data.sampling import rcs_probabilities
 from edgeseg.uda.batches import RareClassCropSampler
+from edgeseg.uda.config import DataConfig
 from edgeseg.uda.ema import ema_alpha, ema_update, make_ema_copy
 from edgeseg.uda.losses import (
     class_inconsistency,
@@ -23,7 +25,15 @@ from edgeseg.uda.losses import (
     prediction_confusion,
     weighted_cross_entropy,
 )
-from edgeseg.uda.mixing import block_mask, classmix_masks, gaussian_blur, mix, mix_labels, strong_augment
+from edgeseg.uda.mixing import (
+    augment_source,
+    block_mask,
+    classmix_masks,
+    gaussian_blur,
+    mix,
+    mix_labels,
+    strong_augment,
+)
 from edgeseg.uda.pseudo import (
     apply_ignore_margins,
     downsample_labels,
@@ -118,6 +128,40 @@ def test_strong_augment_keeps_shape_and_blur_preserves_mean() -> None:
     assert y.shape == x.shape and torch.isfinite(y).all()
     const = torch.full((1, 3, 16, 16), 0.3)
     torch.testing.assert_close(gaussian_blur(const, 1.0, (5, 5)), const)
+
+
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+@pytest.mark.parametrize("kind", typing.get_args(typing.get_type_hints(DataConfig)["source_augment"]))
+def test_source_augment_every_choice_is_reproducible_and_finite(kind) -> None:
+    x = torch.randn(3, 3, 24, 40)
+    y1 = augment_source(kind, x, MEAN, STD, torch.Generator().manual_seed(5))
+    y2 = augment_source(kind, x, MEAN, STD, torch.Generator().manual_seed(5))
+    assert y1.shape == x.shape and torch.isfinite(y1).all()
+    torch.testing.assert_close(y1, y2)
+    if kind == "none":
+        assert y1 is x  # no copy and no random draw: runs without it are unchanged
+    else:
+        assert not torch.allclose(y1, x)
+
+
+def test_randomize_takes_hue_away_as_a_cue() -> None:
+    """A pure red image comes out with every channel dominant in some draws (hue from the whole circle)."""
+    m = torch.tensor(MEAN).view(1, 3, 1, 1) / 255
+    s = torch.tensor(STD).view(1, 3, 1, 1) / 255
+    red = (torch.tensor([0.8, 0.1, 0.1]).view(1, 3, 1, 1).expand(1, 3, 8, 8) - m) / s
+    g = torch.Generator().manual_seed(0)
+    dominant = set()
+    for _ in range(40):
+        rgb = augment_source("randomize", red, MEAN, STD, g) * s + m
+        assert float(rgb.min()) >= -1e-6 and float(rgb.max()) <= 1 + 1e-6
+        spread = rgb.mean(dim=(2, 3))[0]
+        if float(spread.max() - spread.min()) > 0.05:  # not turned grey
+            dominant.add(int(spread.argmax()))
+    assert dominant == {0, 1, 2}
+    with pytest.raises(ValueError, match="unknown source augmentation"):
+        augment_source("sepia", red, MEAN, STD, g)
 
 
 def test_block_mask_ratio() -> None:

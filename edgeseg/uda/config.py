@@ -63,6 +63,10 @@ class DataConfig:
     crop: tuple[int, int] = (128, 256)
     batch_size: int = 2
     flip: bool = True
+    # Appearance augmentation of the labelled source images (every method but oracle, which trains on the
+    # target): "none"; "photometric" (SimCLR-style jitter, greyscale, blur); "randomize" (hue from the whole
+    # circle, saturation, white balance, brightness, contrast, greyscale: colour stops being a class cue).
+    source_augment: Literal["none", "photometric", "randomize"] = "none"
     cat_max_ratio: float = 1.0  # mmseg RandomCrop: retry crops where one class covers more than this
     rcs_temperature: float = 0.01  # rare-class sampling of source images; <= 0 samples uniformly
     rcs_min_pixels: int = 3000  # an image "contains" a class with at least this many pixels (after resize)

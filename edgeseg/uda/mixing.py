@@ -160,6 +160,52 @@ def photometric_augment(
     return torch.cat(out, dim=0)
 
 
+def appearance_randomize(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    generator: torch.Generator,
+    gray_p: float = 0.2,
+) -> torch.Tensor:
+    """Domain-randomised appearance for labelled source images, on normalised (B,3,H,W) images.
+
+    Per image, in this order: a hue rotation drawn from the whole circle, saturation x U(0.3, 1.5),
+    per-channel gains U(0.8, 1.2) (white balance), brightness x U(0.6, 1.3), contrast x U(0.6, 1.3),
+    greyscale with probability `gray_p`. Unlike `photometric_augment` (small hue shifts, blur) it removes
+    absolute colour as a cue altogether: a class's hue carries no information, its shape, texture and
+    context do. It draws nothing from any target domain's look and adds no blur, noise, fog or lighting.
+    """
+    m = images.new_tensor(mean).view(1, 3, 1, 1) / 255.0
+    s = images.new_tensor(std).view(1, 3, 1, 1) / 255.0
+    out = []
+    for b in range(images.shape[0]):
+        x = (images[b : b + 1] * s + m).clamp(0, 1)
+        x = _rotate_hue(x, _uniform(generator, -0.5, 0.5)).clamp(0, 1)
+        gray = _rgb_to_gray(x)
+        x = ((x - gray) * _uniform(generator, 0.3, 1.5) + gray).clamp(0, 1)
+        gains = x.new_tensor([_uniform(generator, 0.8, 1.2) for _ in range(3)]).view(1, 3, 1, 1)
+        x = (x * gains * _uniform(generator, 0.6, 1.3)).clamp(0, 1)
+        level = _rgb_to_gray(x).mean()
+        x = ((x - level) * _uniform(generator, 0.6, 1.3) + level).clamp(0, 1)
+        if float(torch.rand((), generator=generator)) < gray_p:
+            x = _rgb_to_gray(x).expand(-1, 3, -1, -1)
+        out.append((x - m) / s)
+    return torch.cat(out, dim=0)
+
+
+def augment_source(
+    kind: str, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], generator: torch.Generator
+) -> torch.Tensor:
+    """The labelled source batch's appearance augmentation (`data.source_augment`): none | photometric | randomize."""
+    if kind == "none":
+        return images
+    if kind == "photometric":
+        return photometric_augment(images, mean, std, generator)
+    if kind == "randomize":
+        return appearance_randomize(images, mean, std, generator)
+    raise ValueError(f"unknown source augmentation '{kind}'")
+
+
 def block_mask(
     batch: int,
     size: tuple[int, int],

@@ -33,6 +33,7 @@ from edgeseg.uda.duda import Batch, StepContext, Trainables, distill_step
 from edgeseg.uda.ema import ema_alpha, ema_update
 from edgeseg.uda.evaluation import disagreement_confusion, evaluate_model
 from edgeseg.uda.losses import class_inconsistency, inconsistency_class_weights, normalized_inconsistency
+from edgeseg.uda.mixing import augment_source
 from edgeseg.uda.nets import DistillNets, WithFeatures, build_networks
 from edgeseg.uda.schedule import finetune_start, lr_factor
 from edgeseg.uda.state import capture_rng, load_train_state, restore_rng, save_train_state
@@ -344,6 +345,8 @@ def train_run(
             g["lr"] = g["initial_lr"] * factor
         src_x, src_y = to_tensors(*data.source.batch(np_rng, cfg.data.batch_size), device, mean, std)
         tgt_x, tgt_y = to_tensors(*data.target.batch(np_rng, cfg.data.batch_size), device, mean, std)
+        if cfg.method != "oracle":
+            src_x = augment_source(cfg.data.source_augment, src_x, mean, std, mixing)
         nets.student.train()
         for a in nets.aux:
             a.train()
