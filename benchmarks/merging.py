@@ -15,7 +15,11 @@ Pipeline (everything except step 1-2 can be fed with existing checkpoints):
     python benchmarks/merging.py --work /tmp/merging --init INIT.safetensors \\
         --student city=city.safetensors --student night=night.safetensors --student fog=fog.safetensors
 
-Results: benchmarks/results/merging.{json,md}, merging_scan_city_night.{csv,json,png}.
+Results: benchmarks/results/merging.{json,md}, merging_scan_city_night.{csv,json,png}, and the run's piece
+benchmarks/results/merging_runs/seed<N>.json. Several seeds (students of benchmarks/adaptation.py's seeds):
+
+    python benchmarks/merging.py --work runs/merging_s1 --init preset --seed 1 --student city=... ...
+    python benchmarks/merging.py --tabulate-seeds 0,1,2      # merging_seeds.{json,md} from committed pieces
 """
 
 from __future__ import annotations
@@ -215,11 +219,105 @@ def markdown(info: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    var = sum((v - m) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return m, var**0.5
+
+
+def seed_summary(pieces: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Per setting and row over seeds: H-mean and per-domain mIoU (mean, std), and the row's H-mean minus the
+    best single student's H-mean *of the same seed* (the issue's "merged - best single" measure)."""
+    seeds = sorted(pieces)
+    settings = []
+    for i, first in enumerate(pieces[seeds[0]]["settings"]):
+        domains = first["domains"]
+        per_seed = {s: {r["model"]: r for r in pieces[s]["settings"][i]["rows"]} for s in seeds}
+        best_single = {
+            s: max((r["harmonic_mean"] or 0.0) for m, r in rows.items() if m.startswith("single:"))
+            for s, rows in per_seed.items()
+        }
+        rows = []
+        for model in per_seed[seeds[0]]:
+            if any(model not in per_seed[s] for s in seeds):
+                continue
+            h = [per_seed[s][model]["harmonic_mean"] or 0.0 for s in seeds]
+            gain = [h[j] - best_single[s] for j, s in enumerate(seeds)]
+            rows.append(
+                {
+                    "model": model,
+                    "miou": {
+                        d: _mean_std([per_seed[s][model]["miou"][d] or 0.0 for s in seeds]) for d in domains
+                    },
+                    "harmonic_mean": _mean_std(h),
+                    "gain_over_best_single": _mean_std(gain),
+                    "gain_per_seed": gain,
+                }
+            )
+        settings.append({"domains": domains, "seeds": seeds, "rows": rows})
+    return {"seeds": seeds, "settings": settings}
+
+
+def seeds_markdown(summary: dict[str, Any], command: str) -> str:
+    pct = lambda ms: f"{100 * ms[0]:.2f} ± {100 * ms[1]:.2f}"  # noqa: E731
+    lines = [
+        "# Merging domain-adapted students over seeds (synthetic benchmark)",
+        "",
+        f"Command: `{command}` (merges the committed pieces in `merging_runs/`; each piece's own command is "
+        "in its JSON).",
+        "",
+        "Per seed: the DUDA students of benchmarks/adaptation.py with that seed, merged from the same seed's "
+        "shared init, scored on the test split. mIoU and H-mean in %, mean ± std over seeds "
+        f"{summary['seeds']}; 'vs best single' = the row's H-mean minus the best single student's H-mean of "
+        "the same seed.",
+        "",
+    ]
+    for setting in summary["settings"]:
+        domains = setting["domains"]
+        lines += [
+            f"## {len(domains)} target domains: {', '.join(domains)}",
+            "",
+            "| model | "
+            + " | ".join(f"{d} mIoU" for d in domains)
+            + " | H-mean | vs best single | per seed |",
+            "|---|" + "---:|" * (len(domains) + 3),
+        ]
+        for r in setting["rows"]:
+            cells = [pct(r["miou"][d]) for d in domains]
+            g = r["gain_over_best_single"]
+            per = ", ".join(f"{100 * v:+.2f}" for v in r["gain_per_seed"])
+            lines.append(
+                f"| {r['model']} | " + " | ".join(cells) + f" | {pct(r['harmonic_mean'])} | "
+                f"{100 * g[0]:+.2f} ± {100 * g[1]:.2f} | {per} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def tabulate_seeds(results: Path, seeds: list[int]) -> None:
+    from edgeseg.io_utils import write_json_atomic, write_text_atomic
+
+    pieces = {}
+    for seed in seeds:
+        path = results / "merging_runs" / f"seed{seed}.json"
+        if path.is_file():
+            pieces[seed] = json.loads(path.read_text())
+        else:
+            log(f"no piece for seed {seed} ({path}): left out")
+    if not pieces:
+        raise SystemExit(f"no merging pieces under {results / 'merging_runs'}")
+    command = "python benchmarks/merging.py " + " ".join(sys.argv[1:])
+    summary = {"command": command, **seed_summary(pieces)}
+    write_json_atomic(results / "merging_seeds.json", summary)
+    write_text_atomic(results / "merging_seeds.md", seeds_markdown(summary, command))
+    log(f"{len(pieces)} seed(s) -> {results / 'merging_seeds.md'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--work", type=Path, required=True, help="folder for data, runs and merged models")
+    parser.add_argument("--work", type=Path, default=None, help="folder for data, runs and merged models")
     parser.add_argument(
         "--init",
         default=None,
@@ -244,7 +342,17 @@ def main() -> None:
         help="split scored (test: rendered from its own stream, no choice made on it)",
     )
     parser.add_argument("--test-images", type=int, default=60, help="test images per domain")
+    parser.add_argument(
+        "--tabulate-seeds",
+        default="",
+        help="run nothing: merge the committed pieces merging_runs/seed<N>.json of these seeds (e.g. 0,1,2)",
+    )
     args = parser.parse_args()
+    if args.tabulate_seeds:
+        tabulate_seeds(args.results, [int(s) for s in args.tabulate_seeds.split(",") if s])
+        return
+    if args.work is None:
+        parser.error("--work is required (unless --tabulate-seeds)")
     args.set = [f"synthetic.test_images={args.test_images}", *args.set]
 
     import torch
@@ -306,7 +414,9 @@ def main() -> None:
         "settings": settings,
         "scan": scan_info,
     }
-    write_json_atomic(args.results / "merging.json", json.loads(json.dumps(info, default=str)))
+    info = json.loads(json.dumps(info, default=str))
+    write_json_atomic(args.results / "merging_runs" / f"seed{args.seed}.json", info)
+    write_json_atomic(args.results / "merging.json", info)
     write_text_atomic(args.results / "merging.md", markdown(info))
     log(f"done in {time.time() - t0:.0f}s -> {args.results / 'merging.md'}")
 

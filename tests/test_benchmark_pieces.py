@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import adaptation  # noqa: E402
 import domain_gap  # noqa: E402
+import merging  # noqa: E402
 
 
 def _config(root: str, **data) -> dict:
@@ -46,3 +47,27 @@ def test_gap_table_means_and_spread() -> None:
     assert row["source_only"] == pytest.approx(11.0) and row["oracle"] == pytest.approx(31.0)
     assert row["gap"] == pytest.approx(20.0) and row["oracle_std"] == pytest.approx(1.41, abs=0.01)
     assert row["per_seed"]["source_only"] == [10.0, 12.0]
+
+
+def test_merging_seed_summary_compares_each_seed_with_its_own_best_single() -> None:
+    def piece(single_a: float, single_b: float, merged: float) -> dict:
+        row = lambda model, h: {"model": model, "miou": {"city": h, "night": h}, "harmonic_mean": h}  # noqa: E731
+        rows = [
+            row("single: city student", single_a),
+            row("single: night student", single_b),
+            row("bn", merged),
+        ]
+        return {"settings": [{"domains": ["city", "night"], "rows": rows}]}
+
+    summary = merging.seed_summary({0: piece(0.10, 0.08, 0.12), 1: piece(0.05, 0.07, 0.06)})
+    rows = {r["model"]: r for r in summary["settings"][0]["rows"]}
+    assert summary["seeds"] == [0, 1]
+    assert rows["bn"]["gain_per_seed"] == pytest.approx(
+        [0.02, -0.01]
+    )  # against 0.10 for seed 0, 0.07 for seed 1
+    assert rows["bn"]["harmonic_mean"][0] == pytest.approx(0.09)
+    assert rows["bn"]["gain_over_best_single"][1] == pytest.approx(
+        0.0212, abs=1e-4
+    )  # sample std of 0.02, -0.01
+    text = merging.seeds_markdown(summary, "python benchmarks/merging.py --tabulate-seeds 0,1")
+    assert "| bn | 9.00 ± 4.24 | 9.00 ± 4.24 | 9.00 ± 4.24 | +0.50 ± 2.12 | +2.00, -1.00 |" in text
