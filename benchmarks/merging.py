@@ -175,6 +175,17 @@ def evaluate_rows(rows: list[tuple[str, Path]], datasets: dict[str, Any]) -> lis
     return results
 
 
+def _table_head(domains: list[str], extra: list[str]) -> list[str]:
+    """A setting's heading and table header: model, one mIoU column per domain, then `extra` columns."""
+    columns = ["model", *(f"{d} mIoU" for d in domains), *extra]
+    return [
+        f"## {len(domains)} target domains: {', '.join(domains)}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * (len(columns) - 1),
+    ]
+
+
 def markdown(info: dict[str, Any]) -> str:
     lines = [
         "# Merging domain-adapted students (synthetic benchmark)",
@@ -187,12 +198,7 @@ def markdown(info: dict[str, Any]) -> str:
     ]
     for setting in info["settings"]:
         domains = setting["domains"]
-        lines += [
-            f"## {len(domains)} target domains: {', '.join(domains)}",
-            "",
-            "| model | " + " | ".join(f"{d} mIoU" for d in domains) + " | H-mean |",
-            "|---|" + "---:|" * (len(domains) + 1),
-        ]
+        lines += _table_head(domains, ["H-mean"])
         best = max(r["harmonic_mean"] or 0 for r in setting["rows"])
         for r in setting["rows"]:
             h = r["harmonic_mean"] or 0
@@ -274,14 +280,7 @@ def seeds_markdown(summary: dict[str, Any], command: str) -> str:
     ]
     for setting in summary["settings"]:
         domains = setting["domains"]
-        lines += [
-            f"## {len(domains)} target domains: {', '.join(domains)}",
-            "",
-            "| model | "
-            + " | ".join(f"{d} mIoU" for d in domains)
-            + " | H-mean | vs best single | per seed |",
-            "|---|" + "---:|" * (len(domains) + 3),
-        ]
+        lines += _table_head(domains, ["H-mean", "vs best single", "per seed"])
         for r in setting["rows"]:
             cells = [pct(r["miou"][d]) for d in domains]
             g = r["gain_over_best_single"]
