@@ -6,9 +6,10 @@ Pipeline (everything except step 1-2 can be fed with existing checkpoints):
      source_only). It plays the role ImageNet pre-training plays in Li et al. (ECCV 2024): a common start
      that keeps the adapted models in one loss basin.
   2. one student per target domain (city, night, fog): `edgeseg distill` (DUDA) from that init.
-  3. for the two-domain (city, night) and three-domain (city, night, fog) settings: every single model,
-     linear, linear + BN statistics, layer-wise (each student as anchor), backbone-only + separate heads,
-     task arithmetic and TIES (relative to the shared init) -> per-domain mIoU and harmonic mean.
+  3. for the two-domain (city, night) and three-domain (city, night, fog) settings: every single model and
+     every registered merge method with its defaults (linear, linear + BN statistics, layer-wise with each
+     student as anchor, backbone-only + separate heads, task arithmetic, TIES and DARE relative to the
+     shared init) -> per-domain mIoU and harmonic mean.
   4. the linear-mode-connectivity scan between the city and night students (CSV + PNG).
 
     python benchmarks/merging.py --work /tmp/merging                  # trains init + students (distill API)
@@ -131,27 +132,50 @@ def prepare_models(args: argparse.Namespace, data_root: Path) -> tuple[Path, dic
     return init, students, info
 
 
+# Row labels of the registered methods (a method without one is labelled by its name). Every method in the
+# registry gets rows with its own default parameters; the two whose parameters name inputs are filled in per
+# setting: layer-wise gets one row per anchor, backbone-only one head per domain.
+ROW_LABELS = {
+    "linear": "linear",
+    "bn": "linear + BN stats",
+    "backbone": "backbone-only + separate heads",
+    "task-arithmetic": "task arithmetic (base = init)",
+    "ties": "TIES (base = init, density 0.2)",
+    "dare": "DARE (base = init, drop 0.5)",
+}
+
+
+def merge_plans(init: Path, domains: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """[(row label, MergeOptions)] for every registered merge method in this setting."""
+    from edgeseg.merge.api import MergeOptions
+    from edgeseg.merge.methods import REGISTRY
+
+    plans: list[tuple[str, Any]] = []
+    for name, method in REGISTRY.items():
+        base = init if method.needs_base else None
+        if name == "layerwise":
+            plans += [
+                (f"layer-wise (anchor {d})", MergeOptions(method=name, params={"anchor": str(i)}))
+                for i, d in enumerate(domains)
+            ]
+        elif name == "backbone":
+            plans.append((ROW_LABELS[name], MergeOptions(method=name, params={"heads": domains})))
+        else:
+            label = ROW_LABELS.get(name, f"{name}{' (base = init)' if base else ''}")
+            plans.append((label, MergeOptions(method=name, base=base)))
+    return plans
+
+
 def merged_models(
     work: Path, init: Path, students: dict[str, Path], domains: tuple[str, ...]
 ) -> list[tuple[str, Path]]:
     """Every merge of `domains`' students -> [(row label, checkpoint)]."""
-    from edgeseg.merge.api import MergeOptions, merge_checkpoints
+    from edgeseg.merge.api import merge_checkpoints
 
     folder = work / "merged" / "_".join(domains)
     inputs = [students[d] for d in domains]
-    plans: list[tuple[str, MergeOptions]] = [
-        ("linear", MergeOptions(method="linear")),
-        ("linear + BN stats", MergeOptions(method="bn")),
-        *[
-            (f"layer-wise (anchor {d})", MergeOptions(method="layerwise", params={"anchor": str(i)}))
-            for i, d in enumerate(domains)
-        ],
-        ("backbone-only + separate heads", MergeOptions(method="backbone", params={"heads": domains})),
-        ("task arithmetic (base = init)", MergeOptions(method="task-arithmetic", base=init)),
-        ("TIES (base = init, density 0.2)", MergeOptions(method="ties", base=init)),
-    ]
     out = []
-    for label, options in plans:
+    for label, options in merge_plans(init, domains):
         anchor = dict(options.params).get("anchor")
         path = folder / f"{options.method}{'_' + anchor if anchor is not None else ''}.safetensors"
         merge_checkpoints(inputs, path, options)

@@ -71,3 +71,14 @@ def test_merging_seed_summary_compares_each_seed_with_its_own_best_single() -> N
     )  # sample std of 0.02, -0.01
     text = merging.seeds_markdown(summary, "python benchmarks/merging.py --tabulate-seeds 0,1")
     assert "| bn | 9.00 ± 4.24 | 9.00 ± 4.24 | 9.00 ± 4.24 | +0.50 ± 2.12 | +2.00, -1.00 |" in text
+
+
+def test_merging_benchmark_has_rows_for_every_registered_method() -> None:
+    from edgeseg.merge.methods import REGISTRY
+
+    plans = merging.merge_plans(Path("init.safetensors"), ("city", "night", "fog"))
+    assert {options.method for _, options in plans} == set(REGISTRY)
+    assert len({label for label, _ in plans}) == len(plans)  # row labels are unique
+    for _, options in plans:
+        assert (options.base is not None) == REGISTRY[options.method].needs_base
+    assert sum(options.method == "layerwise" for _, options in plans) == 3  # one row per anchor
