@@ -1,4 +1,4 @@
-"""`edgeseg pretrain`: pretrain an MiT encoder on the generic corpus (edgeseg.data.synth_generic).
+"""`edgeseg pretrain`: pretrain an MiT encoder on a generic corpus (edgeseg.data.corpora; default `shapes`).
 
     result = run_pretrain(PretrainConfig(arch="segformer_b1", iters=3000), Path("runs/pretrain_b1"))
 
@@ -55,6 +55,7 @@ class PretrainConfig:
     eval_every: int = 500
     eval_images: int = 96
     augment: str = "none"  # "none" | "photometric" (uda.mixing.photometric_augment on training images)
+    corpus: str = "shapes"  # edgeseg.data.corpora.CORPORA
 
     def __post_init__(self) -> None:
         from edgeseg.models.registry import model_spec
@@ -66,6 +67,9 @@ class PretrainConfig:
             raise ConfigError(
                 f"--size {self.size[0]}x{self.size[1]}: both sides must be multiples of 32 (>= 32)"
             )
+        from edgeseg.data.corpora import get_corpus
+
+        get_corpus(self.corpus)  # unknown names -> one line listing the corpora
         if self.augment not in AUGMENTS:
             raise ConfigError(f"--augment {self.augment!r}: choose one of {', '.join(AUGMENTS)}")
         if not (0 < self.lr < 1):
@@ -78,11 +82,16 @@ class PretrainResult:
     report: dict[str, Any]
 
 
-def corpus_batch(seed: int, first: int, count: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Images first..first+count-1 of the corpus with stream `seed`: (N,H,W,3 BGR uint8, N,H,W uint8)."""
-    from edgeseg.data.synth_generic import corpus_rng, render_generic
+def corpus_batch(
+    seed: int, first: int, count: int, size: tuple[int, int], corpus: str = "shapes"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images first..first+count-1 of `corpus` with stream `seed`: (N,H,W,3 BGR uint8, N,H,W uint8)."""
+    from edgeseg.data.corpora import get_corpus
+    from edgeseg.data.synth_generic import corpus_rng
 
-    pairs = [render_generic(corpus_rng(seed, first + i), size) for i in range(count)]
+    spec = get_corpus(corpus)
+    render = getattr(spec.load(), spec.render)
+    pairs = [render(corpus_rng(seed, first + i), size) for i in range(count)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
@@ -98,16 +107,16 @@ def evaluate_corpus(model: Any, cfg: PretrainConfig) -> dict[str, float]:
     """Pixel accuracy and mIoU on held-out corpus images (stream seed + 1, never trained on)."""
     import torch
 
-    from edgeseg.data.synth_generic import NUM_CLASSES
+    from edgeseg.data.corpora import get_corpus
     from edgeseg.evaluate import ConfusionMatrix, mean_iou, per_class_iou, pixel_accuracy
     from edgeseg.uda.batches import to_tensors
 
     model.eval()
-    conf = ConfusionMatrix(NUM_CLASSES)
+    conf = ConfusionMatrix(get_corpus(cfg.corpus).load().NUM_CLASSES)
     with torch.no_grad():
         for first in range(0, cfg.eval_images, 16):
             n = min(16, cfg.eval_images - first)
-            x, y = to_tensors(*corpus_batch(cfg.seed + 1, first, n, cfg.size))
+            x, y = to_tensors(*corpus_batch(cfg.seed + 1, first, n, cfg.size, cfg.corpus))
             logits = torch.nn.functional.interpolate(
                 model(x), size=y.shape[-2:], mode="bilinear", align_corners=False
             )
@@ -153,8 +162,8 @@ def run_pretrain(
     import torch
 
     from edgeseg.checkpoint import model_meta, save_state
+    from edgeseg.data.corpora import get_corpus
     from edgeseg.data.labels import IMAGENET_MEAN, IMAGENET_STD
-    from edgeseg.data.synth_generic import CORPUS_VERSION, NUM_CLASSES, class_names
     from edgeseg.io_utils import write_json_atomic
     from edgeseg.models.registry import create_model
     from edgeseg.uda.batches import to_tensors
@@ -177,15 +186,18 @@ def run_pretrain(
     torch.manual_seed(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)  # unused by the corpus (indexed), kept for the state format
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = create_model(cfg.arch, num_classes=NUM_CLASSES)
+    corpus = get_corpus(cfg.corpus)
+    corpus_module = corpus.load()
+    model = create_model(cfg.arch, num_classes=corpus_module.NUM_CLASSES)
     model.train()
     optimizer = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, betas=(0.9, 0.999))
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
     start, elapsed_before, history = 0, 0.0, []
     if resume:
         state = load_train_state(ckpt)
-        if state.config != config:
-            diff = sorted(k for k in config if state.config.get(k) != config[k])
+        saved = {"corpus": "shapes", **state.config}  # runs from before --corpus existed used `shapes`
+        if saved != config:
+            diff = sorted(k for k in config if saved.get(k) != config[k])
             raise ConfigError(
                 f"--resume: the run in {out_dir} was started with other settings ({', '.join(diff)}); "
                 "resume with the same options"
@@ -220,7 +232,9 @@ def run_pretrain(
         lr = lr_at(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        x, y = to_tensors(*corpus_batch(cfg.seed, step * cfg.batch_size, cfg.batch_size, cfg.size))
+        x, y = to_tensors(
+            *corpus_batch(cfg.seed, step * cfg.batch_size, cfg.batch_size, cfg.size, cfg.corpus)
+        )
         if cfg.augment == "photometric":  # a generator per step: resume stays exact without extra state
             x = photometric_augment(
                 x, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -258,15 +272,15 @@ def run_pretrain(
 
     provenance = {
         "pretrain": {
-            "corpus": "edgeseg.data.synth_generic",
-            "corpus_version": CORPUS_VERSION,
+            "corpus": corpus.module,
+            "corpus_version": corpus_module.CORPUS_VERSION,
             "iters": cfg.iters,
             "seed": cfg.seed,
             "augment": cfg.augment,
             "command": command,
         }
     }
-    meta = model_meta(model, kind="encoder", provenance=provenance, classes=class_names())
+    meta = model_meta(model, kind="encoder", provenance=provenance, classes=corpus_module.class_names())
     encoder_state = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
     encoder_path = out_dir / ENCODER
     save_state(encoder_state, encoder_path, meta)

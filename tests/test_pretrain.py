@@ -7,27 +7,56 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseg.data.synth_generic import NUM_CLASSES, class_names, corpus_rng, render_generic
+from edgeseg.data.corpora import CORPORA
+from edgeseg.data.synth_generic import corpus_rng
 from edgeseg.errors import ConfigError
 from edgeseg.pretrain import PretrainConfig, lr_at, run_pretrain
 
 
-def test_corpus_is_deterministic_and_labels_in_range() -> None:
-    a_img, a_lab = render_generic(corpus_rng(0, 5), (64, 128))
-    b_img, b_lab = render_generic(corpus_rng(0, 5), (64, 128))
+@pytest.mark.parametrize("name", list(CORPORA))
+def test_corpus_is_deterministic_and_labels_in_range(name: str) -> None:
+    spec = CORPORA[name]
+    module = spec.load()
+    render = getattr(module, spec.render)
+    a_img, a_lab = render(corpus_rng(0, 5), (64, 128))
+    b_img, b_lab = render(corpus_rng(0, 5), (64, 128))
     assert np.array_equal(a_img, b_img) and np.array_equal(a_lab, b_lab)
     assert a_img.shape == (64, 128, 3) and a_img.dtype == np.uint8
-    assert int(a_lab.max()) < NUM_CLASSES and len(class_names()) == NUM_CLASSES
-    c_img, _ = render_generic(corpus_rng(1, 5), (64, 128))
+    assert int(a_lab.max()) < module.NUM_CLASSES and len(module.class_names()) == module.NUM_CLASSES
+    c_img, _ = render(corpus_rng(1, 5), (64, 128))
     assert not np.array_equal(a_img, c_img)  # the held-out stream differs
+    seen = set()
+    for i in range(60):
+        seen |= set(np.unique(render(corpus_rng(0, i), (64, 128))[1]).tolist())
+    assert len(seen) >= 0.8 * module.NUM_CLASSES  # the classes really occur
 
 
-def test_corpus_shares_no_vocabulary_with_the_benchmark() -> None:
-    """No street-scene class name appears among the corpus classes (the classes are shape x texture)."""
+@pytest.mark.parametrize("name", list(CORPORA))
+def test_corpus_shares_no_vocabulary_with_the_benchmark(name: str) -> None:
+    """No street-scene class name appears among the corpus classes (they are texture x shape or kind)."""
     from edgeseg.data.labels import CLASSES
 
-    names = " ".join(class_names())
+    names = " ".join(CORPORA[name].load().class_names())
     assert not any(c in names.split("-") for c in CLASSES)
+    assert not any(c in part.split("-") for c in CLASSES for part in names.split())
+
+
+def test_scenes_corpus_has_ground_below_the_horizon() -> None:
+    """The layout the `scenes` corpus exists for: upper field on top, ground (or what stands on it) below."""
+    from edgeseg.data.synth_scenes import GROUND, NUM_KINDS, UPPER, render_scene
+
+    for i in range(10):
+        _, label = render_scene(corpus_rng(0, i), (64, 128))
+        kinds = label % NUM_KINDS
+        assert (kinds[0] == UPPER).mean() > 0.5 or (
+            kinds[0] > GROUND
+        ).mean() > 0.3  # top row: upper or objects
+        assert not (kinds[-1] == UPPER).any()  # the bottom row is never the upper field
+
+
+def test_unknown_corpus_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match="choose one of shapes, scenes"):
+        PretrainConfig(arch="segformer_tiny", corpus="imagenet")
 
 
 def test_lr_schedule_warms_up_then_decays_to_one_percent() -> None:

@@ -32,10 +32,17 @@ def pretrain(
             "greyscale, blur; SimCLR-style)"
         ),
     ] = "none",
+    corpus: Annotated[
+        str,
+        typer.Option(
+            help="pretraining corpus: shapes (floating textured shapes; the shipped encoders) | scenes "
+            "(objects standing on a receding ground plane)"
+        ),
+    ] = "shapes",
     resume: Annotated[bool, typer.Option(help="continue the interrupted run in --out exactly")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print report.json to stdout")] = False,
 ) -> None:
-    """Pretrain an MiT encoder on the generic shapes-and-textures corpus (no street scenes, no target styles).
+    """Pretrain an MiT encoder on a generic corpus of shapes and textures (no street scenes, no target styles).
 
     The encoder it writes is initial weights for `edgeseg distill` (models.large_init / models.small_init) and
     what `edgeseg weights pack` ships inside the package.
@@ -61,6 +68,7 @@ def pretrain(
         seed=seed,
         threads=threads,
         augment=augment,
+        corpus=corpus,
     )
     # the canonical, complete command (every setting spelled out): what the manifest records to regenerate it
     command = "edgeseg " + shlex.join(
@@ -79,6 +87,7 @@ def pretrain(
             "--seed",
             str(seed),
             *(["--augment", augment] if augment != "none" else []),
+            *(["--corpus", corpus] if corpus != "shapes" else []),
             "--out",
             str(out),
         ]
