@@ -134,9 +134,45 @@ def curve(metrics: Path) -> list[dict]:
     return rows
 
 
+# The shipped encoders every piece committed before pieces recorded `init_sha256` was made with (the
+# manifest's sha256 at dc28d63, unchanged since). A piece names its inits `builtin:<name>`; the name alone
+# would not notice a re-shipped encoder, the hash does.
+LEGACY_INIT_SHA256 = {
+    "builtin:mit_b0_d1_synth": "a97bab69c78c365d0301887da9b4761ae13c0f59dfff0c125ffdf05f843cf56a",
+    "builtin:mit_b1_synth": "50a7bcb91b87d42cd0a6c31480af30f48bcfddebfb8d8bfff8cce4d8bb61e8b4",
+}
+
+
+def builtin_init_sha256(config: dict) -> dict[str, str]:
+    """sha256 (from the shipped manifest) of every `builtin:` init a run config names."""
+    from edgeseg.weights import read_manifest
+
+    entries = read_manifest()["weights"]
+    models = config.get("models", {})
+    refs = [models.get("large_init", ""), models.get("small_init", ""), *models.get("teacher_init", [])]
+    out = {}
+    for ref in refs:
+        if isinstance(ref, str) and ref.startswith("builtin:"):
+            entry = entries.get(ref[len("builtin:") :], {})
+            out[ref] = entry.get("sha256", "missing")
+    return out
+
+
+def same_inits(piece: dict, want: dict) -> bool:
+    """The piece was made from the builtin encoders the current manifest ships (legacy pieces: see above).
+    A finished run folder's report records no hashes: it is checked against the manifest of the moment, so
+    delete `--work` when the shipped encoders change."""
+    recorded = piece.get("init_sha256", LEGACY_INIT_SHA256)
+    return all(recorded.get(ref) == sha for ref, sha in builtin_init_sha256(want).items())
+
+
 def slim(report: dict, out: Path) -> dict:
     keep = ("config", "student", "teacher", "source_only", "wall_time_s")
-    return {**{k: report[k] for k in keep if k in report}, "curve": curve(out / "metrics.jsonl")}
+    return {
+        **{k: report[k] for k in keep if k in report},
+        "init_sha256": builtin_init_sha256(report.get("config", {})),
+        "curve": curve(out / "metrics.jsonl"),
+    }
 
 
 def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: int) -> dict | None:
@@ -168,7 +204,9 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
     piece = piece_path(args, target, row, seed)
     if piece.is_file():  # a committed piece of exactly this configuration: reuse it
         done = json.loads(piece.read_text())
-        if config_matches(portable(done.get("config", {})), portable(want), defaults):
+        if config_matches(portable(done.get("config", {})), portable(want), defaults) and same_inits(
+            done, want
+        ):
             return done
         if args.tabulate_only:
             return None
@@ -177,7 +215,7 @@ def run_one(args: argparse.Namespace, data: Path, target: str, row: str, seed: i
         return None
     if report.is_file():  # reuse a finished run, but only one made with exactly this configuration
         done = json.loads(report.read_text())
-        if not config_matches(done.get("config", {}), want, defaults):
+        if not (config_matches(done.get("config", {}), want, defaults) and same_inits(slim(done, out), want)):
             raise SystemExit(
                 f"{out} holds a run with a different configuration; delete it or use another --work"
             )

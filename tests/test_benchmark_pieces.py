@@ -82,3 +82,18 @@ def test_merging_benchmark_has_rows_for_every_registered_method() -> None:
     for _, options in plans:
         assert (options.base is not None) == REGISTRY[options.method].needs_base
     assert sum(options.method == "layerwise" for _, options in plans) == 3  # one row per anchor
+
+
+def test_pieces_of_a_reshipped_encoder_are_not_reused() -> None:
+    """Pieces name inits `builtin:<name>`; the manifest sha256 they were made with must match today's."""
+    want = {"models": {"large_init": "builtin:mit_b1_synth", "small_init": "builtin:mit_b0_d1_synth"}}
+    now = adaptation.builtin_init_sha256(want)
+    assert set(now) == {"builtin:mit_b1_synth", "builtin:mit_b0_d1_synth"}
+    assert now == {k: adaptation.LEGACY_INIT_SHA256[k] for k in now}  # today's manifest = the legacy pieces'
+    assert adaptation.same_inits({}, want)  # a piece from before hashes were recorded
+    assert adaptation.same_inits({"init_sha256": dict(now)}, want)
+    stale = {**now, "builtin:mit_b0_d1_synth": "0" * 64}
+    assert not adaptation.same_inits({"init_sha256": stale}, want)
+    assert adaptation.same_inits(
+        {"init_sha256": stale}, {"models": {"small_init": "runs/x/encoder.safetensors"}}
+    )
