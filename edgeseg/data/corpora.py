@@ -41,6 +41,13 @@ CORPORA: dict[str, Corpus] = {
             "random-coloured upright objects on a receding ground plane under a horizon (layout, no classes "
             "of the benchmark)",
         ),
+        Corpus(
+            "things",
+            "edgeseg.data.synth_things",
+            "render_things",
+            "object categories (vehicles, people, two-wheelers, trees, poles, lights, signs) in random colours "
+            "and textures over dead-leaves clutter: no street layout, no domain palette or camera effect",
+        ),
     )
 }
 
