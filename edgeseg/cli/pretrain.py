@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.cli.validate import ranged, seed_option
+from edgeseg.data.corpora import CORPORA
 
 
 def pretrain(
@@ -35,22 +36,23 @@ def pretrain(
     corpus: Annotated[
         str,
         typer.Option(
-            help="pretraining corpus: shapes (floating textured shapes; the shipped encoders) | scenes "
-            "(objects standing on a receding ground plane)"
+            help="pretraining corpus: "
+            + " | ".join(f"{c.name} ({c.summary})" for c in CORPORA.values())
+            + "; the shipped encoders were made on things"
         ),
     ] = "shapes",
     resume: Annotated[bool, typer.Option(help="continue the interrupted run in --out exactly")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print report.json to stdout")] = False,
 ) -> None:
-    """Pretrain an MiT encoder on a generic corpus of shapes and textures (no street scenes, no target styles).
+    """Pretrain an MiT encoder on a generated corpus (no street layout, no target style; see --corpus).
 
     The encoder it writes is initial weights for `edgeseg distill` (models.large_init / models.small_init) and
     what `edgeseg weights pack` ships inside the package.
 
     Examples:
-      edgeseg pretrain --arch segformer_b1 --iters 3000 --out runs/pretrain_b1
-      edgeseg pretrain --arch segformer_b0_d1 --iters 3000 --out runs/pretrain_b0_d1
-      edgeseg pretrain --arch segformer_b1 --iters 3000 --out runs/pretrain_b1 --resume
+      edgeseg pretrain --arch segformer_b1 --iters 2500 --corpus things --out runs/pretrain_b1
+      edgeseg pretrain --arch segformer_b0_d1 --iters 2500 --corpus things --out runs/pretrain_b0_d1
+      edgeseg pretrain --arch segformer_b1 --iters 2500 --corpus things --out runs/pretrain_b1 --resume
     """
     from edgeseg.cli.progress import progress_bar
     from edgeseg.data.synthetic import parse_size

@@ -32,7 +32,7 @@ CORPORA: dict[str, Corpus] = {
             "shapes",
             "edgeseg.data.synth_generic",
             "render_generic",
-            "dead-leaves shapes with random colours and three texture families (the shipped encoders' corpus)",
+            "dead-leaves shapes with random colours and three texture families (the first shipped encoders' corpus)",
         ),
         Corpus(
             "scenes",
