@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeseg.data import synth_objects as obj
+from edgeseg.data.labels import CLASSES
 from edgeseg.data.synth_canvas import Camera, Canvas
 from edgeseg.data.synth_generic import TEXTURES, _texture, render_generic
 from edgeseg.data.synth_styles import (
@@ -41,58 +42,17 @@ from edgeseg.data.synth_styles import (
     VEGETATION,
 )
 
-CATEGORIES = (
-    "background",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "tree",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
+# The trainIds the object models paint, in corpus order (category i + 1; 0 = background). Names are the
+# benchmark's, except that vegetation, which the object models paint only as trees here, is called "tree".
+_PAINTED = (POLE, LIGHT, SIGN, VEGETATION, PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE)
+CATEGORIES = ("background", *("tree" if t == VEGETATION else CLASSES[t] for t in _PAINTED))
 NUM_CLASSES = len(CATEGORIES)
 CORPUS_VERSION = 1
 # The benchmark's object classes this corpus knows by name, as ImageNet knows cars and people (a test holds
 # every corpus to its declaration and forbids surface classes such as road, building or sky).
-BENCHMARK_CATEGORIES = frozenset(
-    (
-        "pole",
-        "traffic light",
-        "traffic sign",
-        "person",
-        "rider",
-        "car",
-        "truck",
-        "bus",
-        "train",
-        "motorcycle",
-        "bicycle",
-    )
-)
-# trainId the object models paint -> corpus category
-_CATEGORY_OF = {
-    POLE: 1,
-    LIGHT: 2,
-    SIGN: 3,
-    VEGETATION: 4,
-    PERSON: 5,
-    RIDER: 6,
-    CAR: 7,
-    TRUCK: 8,
-    BUS: 9,
-    TRAIN: 10,
-    MOTORCYCLE: 11,
-    BICYCLE: 12,
-}
-_LUT = np.zeros(256, np.uint8)
-for _tid, _cat in _CATEGORY_OF.items():
-    _LUT[_tid] = _cat
+BENCHMARK_CATEGORIES = frozenset(CATEGORIES) & frozenset(CLASSES)
+_LUT = np.zeros(256, np.uint8)  # trainId painted -> corpus category
+_LUT[list(_PAINTED)] = np.arange(1, NUM_CLASSES, dtype=np.uint8)
 KINDS = ("vehicle", "person", "two_wheeler", "tree", "lamp", "traffic_light", "traffic_sign")
 
 
@@ -105,7 +65,9 @@ def _rgb(rng: np.random.Generator) -> tuple[float, float, float]:
     return float(c[0]), float(c[1]), float(c[2])
 
 
-def _person(rng: np.random.Generator, cam: Camera, cls: int, x: float, z: float, base: float = 0.0):
+def _person(
+    rng: np.random.Generator, cam: Camera, cls: int, x: float, z: float, base: float = 0.0
+) -> obj.Draw:
     height = float(rng.uniform(1.55, 1.95))
     return obj.person(
         cam, cls, x, z, height, _rgb(rng), _rgb(rng), _rgb(rng), float(rng.uniform(0, 0.4)), base
